@@ -1,0 +1,125 @@
+"""Resource limits for builds and one-off commands, so one app cannot take the host down.
+
+`preexec(memory_bytes, cpu_seconds, nofile)` makes a subprocess `preexec_fn`
+that puts the child in a new session (its own process group, no terminal)
+and sets RLIMIT_AS, RLIMIT_CPU and RLIMIT_NOFILE on it. `run_limited` runs a
+command under those limits and a wall-clock timeout, streams its combined
+stdout and stderr line by line to a callback as they arrive, and returns its
+exit status (negative: killed by that signal).
+
+It must never leave anything of the command running when it returns or
+raises: on timeout, on an exception from the callback, and after a normal
+exit, whatever is left in the command's process group is SIGKILLed. Turning
+a timeout or a failure into a user's message is the caller's job.
+"""
+import os
+import resource
+import selectors
+import signal
+import subprocess
+import time
+
+from runtime.shimlog import LineSplitter
+
+READ_SIZE = 64 * 1024
+# How long output may still come from a pipe after the command exited and
+# its group was killed (a process that left the group may hold it open).
+DRAIN_AFTER_EXIT = 1.0
+
+
+def preexec(memory_bytes: int | None, cpu_seconds: int | None, nofile: int | None):
+    """A preexec_fn: new session, then the limits that are not None.
+
+    memory_bytes caps the address space (allocations fail past it, so
+    runtimes report out of memory instead of the host swapping); cpu_seconds
+    caps CPU time (SIGXCPU at the limit, SIGKILL a second later); nofile caps
+    open descriptors (never above the current hard limit). Do not combine
+    with start_new_session: this already makes the new session.
+    """
+    limits = []
+    if memory_bytes is not None:
+        limits.append((resource.RLIMIT_AS, (memory_bytes, memory_bytes)))
+    if cpu_seconds is not None:
+        limits.append((resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1)))
+    if nofile is not None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        if hard != resource.RLIM_INFINITY:
+            nofile = min(nofile, hard)
+        limits.append((resource.RLIMIT_NOFILE, (nofile, nofile)))
+
+    def setup():
+        os.setsid()
+        for which, value in limits:
+            resource.setrlimit(which, value)
+    return setup
+
+
+def run_limited(argv, *, cwd, env, timeout: float | None, memory_bytes: int | None,
+                on_line, cpu_seconds: int | None = None, nofile: int | None = None) -> int:
+    """Run argv with limits, calling on_line(str) per output line; return its exit status.
+
+    stdin is /dev/null; stdout and stderr are merged. Raises TimeoutError
+    when the command (with anything still holding its output open) is not
+    done after timeout seconds, OSError when it cannot be started (missing
+    program or cwd), and whatever on_line raises; in each case its process
+    group has been killed first.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    proc = subprocess.Popen(
+        list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, close_fds=True,
+        preexec_fn=preexec(memory_bytes, cpu_seconds, nofile))
+    try:
+        _stream(proc, deadline, on_line)
+    except BaseException:
+        _kill_group(proc.pid)
+        proc.wait()
+        raise
+    finally:
+        proc.stdout.close()
+    return proc.returncode
+
+
+def _stream(proc: subprocess.Popen, deadline: float | None, on_line) -> None:
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    splitter = LineSplitter()
+    leftovers_killed = False
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            if not leftovers_killed and proc.poll() is not None:
+                # Nothing may outlive the command; a background process
+                # holding the pipe would keep us reading until the timeout.
+                _kill_group(proc.pid)
+                leftovers_killed = True
+                drained = time.monotonic() + DRAIN_AFTER_EXIT
+                deadline = drained if deadline is None else min(deadline, drained)
+            wait = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
+            if wait <= 0:
+                break
+            if not selector.select(wait):
+                continue
+            data = os.read(fd, READ_SIZE)
+            for line in splitter.feed(data) if data else splitter.close():
+                on_line(line)
+            if not data:
+                break
+    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+    try:
+        proc.wait(remaining)  # it may have closed its output and kept running
+    except subprocess.TimeoutExpired:
+        raise TimeoutError(f"{argv0(proc)} did not finish in time") from None
+    _kill_group(proc.pid)
+
+
+def argv0(proc: subprocess.Popen) -> str:
+    args = proc.args
+    return os.path.basename(args[0]) if args else "command"
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,424 @@
+"""The per-instance shim: runs one instance's processes and keeps them running.
+
+A small supervisor in the spirit of runit's runsv. The runtime daemon starts
+one per instance with `python -m runtime.shim SPEC_PATH` (see
+runtime.shimctl.spawn), detached in its own session, so the instance keeps
+serving when the daemon dies; a restarted daemon finds the shim again through
+its pid file. The shim starts every process in its own process group with
+stdout and stderr on pipes, writes their lines with timestamps into the
+instance log (runtime.shimlog), restarts a process that exits with
+exponential backoff, and reports every state change in a status file. One
+loop over a selector does it all: signal handlers only set a flag and wake
+the loop, and children are reaped in the loop, never in a handler.
+
+On SIGTERM or SIGINT it signals every process group, waits stop_grace
+seconds, SIGKILLs what is left, writes the final status, removes its pid
+file and exits 0.
+
+It must never die from its children's behaviour (closed pipes, floods of
+output, forks, instant exits, signals), never restart anything once it is
+stopping, and never leave a child running after it is killed itself: each
+child asks the kernel for SIGKILL when the shim dies (PR_SET_PDEATHSIG).
+That reaches the direct child, the leader of its process group; processes a
+shell started in the background are its grandchildren and may survive a
+kill -9 of the shim (a normal stop signals whole groups and reaches them).
+"""
+import ctypes
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+
+from dotcloud import logs
+from dotcloud.fsutil import write_atomic, write_json
+from runtime import shimctl
+from runtime.shimlog import InstanceLog, LineSplitter
+from runtime.shimspec import ProcessSpec, ShimSpec, SpecError, load
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+# Worst last: the top-level state is the worst state of any process.
+STATE_RANK = {"stopped": 0, "running": 1, "starting": 2, "backoff": 3, "crashed": 4}
+TAIL_LINES = 10
+TAIL_CHARS = 500
+READ_SIZE = 64 * 1024
+KILL_WAIT = 2.0
+STOP_POLL = 0.05
+EXIT_FAILED_TO_START = 127
+
+
+def describe_exit(code: int) -> str:
+    if code >= 0:
+        return f"exited status={code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
+
+
+def seconds(value: float) -> str:
+    """2.0 -> '2.0', 0.05 -> '0.05': short, but exact enough for small test delays."""
+    text = f"{value:.2f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+class Process:
+    """Supervision state of one named process (mutable: it is the shim's bookkeeping)."""
+
+    def __init__(self, spec: ProcessSpec, delay: float):
+        self.spec = spec
+        self.name = spec.name
+        self.state = "starting"
+        self.popen = None
+        self.started_at = None
+        self.started_mono = 0.0
+        self.restarts = 0
+        self.unstable = 0  # restarts since it last ran for stable_after seconds
+        self.delay = delay
+        self.restart_at = None
+        self.stable_at = None
+        self.last_exit = None
+        self.last_exit_at = None
+        self.tail = deque(maxlen=TAIL_LINES)
+
+    def status(self) -> dict:
+        return {"pid": self.popen.pid if self.popen else None, "state": self.state,
+                "started_at": self.started_at, "restarts": self.restarts,
+                "last_exit": self.last_exit, "last_exit_at": self.last_exit_at,
+                "last_lines": list(self.tail)}
+
+
+class Stream:
+    """The read end of one process's stdout or stderr pipe."""
+
+    def __init__(self, fd: int, process: Process):
+        self.fd = fd
+        self.process = process
+        self.splitter = LineSplitter()
+
+
+class Shim:
+    def __init__(self, spec: ShimSpec):
+        self.spec = spec
+        self.logger = logs.get("shim", instance=spec.instance)
+        self.log = InstanceLog(spec.log_path, spec.log_max_bytes, spec.log_keep,
+                               on_error=self._log_error)
+        self.processes = [Process(p, spec.backoff_initial) for p in spec.processes]
+        self.selector = selectors.DefaultSelector()
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.stop_signal = None
+        self.stop_deadline = None
+        self.stop_groups = ()
+        self.kill_deadline = None
+        self.done = False
+
+    # -- the loop -------------------------------------------------------
+
+    def run(self) -> int:
+        self._detach()
+        wake = self._install_signals()
+        write_atomic(self.spec.pid_path, f"{os.getpid()}\n".encode())
+        self.logger.info("shim_started", pid=os.getpid(), processes=len(self.processes))
+        for proc in self.processes:
+            self._start(proc)
+        self._write_status()
+        while not self.done:
+            try:
+                self._poll(wake)
+                self._reap()
+                self._tick()
+            except Exception:
+                # A bug here must not take the instance down with the shim.
+                self.logger.exception("shim_loop_error")
+                time.sleep(0.1)
+        self._finish()
+        return 0
+
+    def _detach(self) -> None:
+        try:
+            os.setsid()
+        except OSError:
+            pass  # already a session leader (spawned with start_new_session)
+        os.chdir("/")
+        # Orphaned grandchildren come to us to be reaped, so a stopped
+        # group empties instead of leaving zombies behind.
+        self.libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+    def _install_signals(self) -> int:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # only to wake the loop
+        self.selector.register(wake_r, selectors.EVENT_READ, None)
+        return wake_r
+
+    def _on_stop_signal(self, signum, frame) -> None:
+        if self.stop_signal is None:
+            self.stop_signal = signum
+
+    def _poll(self, wake: int) -> None:
+        for key, _ in self.selector.select(self._timeout()):
+            if key.data is None:
+                while True:
+                    try:
+                        if not os.read(wake, 4096):
+                            break
+                    except BlockingIOError:
+                        break
+            else:
+                self._read(key.data)
+
+    def _timeout(self) -> float | None:
+        if self.stop_signal is not None:
+            return STOP_POLL
+        due = [t for p in self.processes for t in (p.restart_at, p.stable_at) if t is not None]
+        return max(0.0, min(due) - time.monotonic()) if due else None
+
+    def _tick(self) -> None:
+        if self.stop_signal is not None:
+            if self.stop_deadline is None:
+                self._begin_stop()
+            self._check_stopped()
+            return
+        now = time.monotonic()
+        for proc in self.processes:
+            if proc.stable_at is not None and now >= proc.stable_at:
+                self._became_stable(proc)
+            if proc.restart_at is not None and now >= proc.restart_at:
+                proc.restart_at = None
+                proc.restarts += 1
+                proc.unstable += 1
+                self._start(proc)
+                self._write_status()
+
+    # -- processes ------------------------------------------------------
+
+    def _start(self, proc: Process) -> None:
+        pipes = [os.pipe(), os.pipe()]
+        proc.started_at = time.time()
+        proc.started_mono = time.monotonic()
+        try:
+            proc.popen = subprocess.Popen(
+                list(proc.spec.argv), cwd=proc.spec.cwd, env=dict(proc.spec.env),
+                stdin=subprocess.DEVNULL, stdout=pipes[0][1], stderr=pipes[1][1],
+                close_fds=True, start_new_session=True, preexec_fn=self._child_setup())
+        except (OSError, subprocess.SubprocessError, ValueError) as e:
+            for r, w in pipes:
+                os.close(r)
+                os.close(w)
+            self._exited(proc, EXIT_FAILED_TO_START, f"failed to start ({e})")
+            return
+        for r, w in pipes:
+            os.close(w)
+            os.set_blocking(r, False)
+            self.selector.register(r, selectors.EVENT_READ, Stream(r, proc))
+        proc.state = "crashed" if proc.unstable >= self.spec.crash_loop_restarts else "running"
+        proc.stable_at = proc.started_mono + self.spec.stable_after
+        self._event(proc, f"started pid={proc.popen.pid}")
+
+    def _child_setup(self):
+        prctl = self.libc.prctl
+        shim_pid = os.getpid()
+
+        def setup():
+            # Ignored signals survive exec; the app gets SIGHUP as usual.
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+            prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+            if os.getppid() != shim_pid:
+                os.kill(os.getpid(), signal.SIGKILL)  # the shim died before prctl
+        return setup
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            for proc in self.processes:
+                if proc.popen is not None and proc.popen.pid == pid:
+                    code = os.waitstatus_to_exitcode(status)
+                    proc.popen.returncode = code  # keeps subprocess from polling a reused pid
+                    self._exited(proc, code, describe_exit(code))
+            # Any other pid was an orphaned grandchild: reaping it was all.
+
+    def _exited(self, proc: Process, code: int, reason: str) -> None:
+        now = time.monotonic()
+        pgid = proc.popen.pid if proc.popen is not None else None
+        proc.popen = None
+        proc.stable_at = None
+        proc.last_exit = code
+        proc.last_exit_at = time.time()
+        if self.stop_deadline is not None:
+            proc.state = "stopped"
+            self._event(proc, f"stopped ({reason})")
+            self._write_status()
+            return
+        if pgid is not None and _signal_group(pgid, signal.SIGKILL):
+            reason += ", killed the processes it left in its group"
+        if now - proc.started_mono >= self.spec.stable_after:
+            self._reset_backoff(proc)
+        delay = proc.delay
+        proc.delay = min(delay * 2, self.spec.backoff_max)
+        proc.restart_at = now + delay
+        if proc.unstable >= self.spec.crash_loop_restarts:
+            proc.state = "crashed"
+            reason += (f", crash loop ({proc.unstable} restarts without running "
+                       f"{seconds(self.spec.stable_after)}s)")
+        else:
+            proc.state = "backoff"
+        self._event(proc, f"{reason}, restarting in {seconds(delay)}s")
+        self._write_status()
+
+    def _became_stable(self, proc: Process) -> None:
+        self._reset_backoff(proc)
+        if proc.state == "crashed":
+            proc.state = "running"
+            self._event(proc, f"running for {seconds(self.spec.stable_after)}s, "
+                              "out of the crash loop")
+            self._write_status()
+
+    def _reset_backoff(self, proc: Process) -> None:
+        proc.stable_at = None
+        proc.delay = self.spec.backoff_initial
+        proc.unstable = 0
+
+    # -- stopping -------------------------------------------------------
+
+    def _begin_stop(self) -> None:
+        name = signal.Signals(self.stop_signal).name
+        self.logger.info("shim_stopping", signal=name)
+        self.stop_deadline = time.monotonic() + self.spec.stop_grace
+        groups = []
+        for proc in self.processes:
+            proc.restart_at = proc.stable_at = None
+            if proc.popen is None:
+                proc.state = "stopped"
+                self._event(proc, f"stopped (got {name} while waiting to restart)")
+                continue
+            proc.state = "stopping"
+            groups.append(proc.popen.pid)
+            self._event(proc, f"stopping (got {name}, sending SIGTERM)")
+            _signal_group(proc.popen.pid, signal.SIGTERM)
+        self.stop_groups = tuple(groups)
+        self._write_status()
+
+    def _check_stopped(self) -> None:
+        now = time.monotonic()
+        running = [p for p in self.processes if p.popen is not None]
+        groups = [g for g in self.stop_groups if _signal_group(g, 0)]
+        if not running and not groups:
+            self.done = True
+        elif self.kill_deadline is None and now >= self.stop_deadline:
+            for proc in running:
+                self._event(proc, f"still running after {seconds(self.spec.stop_grace)}s, "
+                                  "sending SIGKILL")
+            for group in groups:
+                _signal_group(group, signal.SIGKILL)
+            self.kill_deadline = now + KILL_WAIT
+        elif self.kill_deadline is not None and now >= self.kill_deadline:
+            self.logger.warning("shim_kill_timeout", left=[p.popen.pid for p in running])
+            self.done = True
+
+    def _finish(self) -> None:
+        for key in list(self.selector.get_map().values()):
+            if key.data is not None:
+                self._read(key.data, drain=True)
+        self._write_status()
+        try:
+            with open(self.spec.pid_path) as f:
+                mine = f.read().strip() == str(os.getpid())
+            if mine:
+                os.unlink(self.spec.pid_path)
+        except OSError:
+            pass
+        self.log.close()
+        self.logger.info("shim_stopped")
+
+    # -- output and status ----------------------------------------------
+
+    def _read(self, stream: Stream, drain: bool = False) -> None:
+        while True:
+            try:
+                data = os.read(stream.fd, READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if data:
+                self._output(stream.process, stream.splitter.feed(data))
+            else:
+                self.selector.unregister(stream.fd)
+                os.close(stream.fd)
+                self._output(stream.process, stream.splitter.close())
+                return
+            if not drain:
+                return
+
+    def _output(self, proc: Process, lines: list[str]) -> None:
+        if lines:
+            proc.tail.extend(line[:TAIL_CHARS] for line in lines[-TAIL_LINES:])
+            self.log.write(proc.name, lines)
+
+    def _event(self, proc: Process, text: str) -> None:
+        self.log.write(proc.name, [f"[dotcloud] {text}"])
+
+    def _log_error(self, event: str, error: OSError) -> None:
+        self.logger.warning(event, path=self.spec.log_path, error=str(error))
+
+    def _write_status(self) -> None:
+        if self.done:
+            state = "stopped"
+        elif self.stop_deadline is not None:
+            state = "stopping"
+        else:
+            state = max((p.state for p in self.processes), key=STATE_RANK.__getitem__)
+        status = {"instance": self.spec.instance, "shim_pid": os.getpid(), "state": state,
+                  "processes": {p.name: p.status() for p in self.processes},
+                  "updated_at": time.time()}
+        try:
+            write_json(self.spec.status_path, status)
+        except OSError as e:
+            self.logger.warning("status_write_failed", path=self.spec.status_path, error=str(e))
+
+
+def _signal_group(pgid: int, signum: int) -> bool:
+    """Signal a process group; False when it has no process left."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # a member changed its user: it still exists
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m runtime.shim SPEC_PATH", file=sys.stderr)
+        return 2
+    try:
+        spec = load(argv[0])
+    except SpecError as e:
+        print(f"shim: invalid spec: {e}", file=sys.stderr)
+        return 2
+    logs.configure()
+    other = shimctl.alive(spec.pid_path, argv[0])
+    if other is not None and other != os.getpid():
+        print(f"shim: {spec.instance} is already supervised by pid {other}", file=sys.stderr)
+        return 1
+    return Shim(spec).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
