@@ -1,0 +1,111 @@
+"""What every service type shares: the build's inputs and outputs, and helpers.
+
+`BuildContext` is what the pipeline hands a build; `BuildResult` is what it
+gets back: the processes to run (argv tuples; the runtime replaces the
+literal `{port}` in any item with the instance's port and runs them with
+the working directory `ctx.src`), runtime environment additions, and whether
+the service answers HTTP (its `web` process, on $PORT). A buildpack never
+starts the processes it declares and never touches another release.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Callable, Mapping
+
+from .spec import ServiceSpec
+
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+# What a build inherits from the platform's own environment: enough to find
+# tools and reach package registries (proxies, certificates, pip/npm
+# settings), nothing else of the server's.
+PASSTHROUGH = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME",
+                         "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"})
+PASSTHROUGH_PREFIXES = ("LC_", "PIP_", "NPM_CONFIG_", "SSL_CERT_")
+
+
+def _frozen(mapping: Mapping) -> Mapping:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    app: str
+    service: ServiceSpec
+    src: Path            # the service's approot inside the new release; writable
+    release_dir: Path
+    cache_dir: Path      # DATA/cache, shared by every app and release
+    env: Mapping[str, str]
+    log: Callable[[str], None]
+    timeout: float = 600
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "src", Path(self.src))
+        object.__setattr__(self, "release_dir", Path(self.release_dir))
+        object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+        object.__setattr__(self, "env", _frozen(self.env))
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    processes: Mapping[str, tuple[str, ...]]
+    env: Mapping[str, str] = field(default_factory=dict)
+    http: bool = False
+    incremental: bool = False
+    # Bytes of the built src tree plus the dependencies it runs with (the
+    # shared cache entry counts in full, even when other releases share it).
+    size_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "processes", MappingProxyType(
+            {name: tuple(argv) for name, argv in self.processes.items()}))
+        object.__setattr__(self, "env", _frozen(self.env))
+
+
+class Buildpack:
+    """One service type. Subclasses implement `build`; the rest has defaults."""
+
+    def check(self, ctx: BuildContext) -> None:
+        """Refuse early, before any hook runs, what this type cannot build."""
+
+    def plan(self, ctx: BuildContext) -> bool:
+        """True when the build will reuse complete cached dependencies."""
+        return False
+
+    def build(self, ctx: BuildContext) -> BuildResult:
+        raise NotImplementedError
+
+
+def _passes(name: str) -> bool:
+    return (name in PASSTHROUGH or name.startswith(PASSTHROUGH_PREFIXES)
+            or name.lower() in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"))
+
+
+def base_env() -> dict[str, str]:
+    """The platform's environment, filtered to what builds and apps need."""
+    env = {k: v for k, v in os.environ.items() if _passes(k)}
+    env.setdefault("PATH", DEFAULT_PATH)
+    return env
+
+
+def build_env(ctx: BuildContext, **extra: str) -> dict[str, str]:
+    """The environment of a build step: platform basics, then the service's own."""
+    env = base_env()
+    env.update(ctx.env)
+    env.update(extra)
+    return env
+
+
+def shell(command: str) -> tuple[str, ...]:
+    """A user's own command line from their build file or Procfile."""
+    return ("/bin/sh", "-c", command)
+
+
+def user_processes(spec: ServiceSpec) -> dict[str, tuple[str, ...]]:
+    return {name: shell(command) for name, command in spec.processes.items()}
+
+
+def prepend_path(directory: Path, path: str) -> str:
+    return f"{directory}:{path}" if path else str(directory)

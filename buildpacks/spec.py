@@ -1,0 +1,123 @@
+"""The plain data a build file describes: services, health checks, warnings.
+
+These are frozen values, built once by the parser (or by tree detection) and
+read by the builder, the pipeline and the runtime. `to_dict`/`from_dict` give
+a JSON-safe form for the release record. Nothing here reads files or
+validates user input: that is `buildpacks.schema`'s job; `from_dict` trusts
+data this module wrote itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from dotcloud.errors import BuildError
+
+TYPES = ("python", "python-worker", "nodejs", "static", "custom", "postgresql", "redis")
+
+
+class BuildfileError(BuildError):
+    """The build file (or the tree it describes) is unusable; says where and why."""
+
+
+def freeze(value: Any) -> Any:
+    """Deep-immutable copy: dicts become read-only mappings, lists tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({str(k): freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """The JSON-safe inverse of `freeze`."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
+def _empty() -> Mapping:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    path: str = "/"
+    timeout: float = 30.0
+    interval: float = 0.5
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    type: str
+    approot: str = "."
+    environment: Mapping[str, str] = field(default_factory=_empty)
+    requirements: tuple[str, ...] = ()
+    prebuild: str | None = None
+    postbuild: str | None = None
+    processes: Mapping[str, str] = field(default_factory=_empty)
+    config: Mapping[str, Any] = field(default_factory=_empty)
+    instances: int = 1
+    healthcheck: Healthcheck = field(default_factory=Healthcheck)
+    buildscript: str | None = None
+
+    def __post_init__(self) -> None:
+        # Callers may hand in plain dicts and lists; store them read-only so a
+        # spec shared between threads can never change under a reader.
+        object.__setattr__(self, "environment", freeze(
+            {k: str(v) for k, v in dict(self.environment).items()}))
+        object.__setattr__(self, "processes", freeze(dict(self.processes)))
+        object.__setattr__(self, "config", freeze(dict(self.config)))
+        object.__setattr__(self, "requirements", tuple(self.requirements))
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "approot": self.approot,
+            "environment": dict(self.environment),
+            "requirements": list(self.requirements),
+            "prebuild": self.prebuild,
+            "postbuild": self.postbuild,
+            "processes": dict(self.processes),
+            "config": thaw(self.config),
+            "instances": self.instances,
+            "healthcheck": {"path": self.healthcheck.path,
+                            "timeout": self.healthcheck.timeout,
+                            "interval": self.healthcheck.interval},
+            "buildscript": self.buildscript,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ServiceSpec":
+        hc = d.get("healthcheck") or {}
+        return cls(
+            name=d["name"],
+            type=d["type"],
+            approot=d.get("approot", "."),
+            environment=d.get("environment") or {},
+            requirements=tuple(d.get("requirements") or ()),
+            prebuild=d.get("prebuild"),
+            postbuild=d.get("postbuild"),
+            processes=d.get("processes") or {},
+            config=d.get("config") or {},
+            instances=int(d.get("instances", 1)),
+            healthcheck=Healthcheck(path=hc.get("path", "/"),
+                                    timeout=float(hc.get("timeout", 30.0)),
+                                    interval=float(hc.get("interval", 0.5))),
+            buildscript=d.get("buildscript"),
+        )
+
+
+@dataclass(frozen=True)
+class Buildfile:
+    services: Mapping[str, ServiceSpec]
+    warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "services", MappingProxyType(dict(self.services)))
+        object.__setattr__(self, "warnings", tuple(self.warnings))
