@@ -1,0 +1,28 @@
+# The two commands of README.rst: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= $(CURDIR)/var
+PYTEST_ARGS ?=
+
+.PHONY: run test install bench clean
+
+$(BIN)/dotcloud-server: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet '.[test]'
+	touch $@
+
+install: $(BIN)/dotcloud-server
+
+run: install
+	$(BIN)/dotcloud-server --data $(DATA) up
+
+test: install
+	$(BIN)/python -m pytest -p no:cacheprovider -q $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/push_bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,79 @@
+"""The one settings object, built at the edge from flags, environment and
+the data directory's optional config file (DATA/config.yml).
+
+Precedence: command-line flag > DATA/config.yml > built-in default.
+"""
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import yaml
+
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class Settings:
+    data: Path
+    bind: str = "127.0.0.1"
+    ssh_port: int = 2222
+    http_port: int = 8080
+    admin_port: int = 0
+    domain: str = "localhost"
+    runtime: str = "process"
+    log_json: bool = False
+    keep_releases: int = 5
+    max_push_bytes: int = 512 * 1024 * 1024
+    drain_timeout: float = 30.0
+    stop_grace: float = 10.0
+    build_timeout: float = 1200.0
+    build_memory_bytes: int = 4 * 1024 ** 3
+    port_range: tuple = (20000, 29999)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data / "run"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data / "dotcloud.db"
+
+    def url(self, app: str) -> str:
+        port = "" if self.http_port == 80 else f":{self.http_port}"
+        return f"http://{app}.{self.domain}{port}/"
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("DOTCLOUD_DATA")
+    if env:
+        return Path(env)
+    return Path.home() / ".local" / "share" / "dotcloud"
+
+
+def load(data: Path | None = None, **overrides) -> Settings:
+    """Build settings; overrides whose value is None are ignored."""
+    data = Path(data or default_data_dir()).absolute()
+    values: dict = {}
+    config = data / "config.yml"
+    if config.exists():
+        try:
+            loaded = yaml.safe_load(config.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{config}: not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise UsageError(f"{config}: expected a mapping of setting: value")
+        known = {f.name for f in fields(Settings)} - {"data"}
+        for key, value in loaded.items():
+            key = str(key).replace("-", "_")
+            if key not in known:
+                raise UsageError(f"{config}: unknown setting '{key}'")
+            values[key] = tuple(value) if key == "port_range" else value
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = replace(Settings(data=data), **values)
+    ensure_dirs(settings)
+    return settings
+
+
+def ensure_dirs(settings: Settings) -> None:
+    for sub in ("", "run", "repos", "releases", "cache", "logs", "instances"):
+        (settings.data / sub).mkdir(parents=True, exist_ok=True)

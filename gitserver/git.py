@@ -1,0 +1,119 @@
+"""Serves git-receive-pack and git-upload-pack with dulwich's handlers.
+
+A Backend maps a validated app name to its bare repository and applies
+permissions; ReceivePack runs the build-and-deploy pipeline from dulwich's
+per-ref update seam, so a failed build leaves the branch where it was and its
+reason lands on the ref line. It never builds a path from an unvalidated name.
+"""
+import time
+from pathlib import Path
+
+from dulwich.protocol import SIDE_BAND_CHANNEL_PROGRESS, Protocol
+from dulwich.repo import Repo
+from dulwich.server import Backend, ReceivePackHandler, UploadPackHandler
+
+from dotcloud import logs, names
+from dotcloud.errors import NotFound
+from dotcloud.locks import AppLock
+from dotcloud.settings import Settings
+from dotcloud.state import Store
+
+from . import pipeline
+from .channel import ChannelIO
+
+DEPLOY_REFS = (b"refs/heads/main", b"refs/heads/master")
+ZERO = b"0" * 40
+log = logs.get("gitserver")
+
+
+def repo_path(settings: Settings, app: str) -> Path:
+    return settings.data / "repos" / f"{names.app(app)}.git"
+
+
+class AppBackend(Backend):
+    """Opens the repository of an app the user may access; creates it on first push."""
+
+    def __init__(self, settings: Settings, store: Store, user: str, create: bool):
+        self.settings, self.store, self.user, self.create = settings, store, user, create
+
+    def open_repository(self, path: str) -> Repo:
+        app = names.app_from_path(path)
+        existing = self.store.app(app)
+        if existing is None and self.create:
+            self.store.create_app(app, self.user)
+            self.store.audit(self.user, "create", app, "first push")
+            log.info("app_created", app=app, user=self.user)
+        elif existing is None or not self.store.can_access(self.user, app):
+            raise NotFound(f"no app named '{app}' that you can access")
+        path = repo_path(self.settings, app)
+        if not (path / "HEAD").exists():
+            path.mkdir(parents=True, exist_ok=True)
+            repo = Repo.init_bare(str(path))
+            repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
+            return repo
+        return Repo(str(path))
+
+
+class ReceivePack(ReceivePackHandler):
+    def __init__(self, backend: AppBackend, args, proto, app: str):
+        super().__init__(backend, args, proto)
+        self.backend = backend
+        self.app = app
+        self.lock: AppLock | None = None
+
+    def _apply_pack(self, refs):
+        try:
+            yield from super()._apply_pack(refs)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def _on_update(self, ref, old_sha, new_sha):
+        if ref not in DEPLOY_REFS or new_sha == ZERO:
+            self.backend.store.audit(self.backend.user, "push", self.app,
+                                     f"{ref.decode()} {new_sha.decode()[:7]} (stored)")
+            return None
+        settings = self.backend.settings
+        if self.lock is None:
+            self.lock = AppLock(settings.run_dir, self.app)
+            if not self.lock.try_acquire():
+                self.progress(f"---> Another push to {self.app} is in progress; waiting for it to finish...")
+                started = time.monotonic()
+                self.lock.acquire()
+                self.progress(f"---> Done waiting ({time.monotonic() - started:.1f}s); continuing")
+        action = ["push", self.app, new_sha.decode(), "--ref", ref.decode(),
+                  "--user", self.backend.user]
+        ok, reason = pipeline.run(settings, action, self.progress, lock_fd=self.lock.fd)
+        self.backend.store.audit(self.backend.user, "push", self.app,
+                                 f"{ref.decode()} {new_sha.decode()[:7]} "
+                                 f"{'deployed' if ok else 'failed: ' + reason}")
+        if ok:
+            head = self.repo.refs.get_symrefs().get(b"HEAD")
+            if head not in self.repo.refs.as_dict() and head != ref:
+                self.repo.refs.set_symbolic_ref(b"HEAD", ref)
+            return None
+        return reason.replace("\n", " ").encode("utf-8", "replace")[:900]
+
+    def progress(self, line: str) -> None:
+        try:
+            self.proto.write_sideband(SIDE_BAND_CHANNEL_PROGRESS,
+                                      (line + "\n").encode("utf-8", "replace"))
+        except OSError:
+            pass  # the client went away; the pipeline still finishes its work
+
+
+def serve(settings: Settings, store: Store, user: str, command: str, path: str,
+          io: ChannelIO) -> int:
+    """Serve one git command; raises DotcloudError for refusals."""
+    app = names.app_from_path(path)
+    receiving = command == "git-receive-pack"
+    backend = AppBackend(settings, store, user, create=receiving)
+    proto = Protocol(io.read, io.write)
+    if receiving:
+        io.max_bytes = settings.max_push_bytes
+        handler = ReceivePack(backend, [app], proto, app)
+    else:
+        handler = UploadPackHandler(backend, [app], proto)
+        store.audit(user, "fetch", app)
+    handler.handle()
+    return 0

@@ -1,0 +1,79 @@
+"""Builds a release: exports the pushed tree, reads its build file, and builds
+every service through its buildpack into DATA/releases/APP/vN.
+
+A release directory is written once and never changed after its
+manifest.json (written last) exists; dependencies live in the shared,
+content-addressed cache, never in a live release.
+"""
+import os
+import time
+from pathlib import Path
+
+from buildpacks import build_service, plan
+from buildpacks.base import BuildContext
+from buildpacks.buildfile import load_tree
+from dotcloud.errors import BuildError
+from dotcloud.fsutil import write_json
+from dotcloud.models import Release
+from dotcloud.settings import Settings
+
+from .export import export_tree
+from .progress import Progress
+
+
+def release_dir(settings: Settings, app: str, build: int) -> Path:
+    return settings.data / "releases" / app / f"v{build}"
+
+
+def build(settings: Settings, app: str, release: Release, repo: Path, variables: dict,
+          progress: Progress) -> dict:
+    """Build `release` (its revision from `repo`); return the manifest."""
+    rev = release.revision[:7]
+    progress.step("Building the application...")
+    t0 = time.monotonic()
+    root = release_dir(settings, app, release.build)
+    if root.exists():
+        raise BuildError(f"release directory {root.name} already exists; refusing to overwrite it")
+    src = root / "src"
+    export_tree(repo, release.revision, src)
+    t0 = progress.mark("receive", t0)
+    buildfile = load_tree(src)
+    for warning in buildfile.warnings:
+        progress.line(f"warning: {warning}")
+    services = {}
+    for name, spec in buildfile.services.items():
+        log = progress.service(name)
+        env = dict(spec.environment)
+        env.update(variables)
+        env.update(DOTCLOUD_PROJECT=app, DOTCLOUD_SERVICE_NAME=name,
+                   PATH=os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+                   HOME=str(root), LANG="C.UTF-8")
+        ctx = BuildContext(app=app, service=spec, src=src / spec.approot, release_dir=root,
+                           cache_dir=settings.data / "cache", env=env, log=log,
+                           timeout=settings.build_timeout)
+        kind = "incremental build" if plan(ctx) else "clean build"
+        log(f"Build started for revision {rev} ({kind})")
+        started = time.monotonic()
+        result = build_service(ctx)
+        log(f"Build completed successfully in {time.monotonic() - started:.1f}s. "
+            f"Compiled image size is {_size(result.size_bytes)}")
+        services[name] = {
+            "spec": spec.to_dict(),
+            "src": str(ctx.src),
+            "http": bool(result.http),
+            "processes": {k: list(v) for k, v in result.processes.items()},
+            "env": dict(result.env),
+        }
+    progress.mark("build", t0)
+    manifest = {"revision": release.revision, "built": time.time(), "services": services}
+    write_json(root / "manifest.json", manifest)
+    progress.step("Application build is done")
+    return manifest
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f}{unit}"
+        n /= 1024
+    return f"{n:.1f}GB"

@@ -1,0 +1,193 @@
+"""Deploys a built release as a new generation of the whole stack.
+
+New instances start beside the old ones (own ports), run postinstall, launch,
+and are health-checked; only when every one answers does the router switch,
+in one table swap. The old generation is then drained and stopped. A
+generation that never answers is torn down and the old one keeps serving.
+This module writes desired state; the runtime daemon starts and stops
+processes, the router routes.
+"""
+import json
+import os
+import random
+import socket
+import time
+from pathlib import Path
+
+import yaml
+
+from buildpacks import run_postinstall
+from dotcloud import routes
+from dotcloud.control import ControlUnavailable, request
+from dotcloud.errors import DeployError
+from dotcloud.fsutil import read_json, write_atomic, write_json
+from dotcloud.models import Generation, Instance, Release
+from dotcloud.settings import Settings
+from dotcloud.state import Store
+
+from .build import release_dir
+from .health import Check, wait_responsive
+from .progress import Progress
+
+# Instances are polled at least this often, whatever the healthcheck interval says,
+# so a push goes live as soon as its instances answer.
+POLL = 0.1
+
+
+def deploy(settings: Settings, store: Store, app: str, release: Release,
+           progress: Progress) -> None:
+    rev = release.revision[:7]
+    manifest = read_json(release_dir(settings, app, release.build) / "manifest.json")
+    if manifest is None:
+        raise DeployError(f"release v{release.number} has no build left (only the last "
+                          f"{settings.keep_releases} are kept); push again")
+    for stale in store.generations(app, ("starting",)):
+        teardown(settings, store, stale)      # left behind by a deployer that died
+    config = json.loads(release.config)
+    variables = config.get("variables", {})
+    gen = store.new_generation(app, release.id)
+    t0 = time.monotonic()
+    progress.step("Initializing new services... (This may take a few minutes)")
+    scales = store.scales(app)
+    created: list[tuple[Instance, dict]] = []
+    for service, info in manifest["services"].items():
+        spec = info["spec"]
+        count = scales.get(service, spec.get("instances", 1))
+        how = "scaling" if service in scales else "default scaling"
+        progress.step(f"Using {how} for service {service} ({count} instance(s)).")
+        for number in range(count):
+            label = f"{service}.{number}"
+            progress.line(f"[{label}] Initializing...")
+            inst = _create_instance(settings, store, app, gen, service, number, info,
+                                    variables, spec)
+            created.append((inst, info))
+            progress.line(f"[{label}] Service initialized")
+    progress.step("All services have been initialized. Deploying code...")
+    try:
+        for inst, info in created:
+            env = json.loads(inst.spec)["env"]
+            progress.line(f"[{inst.label}] Deploying build revision {rev}...")
+            log = progress.service(inst.label)
+            if (Path(info["src"]) / "postinstall").exists():
+                log("Running postinstall script...")
+                run_postinstall(Path(info["src"]), env, log, timeout=600)
+        t0 = progress.mark("install", t0)
+        for inst, _ in created:
+            progress.line(f"[{inst.label}] Launching...")
+        store.set_desired([i.id for i, _ in created], "run")
+        poke_runtime(settings, progress)
+        t0 = progress.mark("start", t0)
+        for inst, _ in created:
+            progress.line(f"[{inst.label}] Waiting for the instance to become responsive...")
+        checks = [_check(settings, app, inst, info) for inst, info in created]
+        wait_responsive(store, checks, lambda c: None)
+        t0 = progress.mark("health", t0)
+    except DeployError:
+        teardown(settings, store, gen)
+        _show_failure(settings, app, created, progress)
+        raise
+    for inst, _ in created:
+        progress.line(f"[{inst.label}] Re-routing traffic to the new build...")
+    previous = store.activate(app, gen.id)
+    routes.publish(settings, store)
+    t0 = progress.mark("switch", t0)
+    for inst, _ in created:
+        progress.line(f"[{inst.label}] Successfully deployed build revision {rev}")
+    if previous is not None:
+        retire(settings, store, store.generation(previous))
+    progress.mark("drain", t0)
+    progress.step("Deploy finished")
+
+
+def retire(settings: Settings, store: Store, gen: Generation) -> None:
+    """Drain an old generation (in-flight requests finish), then stop it."""
+    olds = store.instances(gen.app, generation=gen.id)
+    routes.drain(settings, [("127.0.0.1", i.port) for i in olds], settings.drain_timeout)
+    store.set_desired([i.id for i in olds], "stop")
+    store.set_generation_state(gen.id, "retired")
+    poke_runtime(settings, None)
+
+
+def teardown(settings: Settings, store: Store, gen: Generation) -> None:
+    store.set_desired([i.id for i in store.instances(gen.app, generation=gen.id)], "stop")
+    store.set_generation_state(gen.id, "failed")
+    poke_runtime(settings, None)
+
+
+def poke_runtime(settings: Settings, progress: Progress | None) -> None:
+    try:
+        request(settings.run_dir / "runtime.sock", {"op": "reconcile"}, timeout=30)
+    except ControlUnavailable:
+        if progress:
+            progress.line("warning: the runtime daemon is not answering; instances start "
+                          "when it is back")
+
+
+def instance_env(settings: Settings, app: str, service: str, number: int, port: int | None,
+                 info: dict, variables: dict, home: Path) -> dict:
+    env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8",
+           "HOME": str(home)}
+    env.update(info.get("env", {}))
+    env.update(info["spec"].get("environment", {}))
+    env.update(DOTCLOUD_PROJECT=app, DOTCLOUD_SERVICE_NAME=service,
+               DOTCLOUD_SERVICE_ID=str(number), DOTCLOUD_ENVIRONMENT="default")
+    if port is not None:
+        env["PORT"] = str(port)
+        env["PORT_WWW" if service == "www" else f"PORT_{service.upper()}"] = str(port)
+    env.update(variables)
+    return env
+
+
+def _create_instance(settings, store, app, gen, service, number, info, variables, spec):
+    home = settings.data / "homes" / app / f"g{gen.id}-{service}.{number}"
+    home.mkdir(parents=True, exist_ok=True)
+    with store.tx():
+        port = _free_port(settings, store.ports_in_use())
+        env = instance_env(settings, app, service, number, port if info["http"] else None,
+                           info, variables, home)
+        processes = {name: {"argv": [a.replace("{port}", str(port)) for a in argv],
+                            "cwd": info["src"], "env": env}
+                     for name, argv in info["processes"].items()}
+        inst = store.add_instance(app, gen.id, service, number, port, {
+            "processes": processes, "env": env, "home": str(home),
+            "log": f"{app}/{service}.{number}.log"})
+    write_json(home / "environment.json", env)
+    write_atomic(home / "environment.yml", yaml.safe_dump(env, default_flow_style=False).encode())
+    return inst
+
+
+def _free_port(settings: Settings, used: set[int]) -> int:
+    low, high = settings.port_range
+    for _ in range(200):
+        port = random.randint(low, high)
+        if port in used:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise DeployError("no free port left in the instance port range")
+
+
+def _check(settings: Settings, app: str, inst: Instance, info: dict) -> Check:
+    hc = info["spec"].get("healthcheck") or {}
+    host = f"{app}.{settings.domain}" if inst.service == "www" else \
+        f"{inst.service}.{app}.{settings.domain}"
+    return Check(inst.id, inst.label, info["http"], hc.get("path", "/"), host,
+                 float(hc.get("timeout", 30)), min(float(hc.get("interval", 0.5)), POLL))
+
+
+def _show_failure(settings: Settings, app: str, created, progress: Progress) -> None:
+    shown = set()
+    for inst, _ in created:
+        path = settings.data / "logs" / app / f"{inst.label}.log"
+        if inst.label in shown or not path.exists():
+            continue
+        shown.add(inst.label)
+        lines = path.read_bytes()[-8192:].decode("utf-8", "replace").splitlines()[-10:]
+        if lines:
+            progress.line(f"[{inst.label}] Last lines of its log:")
+            for line in lines:
+                progress.line(f"[{inst.label}]   {line}")

@@ -1,0 +1,53 @@
+"""Writes the tree of a pushed commit into a release directory, with dulwich.
+
+Only regular files, executables and symlinks that stay inside the tree are
+written; submodules are skipped. Paths come from git tree entries, which
+cannot contain '/' or be '..', but we check anyway before writing.
+"""
+import os
+import stat
+from pathlib import Path
+
+from dulwich.objects import Commit, Tree
+from dulwich.repo import Repo
+
+from dotcloud.errors import BuildError
+
+
+def export_tree(repo_path: Path, sha: str, dest: Path) -> int:
+    """Export commit `sha` into `dest` (created); return bytes written."""
+    repo = Repo(str(repo_path))
+    try:
+        commit = repo[sha.encode()]
+    except KeyError:
+        raise BuildError(f"revision {sha[:7]} is not in the repository") from None
+    if not isinstance(commit, Commit):
+        raise BuildError(f"{sha[:7]} is not a commit")
+    dest.mkdir(parents=True, exist_ok=False)
+    total = _write_tree(repo, repo[commit.tree], dest)
+    repo.close()
+    return total
+
+
+def _write_tree(repo: Repo, tree: Tree, dest: Path) -> int:
+    total = 0
+    for entry in tree.iteritems():
+        name = entry.path.decode("utf-8", "surrogateescape")
+        if name in ("", ".", "..") or "/" in name or "\0" in name:
+            raise BuildError(f"refusing a tree entry named {name!r}")
+        target = dest / name
+        mode = entry.mode
+        if stat.S_ISDIR(mode):
+            target.mkdir()
+            total += _write_tree(repo, repo[entry.sha], target)
+        elif stat.S_ISLNK(mode):
+            link = repo[entry.sha].data.decode("utf-8", "surrogateescape")
+            os.symlink(link, target)
+        elif stat.S_ISREG(mode):
+            data = repo[entry.sha].data
+            with open(target, "wb") as f:
+                f.write(data)
+            os.chmod(target, 0o755 if mode & 0o111 else 0o644)
+            total += len(data)
+        # gitlinks (submodules) are skipped: their commits are not in this repo
+    return total

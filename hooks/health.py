@@ -1,0 +1,81 @@
+"""Active health checks of new instances, before the router switches to them.
+
+HTTP services: GET of the health path with the app's own Host header; any
+status below 500 means responsive. Workers: running, without a restart, for
+a grace period. Checked every `interval` seconds, never a fixed sleep.
+"""
+import http.client
+import json
+import time
+from dataclasses import dataclass
+
+from dotcloud.errors import DeployError
+from dotcloud.models import Instance
+from dotcloud.state import Store
+
+WORKER_GRACE = 1.5
+
+
+@dataclass(frozen=True)
+class Check:
+    instance_id: int
+    label: str
+    http: bool
+    path: str
+    host: str
+    timeout: float
+    interval: float
+
+
+def probe(port: int, path: str, host: str, timeout: float = 2.0) -> int | None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host, "User-Agent": "dotcloud-healthcheck"})
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def wait_responsive(store: Store, checks: list[Check], on_ready) -> None:
+    """Wait until every instance is responsive; raise DeployError naming the
+    first that crashed or timed out. on_ready(check) is called once for each."""
+    started = time.monotonic()
+    pending = {c.instance_id: c for c in checks}
+    while pending:
+        for iid, check in list(pending.items()):
+            inst = store.instance(iid)
+            if _failed(inst):
+                raise DeployError(f"{check.label} crashed at boot ({_exit(inst.last_exit)})")
+            if _ready(inst, check):
+                del pending[iid]
+                on_ready(check)
+                continue
+            if time.monotonic() - started > check.timeout:
+                raise DeployError(f"{check.label} not responsive after {check.timeout:g}s")
+        if pending:
+            time.sleep(min(c.interval for c in pending.values()))
+
+
+def _failed(inst: Instance) -> bool:
+    return inst.state == "crashed" or (inst.state == "backoff" and inst.restarts >= 2)
+
+
+def _ready(inst: Instance, check: Check) -> bool:
+    if inst.state != "running":
+        return False
+    if not check.http:
+        return inst.restarts == 0 and time.time() - (inst.started or time.time()) >= WORKER_GRACE
+    status = probe(inst.port, check.path, check.host)
+    return status is not None and status < 500
+
+
+def _exit(code: int | None) -> str:
+    if code is None:
+        return "no exit status"
+    return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+
+
+def spec_processes(inst: Instance) -> dict:
+    return json.loads(inst.spec).get("processes", {})

@@ -1,0 +1,21 @@
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from platform_helpers import Platform  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory):
+    """One running platform shared by the end-to-end tests (apps have unique names)."""
+    root = tmp_path_factory.mktemp("platform")
+    p = Platform(data=root / "data", home=root)
+    p.start()
+    p.add_user("alice", admin=True)
+    p.add_user("bob")
+    yield p
+    p.stop()
+    shutil.rmtree(root / "data" / "releases", ignore_errors=True)
