@@ -30,4 +30,5 @@ def configure(json: bool = False, level: str = "info", stream=None) -> None:
 
 
 def get(name: str = "dotcloud", **context):
-    return structlog.get_logger(name).bind(**context)
+    # Lazy: binding here would freeze structlog's default config at import time.
+    return structlog.get_logger(component=name, **context)

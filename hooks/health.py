@@ -5,7 +5,6 @@ status below 500 means responsive. Workers: running, without a restart, for
 a grace period. Checked every `interval` seconds, never a fixed sleep.
 """
 import http.client
-import json
 import time
 from dataclasses import dataclass
 
@@ -63,10 +62,11 @@ def _failed(inst: Instance) -> bool:
 
 
 def _ready(inst: Instance, check: Check) -> bool:
-    if inst.state != "running":
-        return False
     if not check.http:
-        return inst.restarts == 0 and time.time() - (inst.started or time.time()) >= WORKER_GRACE
+        return (inst.state == "running" and inst.restarts == 0
+                and time.time() - (inst.started or time.time()) >= WORKER_GRACE)
+    # Probe at once rather than wait for the runtime to report "running":
+    # an answer on the instance's own port is the proof that matters.
     status = probe(inst.port, check.path, check.host)
     return status is not None and status < 500
 
@@ -76,6 +76,3 @@ def _exit(code: int | None) -> str:
         return "no exit status"
     return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
 
-
-def spec_processes(inst: Instance) -> dict:
-    return json.loads(inst.spec).get("processes", {})
