@@ -96,6 +96,8 @@ class _Checker:
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             problem = e.problem or e.context or "malformed YAML"
+            if e.context and e.problem and not e.context.startswith("while"):
+                problem = f"{e.context}, {e.problem}"
             line = mark.line + 1 if mark else 1
             raise BuildfileError(f"{self.filename} line {line}: invalid YAML: {problem}") from None
         except yaml.reader.ReaderError as e:

@@ -3,103 +3,36 @@
 A step is an argument list (a user's own command from their build file runs
 as `/bin/sh -c CMD`, which is their code by design; no shell string is ever
 built here from input). Output (stdout and stderr merged) reaches the log
-line by line as it arrives. When the deadline passes, the step's whole
+line by line as it arrives, up to a cap per step; the last lines of a
+failing step are always shown. When the deadline passes, the step's whole
 process group is killed; so are processes a finished step left running.
 This module never decides what to run, only how.
 """
 from __future__ import annotations
 
-import os
-import selectors
 import signal
-import subprocess
-import time
 from collections import deque
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from dotcloud.errors import BuildError
+from runtime.limits import run_limited
 
-MAX_LINE = 4096          # longer lines are cut into pieces of this size
 SHOWN_LINES = 2000       # per step; past this only a count and the last lines
 TAIL_LINES = 20          # what a failing step always shows last
-EXIT_GRACE = 1.0         # how long to read after the step exits, for its children's output
 
 
 def run_step(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float,
              on_line: Callable[[str], None]) -> int:
     """Run argv; give each output line to on_line live; return the exit status.
 
-    A status below 0 is a signal number (as with subprocess). Raises
-    TimeoutError when the deadline passes (after killing the process group),
-    OSError when the program cannot be started.
+    A status below 0 is a signal number. Raises TimeoutError when the
+    deadline passes, OSError when the program cannot start; the step's
+    process group is killed in every case (the runtime's `run_limited`
+    holds that promise; builds get no memory cap, which would break node).
     """
-    proc = subprocess.Popen(
-        list(argv), cwd=str(cwd), env=dict(env), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    reader = _LineReader(on_line)
-    fd = proc.stdout.fileno()
-    os.set_blocking(fd, False)
-    selector = selectors.DefaultSelector()
-    selector.register(fd, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    exited_at = None
-    try:
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                raise TimeoutError(f"timed out after {timeout:g}s")
-            if exited_at is None and proc.poll() is not None:
-                exited_at = now
-            if exited_at is not None and now - exited_at > EXIT_GRACE:
-                break  # a background child still holds the pipe open
-            if not selector.select(min(deadline - now, 0.25)):
-                continue
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            reader.feed(chunk)
-        reader.close()
-    finally:
-        selector.close()
-        proc.stdout.close()
-        _kill_group(proc.pid)
-        proc.wait()
-    return proc.returncode
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-class _LineReader:
-    """Bytes in, whole decoded lines out; a progress bar's \\r keeps its last state."""
-
-    def __init__(self, on_line: Callable[[str], None]) -> None:
-        self.on_line = on_line
-        self.buffer = b""
-
-    def feed(self, chunk: bytes) -> None:
-        self.buffer += chunk
-        *lines, self.buffer = self.buffer.split(b"\n")
-        for line in lines:
-            self.emit(line)
-        while len(self.buffer) > MAX_LINE:
-            self.emit(self.buffer[:MAX_LINE])
-            self.buffer = self.buffer[MAX_LINE:]
-
-    def close(self) -> None:
-        if self.buffer:
-            self.emit(self.buffer)
-            self.buffer = b""
-
-    def emit(self, raw: bytes) -> None:
-        parts = [p for p in raw.split(b"\r") if p]
-        text = parts[-1].decode("utf-8", "replace") if parts else ""
-        self.on_line(text)
+    return run_limited(list(argv), cwd=str(cwd), env=dict(env), timeout=timeout,
+                       memory_bytes=None, on_line=on_line)
 
 
 class StepOutput:
