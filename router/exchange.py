@@ -1,0 +1,413 @@
+"""One request and its response as they pass through the router.
+
+An Exchange is created when a request's head has arrived and been routed.
+It picks up an upstream connection (pooled or new), streams the request
+body up and the response back with backpressure, retries another instance
+when that is safe, answers with an error page when nothing else can, and
+reports itself for the access log and metrics. It never reads the route
+table (it keeps the route it was given) and never touches another request.
+"""
+from __future__ import annotations
+
+import asyncio
+from time import monotonic
+
+import httptools
+
+from . import headers, pages
+from .upstream import UpstreamConnection
+
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+PENDING_LIMIT = 256 * 1024     # request body buffered while connecting
+CLIENT_GONE = 499
+
+
+class Exchange:
+    __slots__ = (
+        "client", "router", "loop", "settings", "method", "url", "req", "keep_alive",
+        "http11", "route", "target", "error", "detail", "begin", "tried", "attempts",
+        "upstream", "reused", "rparser", "connecting", "pending", "pending_size",
+        "req_done", "body_sent", "head_sent", "sent_at", "status", "reason", "rheaders",
+        "interim", "mode", "resp_started", "resp_done", "client_keep", "out", "bytes_out",
+        "finished", "counted", "up_keep", "until_close")
+
+    def __init__(self, client, method: bytes, url: bytes, req, *, keep_alive: bool,
+                 http11: bool, route=None, target=None, error: int = 0, detail: str = "",
+                 begin: float = 0.0):
+        self.client = client
+        self.router = client.router
+        self.loop = client.loop
+        self.settings = client.settings
+        self.method = method
+        self.url = url
+        self.req = req                  # headers.RequestHead, or None when rejected
+        self.keep_alive = keep_alive
+        self.http11 = http11
+        self.route = route
+        self.target = target
+        self.counted = target is not None
+        self.error = error
+        self.detail = detail
+        self.begin = begin
+        self.tried = None
+        self.attempts = 0
+        self.upstream = None
+        self.reused = False
+        self.rparser = None
+        self.connecting = None
+        self.pending = None
+        self.pending_size = 0
+        self.req_done = False
+        self.body_sent = 0
+        self.head_sent = False
+        self.sent_at = 0.0
+        self.status = 0
+        self.reason = b""
+        self.rheaders = []
+        self.interim = False
+        self.mode = headers.NO_BODY
+        self.resp_started = False
+        self.resp_done = False
+        self.client_keep = keep_alive
+        self.out = []
+        self.bytes_out = 0
+        self.finished = False
+        self.up_keep = False
+        self.until_close = False
+
+    # -- request side (called by the ClientConnection) ---------------------
+
+    def start(self) -> None:
+        """This exchange is now first in its connection's queue: go."""
+        if self.error:
+            self.respond_error(self.error, self.detail)
+        else:
+            self._acquire()
+
+    def request_body(self, data: bytes) -> None:
+        if self.finished or self.error:
+            return
+        if self.req.chunked:
+            self._send((b"%x\r\n" % len(data), data, b"\r\n"), len(data))
+        else:
+            self._send((data,), len(data))
+
+    def request_complete(self) -> None:
+        self.req_done = True
+        if self.finished or self.error:
+            return
+        if self.req.chunked:
+            self._send((b"0\r\n\r\n",), 0)
+        if self.upstream is not None:
+            self.sent_at = monotonic()
+
+    def _send(self, parts, size: int) -> None:
+        up = self.upstream
+        if up is not None:
+            up.transport.writelines(parts) if len(parts) > 1 else up.transport.write(parts[0])
+            self.body_sent += size
+            return
+        if self.pending is None:
+            self.pending = []
+        self.pending += parts
+        self.pending_size += size
+        if self.pending_size > PENDING_LIMIT:
+            self.client.pause_reading_for_buffer()
+
+    # -- choosing and reaching an instance ---------------------------------
+
+    def _acquire(self) -> None:
+        self.attempts += 1
+        target = self.target
+        conn = target.take_idle(monotonic(), self.settings.pool_idle_timeout)
+        if conn is not None:
+            self._attach(conn, reused=True)
+        else:
+            self.connecting = self.loop.create_task(self._connect(target))
+
+    async def _connect(self, target) -> None:
+        loop = self.loop
+        timed_out = False
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: UpstreamConnection(target),
+                                       target.host, target.port),
+                self.settings.connect_timeout)
+        except asyncio.TimeoutError:
+            timed_out = True
+        except OSError:
+            pass
+        else:
+            self.connecting = None
+            target.mark_up()
+            if self.finished:
+                conn.close()
+            else:
+                self._attach(conn, reused=False)
+            return
+        self.connecting = None
+        if not self.finished:
+            self.router.upstream_failed(target, "timeout" if timed_out else "refused")
+            target.mark_down(monotonic(), self.settings.down_seconds)
+            self._try_next(504 if timed_out else 502)
+
+    def _try_next(self, status: int) -> None:
+        tried = self.tried
+        if tried is None:
+            tried = self.tried = set()
+        tried.add(self.target.key)
+        nxt = None
+        if self.attempts <= len(self.route.backends):
+            nxt = self.router.targets.pick(self.route, tried)
+        if nxt is None:
+            self.respond_error(status)
+            return
+        self.target.in_flight -= 1
+        nxt.in_flight += 1
+        self.target = nxt
+        self._acquire()
+
+    def _attach(self, conn: UpstreamConnection, reused: bool) -> None:
+        self.upstream = conn
+        self.reused = reused
+        conn.exchange = self
+        self.rparser = httptools.HttpResponseParser(self)
+        transport = conn.transport
+        if self.pending:
+            transport.writelines([self.req.head] + self.pending)
+            self.body_sent += self.pending_size
+            self.pending = None
+            self.pending_size = 0
+            self.client.resume_reading_for_buffer()
+        else:
+            transport.write(self.req.head)
+        self.head_sent = True
+        if self.req_done:
+            self.sent_at = monotonic()
+        if self.client.write_paused:
+            conn.pause_reading()
+        if conn.write_paused:
+            self.client.upstream_write_paused()
+
+    # -- response side (httptools callbacks, then upstream_data) -----------
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.resp_started:
+            self.rheaders.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.rparser.get_status_code()
+        if status < 200 and status != 101:
+            if self.http11:
+                self.out.append(headers.interim_head(status, self.reason, self.rheaders))
+            self.interim = True
+            self.rheaders = []
+            self.reason = b""
+            return
+        self.status = status
+        self.up_keep = self.rparser.should_keep_alive()
+        head = headers.rewrite_response(
+            status, self.reason, self.rheaders, head_request=self.method == b"HEAD",
+            client_http11=self.http11, keep_alive=self.keep_alive)
+        self.mode = head.mode
+        self.until_close = head.until_close
+        self.client_keep = head.keep_alive
+        self.out.append(head.head)
+        self.resp_started = True
+        if self.method == b"HEAD":
+            self.resp_done = True
+
+    def on_body(self, body: bytes) -> None:
+        if self.resp_done:
+            return
+        if self.mode == headers.CHUNKED:
+            self.out += (b"%x\r\n" % len(body), body, b"\r\n")
+        else:
+            self.out.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        if self.status == 101 or self.resp_done:
+            return
+        if self.mode == headers.CHUNKED:
+            self.out.append(b"0\r\n\r\n")
+        self.resp_done = True
+
+    def upstream_data(self, data: bytes) -> None:
+        self.client.activity += 1
+        try:
+            self.rparser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._tunnel(data[exc.args[0]:])
+            return
+        except httptools.HttpParserError as exc:
+            self._upstream_broken(f"invalid response: {exc}")
+            return
+        if self.out:
+            self._flush()
+        if self.resp_done:
+            self._finish(reusable=True)
+
+    def _flush(self) -> None:
+        out = self.out
+        data = out[0] if len(out) == 1 else b"".join(out)
+        self.out = []
+        self.bytes_out += len(data)
+        self.client.transport.write(data)
+
+    def upstream_lost(self, conn: UpstreamConnection, exc) -> None:
+        """The upstream connection closed while this exchange used it."""
+        if self.finished or conn is not self.upstream:
+            return
+        self.upstream = None
+        if self.resp_started:
+            if self.until_close and exc is None and not self.resp_done:
+                if self.mode == headers.CHUNKED:
+                    self.out.append(b"0\r\n\r\n")
+                if self.out:
+                    self._flush()
+                self._finish(reusable=False)
+            else:
+                self._abort_response("upstream closed mid-response")
+            return
+        self.out = []
+        retry_same = self.reused
+        if self._retryable():
+            if not retry_same:
+                self.target.mark_down(monotonic(), self.settings.down_seconds)
+                self.router.upstream_failed(self.target, "reset")
+            self._reset_attempt()
+            if retry_same and self.attempts <= len(self.route.backends) + 1:
+                self._acquire()
+            else:
+                self._try_next(502)
+        else:
+            self.respond_error(502, "the instance closed the connection")
+
+    def _retryable(self) -> bool:
+        return (self.body_sent == 0 and not self.req.has_body
+                and self.method in IDEMPOTENT and self.route is not None)
+
+    def _reset_attempt(self) -> None:
+        self.head_sent = False
+        self.sent_at = 0.0
+        self.rparser = None
+        self.rheaders = []
+        self.reason = b""
+        self.interim = False
+
+    def _upstream_broken(self, detail: str) -> None:
+        up, self.upstream = self.upstream, None
+        if up is not None:
+            up.abort()
+        if self.resp_started:
+            self._abort_response(detail)
+        else:
+            self.out = []
+            self.respond_error(502, "the application sent an invalid response", log=detail)
+
+    def _tunnel(self, rest: bytes) -> None:
+        up = self.upstream
+        if self.status != 101 or self.req.upgrade is None or up is None:
+            self._upstream_broken("unexpected protocol upgrade")
+            return
+        if self.out:
+            self._flush()
+        self.finished = True
+        self.upstream = None
+        up.exchange = None
+        up.peer = self.client
+        self._release()
+        self.target.tunnels += 1
+        self.router.record(self)
+        self.client.start_tunnel(self, up, rest)
+
+    # -- ending ------------------------------------------------------------
+
+    def _release(self) -> None:
+        if self.counted:
+            self.counted = False
+            self.target.in_flight -= 1
+
+    def _finish(self, reusable: bool) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        up, self.upstream = self.upstream, None
+        if up is not None:
+            up.exchange = None
+            if (reusable and self.req_done and not self.until_close
+                    and not up.closed and self.up_keep):
+                up.resume_reading()
+                self.target.put_idle(up, monotonic(), self.settings.pool_max_idle)
+            else:
+                up.close()
+        self._release()
+        self.router.record(self)
+        self.client.exchange_done(self, self.client_keep and self.req_done)
+
+    def respond_error(self, status: int, detail: str = "", log: str = "") -> None:
+        """Answer with our own page; only possible before any response byte."""
+        if self.finished:
+            return
+        if self.resp_started:
+            self._abort_response(detail or log)
+            return
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        up, self.upstream = self.upstream, None
+        if up is not None:
+            up.abort()
+        self.status = status
+        self.detail = log or detail
+        body_pending = self.req is None or (self.req.has_body and not self.req_done)
+        self.client_keep = self.keep_alive and not body_pending and status not in (400, 408)
+        self.out.append(pages.render(status, self.client_keep, detail))
+        self._flush()
+        self._finish(reusable=False)
+
+    def _abort_response(self, detail: str) -> None:
+        """The response cannot complete: cut the client connection so it sees that."""
+        self.detail = detail
+        self.client_keep = False
+        if self.out:
+            self._flush()
+        self._finish(reusable=False)
+
+    def abort(self) -> None:
+        """The client went away: free everything, answer nobody."""
+        if self.finished:
+            return
+        self.finished = True
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        up, self.upstream = self.upstream, None
+        if up is not None:
+            up.abort()
+        if not self.resp_done:
+            self.detail = self.detail or "client closed the connection"
+            self.status = self.status or CLIENT_GONE
+        self._release()
+        self.router.record(self)
+
+    def check_timeout(self, now: float, progress_at: float) -> None:
+        """Called about once a second by the router's clock for active exchanges."""
+        if self.finished or self.error:
+            return
+        settings = self.settings
+        if not self.resp_started and self.sent_at:
+            if now - self.sent_at >= settings.first_byte_timeout:
+                self.router.upstream_failed(self.target, "first_byte_timeout")
+                self.respond_error(504)
+        elif now - progress_at >= settings.idle_timeout and self.connecting is None:
+            if self.resp_started:
+                self._abort_response("idle timeout")
+            else:
+                self.respond_error(504 if self.req_done else 408, log="idle timeout")

@@ -1,0 +1,182 @@
+"""Rewriting of request and response heads as they cross the router.
+
+Pure functions over the header lists httptools gives us (bytes name, bytes
+value). They remove hop-by-hop headers, set the X-Forwarded-* and
+X-Request-Id headers, and choose how a body is framed on the other side.
+They never look at bodies and never parse what is only forwarded (the URL
+and ordinary headers pass through as the bytes they arrived as).
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import NamedTuple
+
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"trailers",
+    b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization"})
+_REQUEST_SPECIAL = HOP_BY_HOP | {
+    b"host", b"content-length", b"x-forwarded-for", b"x-forwarded-proto",
+    b"x-forwarded-host", b"x-request-id"}
+_RESPONSE_SPECIAL = HOP_BY_HOP | {b"content-length"}
+_STANDARD_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade"})
+_REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:@+=/-]{1,200}")
+
+# Response body framing toward the client.
+NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = 0, 1, 2, 3
+
+
+class BadRequest(Exception):
+    """The request must not be forwarded; args[0] is the status to answer."""
+
+
+class RequestHead(NamedTuple):
+    head: bytes           # request line and headers to send upstream
+    host: bytes           # the Host header as received
+    request_id: bytes
+    chunked: bool         # body arrives (and leaves) chunked
+    has_body: bool
+    upgrade: bytes | None  # Upgrade header value when the client asked for one
+
+
+class ResponseHead(NamedTuple):
+    head: bytes
+    mode: int             # NO_BODY, LENGTH, CHUNKED or UNTIL_CLOSE
+    keep_alive: bool      # the client connection stays open after this response
+    until_close: bool     # the upstream body ends when the upstream closes
+
+
+def new_request_id() -> bytes:
+    return os.urandom(16).hex().encode()
+
+
+def _tokens(value: bytes) -> set:
+    return {t.strip().lower() for t in value.split(b",") if t.strip()}
+
+
+def rewrite_request(method: bytes, target: bytes, headers: list, client_ip: bytes,
+                    trusted: frozenset, upgrading: bool) -> RequestHead:
+    """Build the head sent upstream; raise BadRequest for what must not pass."""
+    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+    host = xff = xfp = xfh = rid = upgrade = None
+    chunked = has_body = False
+    drop = None
+    for name, value in headers:
+        low = name.lower()
+        if low not in _REQUEST_SPECIAL:
+            parts += (name, b": ", value, b"\r\n")
+        elif low == b"host":
+            if host is not None:
+                raise BadRequest(400, "more than one Host header")
+            host = value
+            parts += (name, b": ", value, b"\r\n")
+        elif low == b"content-length":
+            has_body = value != b"0"
+            parts += (name, b": ", value, b"\r\n")
+        elif low == b"transfer-encoding":
+            chunked = has_body = True
+        elif low == b"connection":
+            extra = _tokens(value) - _STANDARD_TOKENS
+            if extra:
+                drop = (drop or set()) | extra
+        elif low == b"upgrade":
+            upgrade = value
+        elif low == b"x-forwarded-for":
+            xff = value if xff is None else xff + b", " + value
+        elif low == b"x-forwarded-proto":
+            xfp = value
+        elif low == b"x-forwarded-host":
+            xfh = value
+        elif low == b"x-request-id":
+            rid = value
+    if host is None:
+        raise BadRequest(400, "missing Host header")
+    if drop:
+        parts = _without(parts, drop)
+    trusting = client_ip in trusted
+    if not trusting:
+        xff = xfp = xfh = None
+    parts += (b"X-Forwarded-For: ", client_ip if xff is None else xff + b", " + client_ip,
+              b"\r\nX-Forwarded-Proto: ", xfp or b"http",
+              b"\r\nX-Forwarded-Host: ", xfh or host, b"\r\n")
+    if rid is None or not _REQUEST_ID_RE.fullmatch(rid):
+        rid = new_request_id()
+    parts += (b"X-Request-Id: ", rid, b"\r\n")
+    if chunked:
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    if upgrading and upgrade is not None:
+        parts += (b"Connection: Upgrade\r\nUpgrade: ", upgrade, b"\r\n")
+    else:
+        upgrade = None
+    parts.append(b"\r\n")
+    return RequestHead(b"".join(parts), host, rid, chunked, has_body, upgrade)
+
+
+def _without(parts: list, drop: set) -> list:
+    """Remove headers named by the Connection header (parts is [line, n, ': ', v, crlf]*)."""
+    kept = parts[:4]
+    for i in range(4, len(parts), 4):
+        if parts[i].lower() not in drop:
+            kept += parts[i:i + 4]
+    return kept
+
+
+def rewrite_response(status: int, reason: bytes, headers: list, *, head_request: bool,
+                     client_http11: bool, keep_alive: bool) -> ResponseHead:
+    """Build the head sent to the client and choose the body framing."""
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    length = None
+    upstream_chunked = False
+    drop = None
+    upgrade = status == 101
+    for name, value in headers:
+        low = name.lower()
+        if low not in _RESPONSE_SPECIAL:
+            parts += (name, b": ", value, b"\r\n")
+        elif low == b"content-length":
+            length = value
+        elif low == b"transfer-encoding":
+            upstream_chunked = True
+        elif low == b"connection":
+            extra = _tokens(value) - _STANDARD_TOKENS
+            if extra:
+                drop = (drop or set()) | extra
+        elif upgrade and low == b"upgrade":
+            parts += (b"Connection: Upgrade\r\n", name, b": ", value, b"\r\n")
+    if drop:
+        parts = [parts[0]] + _without([b"", b"", b"", b""] + parts[1:], drop)[4:]
+    if upgrade:
+        parts.append(b"\r\n")
+        return ResponseHead(b"".join(parts), NO_BODY, False, False)
+    if head_request or status == 304 or status < 200:
+        mode = NO_BODY
+        if length is not None and status != 204 and not upstream_chunked:
+            parts += (b"Content-Length: ", length, b"\r\n")
+    elif status == 204:
+        mode = NO_BODY
+    elif length is not None and not upstream_chunked:
+        mode = LENGTH
+        parts += (b"Content-Length: ", length, b"\r\n")
+    elif client_http11:
+        mode = CHUNKED
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    else:
+        mode = UNTIL_CLOSE
+        keep_alive = False
+    if not keep_alive:
+        parts.append(b"Connection: close\r\n")
+    elif not client_http11:
+        parts.append(b"Connection: keep-alive\r\n")
+    parts.append(b"\r\n")
+    until_close = mode in (CHUNKED, UNTIL_CLOSE) and not upstream_chunked
+    return ResponseHead(b"".join(parts), mode, keep_alive, until_close)
+
+
+def interim_head(status: int, reason: bytes, headers: list) -> bytes:
+    """A 1xx response relayed as is, minus hop-by-hop headers."""
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    for name, value in headers:
+        if name.lower() not in HOP_BY_HOP:
+            parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)

@@ -1,0 +1,83 @@
+"""The router daemon: starts the listeners, loads the table, runs until signalled.
+
+This is the only module that touches process-level things (signals, the
+event loop policy, DATA/run/router.json). It wires the parts together and
+never handles a request itself.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import uvloop
+
+from dotcloud import fsutil, logs
+
+from . import control
+from .admin import AdminConnection
+from .proxy import ClientConnection
+from .router import Router
+from .settings import Settings
+from .table import TableError
+
+
+def run(data_dir: Path, bind: str = "127.0.0.1", port: int = 8080,
+        admin_port: int | None = None, log_json: bool = False) -> None:
+    """Serve until SIGTERM/SIGINT, then close the listeners and return."""
+    logs.configure(json=log_json)
+    settings = Settings.from_env()
+    uvloop.run(_serve(Path(data_dir), bind, port, admin_port, settings))
+
+
+async def _serve(data_dir: Path, bind: str, port: int, admin_port: int | None,
+                 settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    log = logs.get("router")
+    run_dir = data_dir / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    router = Router(settings, run_dir / "routes.json", loop, log)
+    try:
+        router.load()
+    except TableError as exc:
+        log.warning("routes_unavailable", error=str(exc))
+
+    server = await loop.create_server(lambda: ClientConnection(router), bind, port,
+                                      backlog=1024, reuse_address=True)
+    real_port = server.sockets[0].getsockname()[1]
+    admin = None
+    real_admin = None
+    if admin_port is not None:
+        admin = await loop.create_server(
+            lambda: AdminConnection(router, lambda: control.status(router)), bind, admin_port,
+            reuse_address=True)
+        real_admin = admin.sockets[0].getsockname()[1]
+    sock_path = run_dir / "router.sock"
+    ctl = await control.start(router, sock_path)
+    fsutil.write_json(run_dir / "router.json", {
+        "pid": os.getpid(), "bind": bind, "port": real_port, "admin_port": real_admin})
+    router.start_clock()
+    log.info("router_listening", bind=bind, port=real_port, admin_port=real_admin,
+             routes=len(router.table.routes), version=router.table.version)
+
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+    log.info("router_stopping", in_flight=router.in_flight_total())
+    for listener in (server, admin, ctl):
+        if listener is not None:
+            listener.close()
+    deadline = loop.time() + settings.shutdown_grace
+    while router.in_flight_total() and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    for conn in list(router.connections):
+        conn.close()
+    router.stop_clock()
+    try:
+        sock_path.unlink()
+    except FileNotFoundError:
+        pass
+    log.info("router_stopped")

@@ -1,0 +1,301 @@
+"""The client side of the router: one asyncio.Protocol per client connection.
+
+It parses requests with httptools, enforces the limits that keep malformed,
+ambiguous and slow requests out, queues pipelined requests so responses go
+back in order, applies backpressure both ways, and turns into a raw tunnel
+after a successful Upgrade. Routing and forwarding belong to the Router and
+the Exchange; this module never chooses an upstream itself.
+"""
+from __future__ import annotations
+
+import asyncio
+from time import monotonic
+from collections import deque
+
+import httptools
+
+from . import pages
+
+_PAUSE_UPSTREAM, _PAUSE_PIPELINE, _PAUSE_BUFFER, _PAUSE_UPGRADE = 1, 2, 4, 8
+
+
+class _Reject(Exception):
+    pass
+
+
+class ClientConnection(asyncio.Protocol):
+    __slots__ = (
+        "router", "settings", "loop", "parser", "transport", "client_ip", "queue",
+        "parsing", "url", "headers", "header_bytes", "in_head", "fresh", "head_bytes",
+        "begin_at", "reject", "paused", "write_paused", "closing", "upgrade_buf",
+        "tunnel", "activity", "seen_activity", "progress_at", "idle_since",
+        "pending_error", "head_limit")
+
+    def __init__(self, router):
+        self.router = router
+        self.settings = router.settings
+        self.loop = router.loop
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport = None
+        self.client_ip = b""
+        self.queue = deque()       # exchanges in request order; [0] is being answered
+        self.parsing = None        # the exchange whose request body is arriving
+        self.url = b""
+        self.headers = []
+        self.header_bytes = 0
+        self.in_head = False
+        self.fresh = True          # no request started yet on this connection
+        self.head_bytes = 0
+        self.begin_at = 0.0
+        self.reject = None
+        self.paused = 0
+        self.write_paused = False
+        self.closing = False
+        self.upgrade_buf = None    # bytes after an Upgrade request, until the tunnel opens
+        self.tunnel = None         # the UpstreamConnection once tunnelled
+        self.activity = 0
+        self.seen_activity = 0
+        self.progress_at = 0.0
+        self.idle_since = 0.0
+        self.pending_error = None
+        self.head_limit = self.settings.max_request_line + self.settings.max_header_bytes
+
+    # -- connection events -------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client_ip = (peer[0] if peer else "").encode()
+        now = monotonic()
+        self.begin_at = self.idle_since = self.progress_at = now
+        self.router.connections.add(self)
+
+    def connection_lost(self, exc):
+        self.closing = True
+        self.router.connections.discard(self)
+        queue, self.queue = self.queue, deque()
+        for exchange in queue:
+            exchange.abort()
+        tunnel, self.tunnel = self.tunnel, None
+        if tunnel is not None:
+            tunnel.close()
+
+    def data_received(self, data):
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.transport.write(data)
+            return
+        self.activity += 1
+        if self.upgrade_buf is not None:
+            self.upgrade_buf.append(data)
+            return
+        if self.closing:
+            return
+        if self.in_head:
+            self.head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            if not self.closing:
+                self.upgrade_buf = [data[exc.args[0]:]]
+                self._pause(_PAUSE_UPGRADE)
+        except httptools.HttpParserCallbackError as exc:
+            if self.reject is not None:
+                self._reject(*self.reject)
+            else:
+                self.router.log.error("router_bug", exc_info=exc.__context__ or exc)
+                self._reject(400, "internal error")
+        except httptools.HttpParserError as exc:
+            self._reject(400, str(exc).strip() or "malformed request")
+        else:
+            if self.in_head and self.head_bytes > self.head_limit:
+                self._reject(431, "request head too large")
+
+    # -- httptools request callbacks ---------------------------------------
+
+    def on_message_begin(self):
+        self.url = b""
+        self.headers = []
+        self.header_bytes = 0
+        self.in_head = True
+        self.fresh = False
+        self.head_bytes = 0
+        self.begin_at = monotonic()
+
+    def on_url(self, url):
+        url = self.url + url if self.url else url
+        self.url = url
+        if len(url) > self.settings.max_request_line:
+            self.reject = (414, "request line too long")
+            raise _Reject
+
+    def on_header(self, name, value):
+        if not self.in_head:
+            return      # a trailer: not forwarded
+        headers = self.headers
+        headers.append((name, value))
+        self.header_bytes += len(name) + len(value) + 4
+        if (self.header_bytes > self.settings.max_header_bytes
+                or len(headers) > self.settings.max_headers):
+            self.reject = (431, "request headers too large")
+            raise _Reject
+
+    def on_headers_complete(self):
+        self.in_head = False
+        if self.closing:
+            return
+        parser = self.parser
+        exchange = self.router.open_exchange(
+            self, parser.get_method(), self.url, self.headers,
+            http11=parser.get_http_version() == "1.1",
+            keep_alive=parser.should_keep_alive(),
+            upgrading=parser.should_upgrade(), begin=self.begin_at)
+        self.headers = []
+        self.parsing = exchange
+        queue = self.queue
+        queue.append(exchange)
+        if len(queue) == 1:
+            exchange.start()
+        else:
+            self._pause(_PAUSE_PIPELINE)
+
+    def on_body(self, body):
+        exchange = self.parsing
+        if exchange is not None:
+            exchange.request_body(body)
+
+    def on_message_complete(self):
+        exchange, self.parsing = self.parsing, None
+        if exchange is not None:
+            exchange.request_complete()
+
+    # -- called by exchanges -----------------------------------------------
+
+    def exchange_done(self, exchange, keep_alive: bool) -> None:
+        queue = self.queue
+        if queue and queue[0] is exchange:
+            queue.popleft()
+        self.idle_since = monotonic()
+        self._resume(_PAUSE_UPSTREAM)
+        if self.closing:
+            return
+        if not keep_alive or self.upgrade_buf is not None:
+            self.close()
+            return
+        if queue:
+            if len(queue) == 1:
+                self._resume(_PAUSE_PIPELINE)
+            queue[0].start()
+        elif self.pending_error is not None:
+            status, detail = self.pending_error
+            self._reject(status, detail)
+        else:
+            self._resume(_PAUSE_PIPELINE)
+
+    def start_tunnel(self, exchange, upstream, rest: bytes) -> None:
+        """The upstream accepted an Upgrade: from now on bytes pass through raw."""
+        queue = self.queue
+        if queue and queue[0] is exchange:
+            queue.popleft()
+        self.tunnel = upstream
+        buffered, self.upgrade_buf = self.upgrade_buf or [], None
+        if rest:
+            self.transport.write(rest)
+        for data in buffered:
+            if data:
+                upstream.transport.write(data)
+        if self.write_paused:
+            upstream.pause_reading()
+        self._resume(_PAUSE_UPGRADE | _PAUSE_PIPELINE)
+
+    def upstream_write_paused(self) -> None:
+        self._pause(_PAUSE_UPSTREAM)
+
+    def upstream_write_resumed(self) -> None:
+        self._resume(_PAUSE_UPSTREAM)
+
+    def pause_reading_for_buffer(self) -> None:
+        self._pause(_PAUSE_BUFFER)
+
+    def resume_reading_for_buffer(self) -> None:
+        self._resume(_PAUSE_BUFFER)
+
+    # -- flow control ------------------------------------------------------
+
+    def _pause(self, reason: int) -> None:
+        if not self.paused and not self.closing:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused and not self.closing:
+                self.transport.resume_reading()
+
+    def pause_writing(self):
+        self.write_paused = True
+        upstream = self._upstream()
+        if upstream is not None:
+            upstream.pause_reading()
+
+    def resume_writing(self):
+        self.write_paused = False
+        upstream = self._upstream()
+        if upstream is not None:
+            upstream.resume_reading()
+
+    def _upstream(self):
+        if self.tunnel is not None:
+            return self.tunnel
+        if self.queue:
+            return self.queue[0].upstream
+        return None
+
+    # -- ending ------------------------------------------------------------
+
+    def _reject(self, status: int, detail: str) -> None:
+        """Answer a request that must not be forwarded, then close."""
+        self.in_head = False
+        self.reject = None
+        if self.closing:
+            return
+        if self.queue:
+            # earlier pipelined requests are answered first, in order
+            self.pending_error = (status, detail)
+            self._pause(_PAUSE_PIPELINE)
+            self.closing_parser()
+            return
+        self.router.rejected(self, status, detail)
+        self.transport.write(pages.render(status, keep_alive=False, detail=""))
+        self.close()
+
+    def closing_parser(self) -> None:
+        self.parser = _DeadParser()
+
+    def close(self) -> None:
+        if not self.closing:
+            self.closing = True
+            self.transport.close()
+
+    def check(self, now: float) -> None:
+        """Called about once a second: enforce the header, idle and body timeouts."""
+        if self.tunnel is not None or self.closing:
+            return
+        if self.activity != self.seen_activity:
+            self.seen_activity = self.activity
+            self.progress_at = now
+        if self.queue:
+            self.queue[0].check_timeout(now, self.progress_at)
+        elif self.in_head or self.fresh:
+            if now - self.begin_at >= self.settings.header_timeout:
+                self._reject(408, "request head not received in time")
+        elif now - self.idle_since >= self.settings.keepalive_timeout:
+            self.close()
+
+
+class _DeadParser:
+    """Stands in for the parser after a fatal error: input is ignored."""
+
+    def feed_data(self, data):
+        pass

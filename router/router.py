@@ -1,0 +1,176 @@
+"""The Router: the current route table, the targets, and the routing of a request.
+
+It owns one reference to an immutable RouteTable (a swap replaces it), the
+Targets registry that outlives swaps, the metrics, and the set of client
+connections. It decides where a request goes and records what happened; it
+never writes routes.json (the deployer does) and never blocks the loop.
+"""
+from __future__ import annotations
+
+import asyncio
+from time import monotonic
+from pathlib import Path
+
+from . import headers, table as tables
+from .exchange import Exchange
+from .metrics import Metrics
+from .settings import Settings
+from .targets import Targets
+
+NO_APP = "-"
+
+
+class Router:
+    def __init__(self, settings: Settings, routes_path: Path, loop, log):
+        self.settings = settings
+        self.routes_path = routes_path
+        self.loop = loop
+        self.log = log
+        self.table = tables.EMPTY
+        self.targets = Targets(settings, clock=monotonic)
+        self.metrics = Metrics()
+        self.connections = set()
+        self._ticker = None
+
+    # -- the table ---------------------------------------------------------
+
+    def load(self) -> tables.RouteTable:
+        """Read routes.json and swap it in; TableError leaves the old table."""
+        table = tables.load(self.routes_path)
+        self.swap(table)
+        return table
+
+    def swap(self, table: tables.RouteTable) -> None:
+        old, self.table = self.table, table
+        self.targets.retire(table)
+        self.log.info("routes_swapped", version=table.version, routes=len(table.routes),
+                      previous=old.version)
+
+    # -- routing -----------------------------------------------------------
+
+    def open_exchange(self, client, method: bytes, url: bytes, header_list: list, *,
+                      http11: bool, keep_alive: bool, upgrading: bool,
+                      begin: float) -> Exchange:
+        """Route one request whose head has arrived; errors become error exchanges."""
+        def failed(status: int, detail: str, req=None, route=None) -> Exchange:
+            return Exchange(client, method, url, req, keep_alive=keep_alive, http11=http11,
+                            route=route, error=status, detail=detail, begin=begin)
+
+        if method == b"CONNECT":
+            return failed(405, "CONNECT is not supported")
+        if url[:1] != b"/":
+            url, problem = _origin_form(method, url, header_list)
+            if problem:
+                return failed(400, problem)
+        try:
+            req = headers.rewrite_request(method, url, header_list, client.client_ip,
+                                          self.settings.trusted_proxies, upgrading)
+        except headers.BadRequest as exc:
+            return failed(exc.args[0], exc.args[1])
+        host = tables.normalize_host(req.host)
+        if host is None:
+            return failed(400, "invalid Host header")
+        route = self.table.lookup(host)
+        if route is None:
+            return failed(404, "", req)
+        if not route.backends:
+            return failed(503, "", req, route)
+        target = self.targets.pick(route)
+        target.in_flight += 1
+        return Exchange(client, method, url, req, keep_alive=keep_alive, http11=http11,
+                        route=route, target=target, begin=begin)
+
+    # -- reporting ---------------------------------------------------------
+
+    def record(self, ex: Exchange) -> None:
+        route = ex.route
+        app = route.app if route is not None else NO_APP
+        duration = monotonic() - ex.begin
+        self.metrics.observe(app, ex.status, duration)
+        if self.settings.access_log:
+            target = ex.target
+            self.log.info(
+                "request", app=app, service=route.service if route is not None else NO_APP,
+                instance=_instance(route, target), method=ex.method.decode("latin-1"),
+                path=ex.url.decode("latin-1"), status=ex.status, bytes=ex.bytes_out,
+                duration_ms=round(duration * 1000, 2),
+                request_id=ex.req.request_id.decode() if ex.req is not None else None,
+                client=ex.client.client_ip.decode(), detail=ex.detail or None)
+
+    def rejected(self, client, status: int, detail: str) -> None:
+        self.metrics.observe(NO_APP, status, 0.0)
+        self.log.info("request_rejected", status=status, detail=detail,
+                      client=client.client_ip.decode())
+
+    def upstream_failed(self, target, reason: str) -> None:
+        self.log.warning("upstream_failed", backend=f"{target.host}:{target.port}",
+                         reason=reason)
+
+    # -- housekeeping ------------------------------------------------------
+
+    def start_clock(self) -> None:
+        s = self.settings
+        period = min(1.0, s.header_timeout / 4, s.idle_timeout / 4, s.first_byte_timeout / 4,
+                     s.keepalive_timeout / 4)
+        self._ticker = self.loop.create_task(self._clock(max(period, 0.05)))
+
+    async def _clock(self, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            now = monotonic()
+            for conn in list(self.connections):
+                try:
+                    conn.check(now)
+                except Exception:
+                    self.log.exception("router_bug", where="timeout_check")
+            self.targets.sweep()
+
+    def stop_clock(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+
+    def in_flight_total(self) -> int:
+        return sum(t.in_flight for t in self.targets.all())
+
+    async def drain(self, keys: set, timeout: float) -> tuple[bool, int]:
+        """Wait until no request is in flight to these backends, up to timeout."""
+        for key in keys:
+            target = self.targets.find(key)
+            if target is not None:
+                target.close_idle()
+        deadline = monotonic() + timeout
+        while True:
+            count = sum(t.in_flight for k in keys if (t := self.targets.find(k)) is not None)
+            if count == 0 or monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.02)
+        for key in keys:
+            target = self.targets.find(key)
+            if target is not None:
+                target.close_idle()
+        return count == 0, count
+
+
+def _instance(route, target) -> str | None:
+    if target is None:
+        return None
+    for backend in route.backends:
+        if backend.host == target.host and backend.port == target.port:
+            return backend.id
+    return f"{target.host}:{target.port}"
+
+
+def _origin_form(method: bytes, url: bytes, header_list: list) -> tuple[bytes, str]:
+    """Absolute-form targets must name the Host they carry; '*' only for OPTIONS."""
+    if url == b"*":
+        return url, "" if method == b"OPTIONS" else "'*' is only valid for OPTIONS"
+    lowered = url.lower()
+    for scheme in (b"http://", b"https://"):
+        if lowered.startswith(scheme):
+            rest = url[len(scheme):]
+            authority, slash, path = rest.partition(b"/")
+            host = next((v for n, v in header_list if n.lower() == b"host"), None)
+            if host is None or tables.normalize_host(host) != tables.normalize_host(authority):
+                return url, "the request target names another host than the Host header"
+            return b"/" + path, ""
+    return url, "invalid request target"

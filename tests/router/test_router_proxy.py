@@ -1,0 +1,211 @@
+"""HTTP/1.1 behaviour through the router, with real clients and real upstreams."""
+import hashlib
+import json
+import socket
+
+from routerkit import read_response, read_until_close, status_of
+
+
+def echo(body: bytes) -> dict:
+    return json.loads(body)
+
+
+def test_forwards_request_and_routes_by_host(hello):
+    status, headers, body = hello.request("hello.localhost", "/echo?x=1")
+    assert status == 200
+    seen = echo(body)
+    assert seen["path"] == "/echo?x=1" and seen["method"] == "GET"
+    assert seen["headers"]["host"] == "hello.localhost"
+    for host in ("api.hello.localhost", "www.example.com", "HELLO.LocalHost:8080",
+                 "hello.localhost."):
+        status, _, body = hello.request(host, "/echo")
+        assert status == 200, host
+        assert echo(body)["headers"]["host"] == host
+
+
+def test_unknown_host_is_404_and_empty_route_is_503(hello):
+    status, headers, body = hello.request("nope.localhost")
+    assert status == 404 and b"No application" in body
+    assert headers["content-type"].startswith("text/html")
+    status, _, body = hello.request("empty.localhost")
+    assert status == 503 and b"no running instance" in body
+    assert hello.up.hits == 0
+
+
+def test_client_keep_alive_and_upstream_pool(hello):
+    conn = hello.connect()
+    ports = set()
+    for i in range(20):
+        conn.request("GET", f"/echo?i={i}", headers={"Host": "hello.localhost"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        ports.add(echo(resp.read())["client_port"])
+    conn.close()
+    # one client connection, requests in sequence: one pooled upstream connection
+    assert len(ports) == 1
+    assert len(hello.up.connections) == 1
+
+
+def test_pipelined_requests_answered_in_order(hello):
+    reqs = b"".join(
+        b"GET /%s HTTP/1.1\r\nHost: hello.localhost\r\n\r\n" % path
+        for path in (b"slow?delay=0.3", b"echo?n=2", b"status?code=204", b"echo?n=4"))
+    with socket.create_connection(("127.0.0.1", hello.port), timeout=10) as s:
+        s.sendall(reqs)
+        f = s.makefile("rb")
+        results = [read_response(f) for _ in range(4)]
+    assert [r[0] for r in results] == [200, 200, 204, 200]
+    assert echo(results[0][2])["path"] == "/slow?delay=0.3"
+    assert echo(results[1][2])["path"] == "/echo?n=2"
+    assert echo(results[3][2])["path"] == "/echo?n=4"
+
+
+def test_pipelined_requests_each_routed_by_their_own_host(hello, upstreams):
+    other = upstreams("other")
+    table = {"version": 2, "routes": {
+        "hello.localhost": {"app": "hello", "service": "www", "backends": [hello.up.backend()]},
+        "other.localhost": {"app": "other", "service": "www", "backends": [other.backend()]}}}
+    hello.swap(table)
+    reqs = (b"GET /echo HTTP/1.1\r\nHost: hello.localhost\r\n\r\n"
+            b"GET /echo HTTP/1.1\r\nHost: other.localhost\r\n\r\n"
+            b"GET /echo HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", hello.port), timeout=10) as s:
+        s.sendall(reqs)
+        f = s.makefile("rb")
+        servers = [echo(read_response(f)[2])["server"] for _ in range(3)]
+    assert servers == ["a", "other", "a"]
+
+
+def test_chunked_request_body_is_streamed_upstream(hello):
+    conn = hello.connect()
+    parts = [b"alpha-", b"beta-", b"gamma" * 1000]
+    conn.request("POST", "/upload", body=iter(parts),
+                 headers={"Host": "hello.localhost", "Transfer-Encoding": "chunked"},
+                 encode_chunked=True)
+    resp = conn.getresponse()
+    seen = echo(resp.read())
+    assert resp.status == 200
+    assert seen["body_len"] == sum(map(len, parts))
+    assert seen["body_sha256"] == hashlib.sha256(b"".join(parts)).hexdigest()
+    assert seen["headers"]["transfer-encoding"] == "chunked"
+    # the connection stays usable after a chunked request
+    conn.request("GET", "/echo", headers={"Host": "hello.localhost"})
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
+def test_chunked_response_is_relayed_and_trailers_dropped(hello):
+    with socket.create_connection(("127.0.0.1", hello.port), timeout=10) as s:
+        s.sendall(b"GET /chunked?n=4 HTTP/1.1\r\nHost: hello.localhost\r\n\r\n"
+                  b"GET /echo HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
+        f = s.makefile("rb")
+        status, headers, body = read_response(f)
+        assert status == 200 and headers["transfer-encoding"] == "chunked"
+        assert body == b"piece-0;piece-1;piece-2;piece-3;"
+        assert read_response(f)[0] == 200
+
+
+def test_http10_client_gets_unframed_body_then_close(hello):
+    raw = hello.raw(b"GET /chunked?n=2 HTTP/1.0\r\nHost: hello.localhost\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"transfer-encoding" not in head.lower()
+    assert b"connection: close" in head.lower()
+    assert body == b"piece-0;piece-1;"
+
+
+def test_read_until_close_response_becomes_chunked(hello):
+    conn = hello.connect()
+    conn.request("GET", "/until-close", headers={"Host": "hello.localhost"})
+    resp = conn.getresponse()
+    assert resp.getheader("Transfer-Encoding") == "chunked"
+    assert resp.read() == b"read-until-close body"
+    conn.request("GET", "/echo", headers={"Host": "hello.localhost"})
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
+def test_head_keeps_content_length_and_sends_no_body(hello):
+    with socket.create_connection(("127.0.0.1", hello.port), timeout=10) as s:
+        s.sendall(b"HEAD /echo HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
+        f = s.makefile("rb")
+        line = f.readline()
+        assert line.startswith(b"HTTP/1.1 200")
+        head = b""
+        while (l := f.readline()) != b"\r\n":
+            head += l
+        assert b"Content-Length:" in head
+        # the next response must follow directly: no body bytes after a HEAD response
+        s.sendall(b"GET /status?code=200 HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
+        status, _, body = read_response(f)
+        assert (status, body) == (200, b"ok")
+
+
+def test_204_and_304_have_no_body_and_keep_alive(hello):
+    conn = hello.connect()
+    for code in (204, 304, 200):
+        conn.request("GET", f"/status?code={code}", headers={"Host": "hello.localhost"})
+        resp = conn.getresponse()
+        assert resp.status == code
+        assert resp.read() == (b"ok" if code == 200 else b"")
+    conn.close()
+
+
+def test_expect_100_continue(hello):
+    with socket.create_connection(("127.0.0.1", hello.port), timeout=10) as s:
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: hello.localhost\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        f = s.makefile("rb")
+        assert f.readline().startswith(b"HTTP/1.1 100")
+        assert f.readline() == b"\r\n"
+        s.sendall(b"hello")
+        status, _, body = read_response(f)
+    assert status == 200 and echo(body)["body_len"] == 5
+
+
+def test_informational_1xx_relayed_before_final_response(hello):
+    raw = hello.raw(b"GET /early-hints HTTP/1.1\r\nHost: hello.localhost\r\nConnection: close\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 103 Early Hints\r\n")
+    assert b"Link: </style.css>" in raw
+    assert b"HTTP/1.1 200 OK" in raw and raw.endswith(b"after hints")
+
+
+def test_forwarded_headers_request_id_and_hop_by_hop(hello):
+    status, headers, body = hello.request("hello.localhost", headers={
+        "X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "evil.example", "Connection": "keep-alive, X-Private",
+        "X-Private": "drop me", "Keep-Alive": "timeout=9", "TE": "trailers",
+        "Proxy-Authorization": "Basic eA==", "X-Kept": "yes"})
+    seen = echo(body)["headers"]
+    assert seen["x-forwarded-for"] == "127.0.0.1"          # not trusted from clients
+    assert seen["x-forwarded-proto"] == "http"
+    assert seen["x-forwarded-host"] == "hello.localhost"
+    assert seen["host"] == "hello.localhost"
+    assert len(seen["x-request-id"]) == 32
+    for hop in ("x-private", "keep-alive", "te", "proxy-authorization"):
+        assert hop not in seen
+    assert seen["x-kept"] == "yes"
+    # response hop-by-hop headers are removed too
+    assert "keep-alive" not in headers and "x-hop" not in headers
+    assert headers["x-server"] == "a"
+    _, _, body = hello.request("hello.localhost", headers={"X-Request-Id": "abc-123"})
+    assert echo(body)["headers"]["x-request-id"] == "abc-123"
+
+
+def test_forwarded_for_appended_from_trusted_proxy(upstreams, start_router):
+    from routerkit import routes
+    up = upstreams("a")
+    router = start_router(routes(1, {"t.localhost": ("t", "www", [up.backend()])}),
+                          env={"DOTCLOUD_ROUTER_TRUSTED_PROXIES": "127.0.0.1"})
+    _, _, body = router.request("t.localhost", headers={
+        "X-Forwarded-For": "10.1.2.3", "X-Forwarded-Proto": "https"})
+    seen = echo(body)["headers"]
+    assert seen["x-forwarded-for"] == "10.1.2.3, 127.0.0.1"
+    assert seen["x-forwarded-proto"] == "https"
+
+
+def test_absolute_form_for_the_same_host_is_accepted(hello):
+    raw = hello.raw(b"GET http://hello.localhost/echo?abs=1 HTTP/1.1\r\nHost: hello.localhost\r\n"
+                    b"Connection: close\r\n\r\n")
+    assert status_of(raw) == 200
+    assert echo(raw.partition(b"\r\n\r\n")[2])["path"] == "/echo?abs=1"
