@@ -10,6 +10,7 @@ processes, the router routes.
 import json
 import os
 import random
+import re
 import socket
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from .progress import Progress
 # Instances are polled at least this often, whatever the healthcheck interval says,
 # so a push goes live as soon as its instances answer.
 POLL = 0.1
+ERROR_RE = re.compile(r"Error|Exception|error:|ERR!|Traceback|not found|denied")
 
 
 def deploy(settings: Settings, store: Store, app: str, release: Release,
@@ -186,8 +188,21 @@ def _show_failure(settings: Settings, app: str, created, progress: Progress) -> 
         if inst.label in shown or not path.exists():
             continue
         shown.add(inst.label)
-        lines = path.read_bytes()[-8192:].decode("utf-8", "replace").splitlines()[-10:]
+        lines = last_run_excerpt(path.read_bytes()[-65536:].decode("utf-8", "replace"))
         if lines:
             progress.line(f"[{inst.label}] Last lines of its log:")
             for line in lines:
                 progress.line(f"[{inst.label}]   {line}")
+
+
+def last_run_excerpt(text: str, limit: int = 12) -> list[str]:
+    """The telling lines of the last run in an instance log: its error lines
+    (servers print pages of shutdown noise after the one line that matters),
+    then how it ended."""
+    lines = [l.split(" ", 1)[1] if l[:4].isdigit() and " " in l else l for l in text.splitlines()]
+    starts = [i for i, l in enumerate(lines) if "[dotcloud] started" in l]
+    run = lines[starts[-1] + 1:] if starts else lines
+    errors = [l for l in run if ERROR_RE.search(l) and "[dotcloud]" not in l]
+    picked = list(dict.fromkeys(errors))[-limit:]
+    tail = [l for l in run[-3:] if l not in picked]
+    return picked + tail

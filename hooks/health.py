@@ -58,7 +58,9 @@ def wait_responsive(store: Store, checks: list[Check], on_ready) -> None:
 
 
 def _failed(inst: Instance) -> bool:
-    return inst.state == "crashed" or (inst.state == "backoff" and inst.restarts >= 2)
+    # A new instance that exits before it ever answered has failed its deploy:
+    # waiting for the crash-loop verdict would only delay the push's answer.
+    return inst.state in ("backoff", "crashed") or inst.restarts >= 1
 
 
 def _ready(inst: Instance, check: Check) -> bool:

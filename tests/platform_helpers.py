@@ -117,7 +117,10 @@ class Platform:
 
     def push(self, user: str, repo: Path, app: str, branch: str = "main",
              timeout: float = 600) -> Result:
-        r = subprocess.run(["git", "push", "--porcelain", self.remote(app), f"HEAD:{branch}"],
+        current = subprocess.run(["git", "branch", "--show-current"], cwd=repo,
+                                 capture_output=True, text=True).stdout.strip()
+        refspec = branch if branch == current else f"HEAD:{branch}"
+        r = subprocess.run(["git", "push", self.remote(app), refspec],
                            cwd=repo, env=self.git_env(user), capture_output=True, text=True,
                            timeout=timeout)
         return Result(r.returncode, r.stdout, r.stderr)
