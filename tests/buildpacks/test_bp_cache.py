@@ -1,0 +1,75 @@
+"""The content-addressed dependency cache: fill once, never touch a complete entry."""
+import threading
+import time
+
+import pytest
+
+from buildpacks.cache import Entry, content_key, ensure, tree_size
+
+
+def filler(calls, content=b"data", delay=0.0):
+    def fill(path):
+        calls.append(path)
+        time.sleep(delay)
+        path.mkdir()
+        (path / "dep").write_bytes(content)
+    return fill
+
+
+def test_key_separates_parts():
+    assert content_key("ab", "c") != content_key("a", "bc")
+    assert content_key("x") == content_key(b"x")
+    assert len(content_key()) == 64
+
+
+def test_fill_once_then_reuse(tmp_path):
+    entry, calls = Entry(tmp_path / "python", content_key("k")), []
+    assert ensure(entry, filler(calls)) is False
+    assert entry.complete() and entry.size() == 4
+    assert ensure(entry, filler(calls)) is True
+    assert len(calls) == 1
+
+
+def test_incomplete_entry_is_rebuilt(tmp_path):
+    entry, calls = Entry(tmp_path / "python", "k"), []
+    entry.path.mkdir(parents=True)
+    (entry.path / "half-written").write_text("x")
+    assert not entry.complete()
+    assert ensure(entry, filler(calls)) is False
+    assert not (entry.path / "half-written").exists()
+    assert (entry.path / "dep").exists()
+
+
+def test_failed_fill_leaves_nothing_behind(tmp_path):
+    entry = Entry(tmp_path / "node", "k")
+
+    def fail(path):
+        path.mkdir()
+        (path / "partial").write_text("x")
+        raise RuntimeError("npm exploded")
+    with pytest.raises(RuntimeError):
+        ensure(entry, fail)
+    assert not entry.path.exists() and not entry.complete()
+
+
+def test_concurrent_builds_of_one_key_fill_once(tmp_path):
+    entry, calls, waits, results = Entry(tmp_path / "python", "k"), [], [], []
+
+    def build():
+        results.append(ensure(entry, filler(calls, delay=0.3), on_wait=lambda: waits.append(1)))
+    threads = [threading.Thread(target=build) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert sorted(results) == [False, True, True, True]
+    assert len(waits) <= 3
+
+
+def test_tree_size_counts_files_not_symlink_targets(tmp_path):
+    (tmp_path / "a").write_bytes(b"12345")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "b").write_bytes(b"123")
+    (tmp_path / "link").symlink_to("/usr/bin/env")
+    assert tree_size(tmp_path) == 8 + len("/usr/bin/env")

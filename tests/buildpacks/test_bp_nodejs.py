@@ -1,0 +1,134 @@
+"""nodejs builds with the real npm, and the servers they produce answering."""
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from buildpacks import build_service, plan
+from buildpacks.cache import content_key
+from dotcloud.errors import BuildError
+
+SERVER = """\
+const http = require("http");
+const isNumber = require("is-number");
+http.createServer((req, res) => {
+  res.end(`is-number(5)=${isNumber(5)} MODE=${process.env.MODE} via=${process.argv[2] || "node"}`);
+}).listen(process.env.PORT, "127.0.0.1");
+"""
+# Unique per session: the first build of each shape below is a clean one.
+SALT = content_key(str(time.time()))[:12]
+
+
+def package(**extra):
+    return json.dumps({"name": "app", "version": "1.0.0", "description": SALT,
+                       "dependencies": {"is-number": "^7.0.0"}, **extra})
+
+
+def npm_ran(lines):
+    return any(line.startswith("Installing dependencies with npm") for line in lines.lines)
+
+
+@pytest.fixture(scope="module")
+def lock_file(make_ctx):
+    """A package-lock.json made by npm install, for the npm ci tests."""
+    ctx, _ = make_ctx({"package.json": package(), "server.js": SERVER}, type="nodejs")
+    build_service(ctx)
+    return (ctx.src / "node_modules").resolve().parent.joinpath("package-lock.json").read_text()
+
+
+needs_npm = pytest.mark.skipif(not shutil.which("npm"), reason="npm is not installed")
+
+
+@needs_npm
+@pytest.mark.slow
+def test_npm_install_without_lock_then_incremental(make_ctx, run_service, http):
+    files = {"package.json": package(), "server.js": SERVER}
+    ctx, lines = make_ctx(files, type="nodejs", environment={"MODE": "prod"})
+    assert plan(ctx) is False
+    result = build_service(ctx)
+    assert "Installing dependencies with npm install" in lines.lines
+    assert result.incremental is False and result.http is True
+    link = ctx.src / "node_modules"
+    assert link.is_symlink() and str(link.resolve()).startswith(str(ctx.cache_dir / "node"))
+    assert result.processes["web"][1:] == (str(ctx.src / "server.js"),)
+    assert result.env["NODE_ENV"] == "production"
+    assert result.env["PATH"].startswith(f"{link}/.bin:")
+    with run_service(ctx, result) as url:
+        status, _, body = http(url)
+        assert (status, body) == (200, b"is-number(5)=true MODE=prod via=node")
+
+    again, lines2 = make_ctx(files, type="nodejs")
+    assert plan(again) is True
+    second = build_service(again)
+    assert second.incremental is True and not npm_ran(lines2)
+    assert (again.src / "node_modules").resolve() == link.resolve()
+
+
+@needs_npm
+@pytest.mark.slow
+def test_npm_ci_with_lock_file_and_npm_start(make_ctx, run_service, http, lock_file):
+    files = {"package.json": package(scripts={"start": "node server.js started-by-npm"}),
+             "package-lock.json": lock_file, "server.js": SERVER}
+    ctx, lines = make_ctx(files, type="nodejs", environment={"MODE": "ci"})
+    result = build_service(ctx)
+    assert "Installing dependencies with npm ci" in lines.lines
+    assert result.processes["web"][1:] == ("start", "--no-update-notifier")
+    with run_service(ctx, result) as url:
+        assert http(url)[2] == b"is-number(5)=true MODE=ci via=started-by-npm"
+
+
+@needs_npm
+@pytest.mark.slow
+def test_lock_file_out_of_sync_fails_npm_ci(make_ctx, lock_file):
+    files = {"package.json": package(dependencies={"is-number": "^7.0.0", "is-odd": "^3.0.0"}),
+             "package-lock.json": lock_file, "server.js": SERVER}
+    ctx, lines = make_ctx(files, type="nodejs")
+    with pytest.raises(BuildError) as info:
+        build_service(ctx)
+    assert str(info.value) == "npm ci failed (exit 1)"
+    assert any("npm error" in line for line in lines.lines)
+    assert plan(ctx) is False
+
+
+@needs_npm
+def test_processes_and_no_package_json(make_ctx):
+    ctx, lines = make_ctx({"worker.js": "setInterval(() => {}, 1000)"}, type="nodejs",
+                          processes={"worker": "node worker.js"})
+    result = build_service(ctx)
+    assert dict(result.processes) == {"worker": ("/bin/sh", "-c", "node worker.js")}
+    assert result.http is False and not npm_ran(lines)
+    assert not os.path.lexists(ctx.src / "node_modules")
+
+
+@needs_npm
+def test_nothing_to_run_is_refused(make_ctx):
+    ctx, _ = make_ctx({"lib.js": ""}, type="nodejs")
+    with pytest.raises(BuildError) as info:
+        build_service(ctx)
+    assert str(info.value) == ("service 'www': nothing to run: add a 'start' script to "
+                               "package.json, a server.js, or 'processes'")
+
+
+@needs_npm
+@pytest.mark.parametrize("text,message", [
+    ("{not json", "package.json is not valid JSON: "),
+    ("[1, 2]", "package.json must be a JSON object"),
+])
+def test_bad_package_json_is_refused(make_ctx, text, message):
+    ctx, _ = make_ctx({"package.json": text, "server.js": ""}, type="nodejs")
+    with pytest.raises(BuildError) as info:
+        build_service(ctx)
+    assert str(info.value).startswith(message)
+
+
+@needs_npm
+@pytest.mark.slow
+def test_committed_node_modules_is_replaced(make_ctx):
+    files = {"package.json": package(), "server.js": SERVER,
+             "node_modules/stale/index.js": "stale"}
+    ctx, lines = make_ctx(files, type="nodejs")
+    build_service(ctx)
+    assert (ctx.src / "node_modules").is_symlink()
+    assert "node_modules from the repository replaced by the built one" in lines.lines
