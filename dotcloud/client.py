@@ -1,0 +1,93 @@
+"""`dotcloud`: the developer's client (SPEC section 9).
+
+    dotcloud [--host H] [--port N] push [APP]     push the current directory
+    dotcloud [--host H] [--port N] COMMAND ...    any SSH command (logs, status, var, scale, ...)
+
+`push` uses git when the directory is a repository. Otherwise it keeps a
+private git directory for this folder in ~/.cache/dotcloud and commits the
+folder there as `rsync-<milliseconds>`, so each upload sends only what
+changed since the last one. Everything else runs `ssh -p PORT dotcloud@HOST
+COMMAND ...` with the arguments passed as they are. DOTCLOUD_SSH_COMMAND
+(like GIT_SSH_COMMAND) picks the ssh command and its options for both.
+"""
+import argparse
+import hashlib
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import names
+from .errors import DotcloudError
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="dotcloud", description="Talk to a dotcloud platform.")
+    p.add_argument("--host", default=os.environ.get("DOTCLOUD_HOST", "localhost"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("DOTCLOUD_PORT", "2222")))
+    p.add_argument("command", help="push, or any SSH command (try: help)")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    args = p.parse_args(argv)
+    try:
+        if args.command == "push":
+            return push(args.host, args.port, args.args)
+        return ssh(args.host, args.port, [args.command, *args.args])
+    except DotcloudError as exc:
+        print(f"dotcloud: {exc}", file=sys.stderr)
+        return exc.exit_status
+
+
+def ssh(host: str, port: int, command: list[str]) -> int:
+    base = shlex.split(os.environ.get("DOTCLOUD_SSH_COMMAND", "ssh"))
+    # The server splits the command line like a shell would, so quote each word.
+    return subprocess.call([*base, "-p", str(port), f"dotcloud@{host}",
+                            shlex.join(command)])
+
+
+def push(host: str, port: int, rest: list[str]) -> int:
+    here = Path.cwd()
+    app = names.app(rest[0] if rest else _default_app(here))
+    url = f"ssh://dotcloud@{host}:{port}/{app}"
+    if "DOTCLOUD_SSH_COMMAND" in os.environ:
+        os.environ.setdefault("GIT_SSH_COMMAND", os.environ["DOTCLOUD_SSH_COMMAND"])
+    if _in_git_repo(here):
+        return subprocess.call(["git", "push", url, "HEAD:refs/heads/main"])
+    return _upload(here, url)
+
+
+def _default_app(here: Path) -> str:
+    name = "".join(c if c.isalnum() else "-" for c in here.name.lower()).strip("-")
+    if not name or not name[0].isalpha():
+        raise DotcloudError("cannot name the app after this directory; say: dotcloud push APP")
+    return name[:40]
+
+
+def _in_git_repo(here: Path) -> bool:
+    return subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=here,
+                          capture_output=True).returncode == 0
+
+
+def _upload(here: Path, url: str) -> int:
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dotcloud"
+    gitdir = cache / (hashlib.sha256(str(here).encode()).hexdigest()[:16] + ".git")
+    env = dict(os.environ, GIT_DIR=str(gitdir), GIT_WORK_TREE=str(here),
+               GIT_AUTHOR_NAME="dotcloud", GIT_AUTHOR_EMAIL="dotcloud@localhost",
+               GIT_COMMITTER_NAME="dotcloud", GIT_COMMITTER_EMAIL="dotcloud@localhost")
+    if not gitdir.exists():
+        gitdir.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "init", "-q", "--bare", str(gitdir)], check=True)
+        subprocess.run(["git", "config", "core.bare", "false"], env=env, check=True)
+    revision = f"rsync-{int(time.time() * 1000)}"
+    for step in (["git", "add", "-A", "."],
+                 ["git", "commit", "-q", "--allow-empty", "-m", revision]):
+        if subprocess.run(step, env=env, cwd=here).returncode != 0:
+            raise DotcloudError(f"could not record the upload ({' '.join(step[:2])} failed)")
+    print(f"Uploading {here} as {revision}", flush=True)
+    return subprocess.call(["git", "push", "--progress", url, "HEAD:refs/heads/main"], env=env,
+                           cwd=here)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
