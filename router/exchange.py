@@ -101,6 +101,17 @@ class Exchange:
         if self.upstream is not None:
             self.sent_at = monotonic()
 
+    def request_broken(self, status: int, detail: str) -> None:
+        """The rest of the request is malformed: answer with an error, then close."""
+        self.keep_alive = False
+        self.client_keep = False
+        if self.finished:
+            return
+        self.error = status
+        self.detail = detail
+        if self.client.queue and self.client.queue[0] is self:
+            self.respond_error(status, log=detail)
+
     def _send(self, parts, size: int) -> None:
         up = self.upstream
         if up is not None:
@@ -367,7 +378,8 @@ class Exchange:
         self.status = status
         self.detail = log or detail
         body_pending = self.req is None or (self.req.has_body and not self.req_done)
-        self.client_keep = self.keep_alive and not body_pending and status not in (400, 408)
+        self.client_keep = (self.keep_alive and not body_pending and status not in (400, 408)
+                            and not self.client.closing)
         self.out.append(pages.render(status, self.client_keep, detail))
         self._flush()
         self._finish(reusable=False)

@@ -74,6 +74,8 @@ def rewrite_request(method: bytes, target: bytes, headers: list, client_ip: byte
             has_body = value != b"0"
             parts += (name, b": ", value, b"\r\n")
         elif low == b"transfer-encoding":
+            if chunked or value.strip().lower() != b"chunked":
+                raise BadRequest(400, "unsupported Transfer-Encoding")
             chunked = has_body = True
         elif low == b"connection":
             extra = _tokens(value) - _STANDARD_TOKENS

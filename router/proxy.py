@@ -260,6 +260,12 @@ class ClientConnection(asyncio.Protocol):
         self.reject = None
         if self.closing:
             return
+        broken, self.parsing = self.parsing, None
+        if broken is not None:
+            # the request whose body was arriving is answered with the error, in order
+            self.closing_parser()
+            broken.request_broken(status, detail)
+            return
         if self.queue:
             # earlier pipelined requests are answered first, in order
             self.pending_error = (status, detail)

@@ -33,15 +33,38 @@ def start_router(tmp_path):
         router.stop()
 
 
-@pytest.fixture
-def hello(upstreams, start_router):
-    """A router serving app 'hello' (www, api service, a custom domain) from one upstream."""
-    up = upstreams("a")
-    router = start_router(routes(1, {
+def _hello_table(up) -> dict:
+    return routes(1, {
         "hello.localhost": ("hello", "www", [up.backend()]),
         "api.hello.localhost": ("hello", "api", [up.backend()]),
         "www.example.com": ("hello", "www", [up.backend()]),
         "empty.localhost": ("empty", "www", []),
-    }))
+    })
+
+
+@pytest.fixture
+def hello(upstreams, start_router):
+    """A router serving app 'hello' (www, api service, a custom domain) from one upstream."""
+    up = upstreams("a")
+    router = start_router(_hello_table(up))
     router.up = up
     return router
+
+
+@pytest.fixture(scope="module")
+def shared_hello(tmp_path_factory):
+    """Like hello, shared by a module's tests that do not change the router."""
+    up = Upstream("a")
+    router = RouterProcess(tmp_path_factory.mktemp("shared"), table=_hello_table(up))
+    router.up = up
+    yield router
+    router.stop()
+    up.stop()
+
+
+@pytest.fixture
+def fresh_hello(shared_hello):
+    """shared_hello with the upstream's request record cleared."""
+    shared_hello.up.hits = 0
+    shared_hello.up.seen.clear()
+    return shared_hello
