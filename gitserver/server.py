@@ -4,6 +4,7 @@ exec request as a git command or a platform command (gitserver.commands).
 One thread per connection and one per channel; a failure in one never
 reaches another. It holds no state of its own: everything is in the store.
 """
+import os
 import shlex
 import signal
 import socket
@@ -34,7 +35,7 @@ def serve(settings: Settings) -> None:
     sock.bind((settings.bind, settings.ssh_port))
     sock.listen(128)
     port = sock.getsockname()[1]
-    write_json(settings.run_dir / "ssh.json", {"bind": settings.bind, "port": port})
+    write_json(settings.run_dir / "ssh.json", {"bind": settings.bind, "port": port, "pid": os.getpid()})
     log.info("ssh_listening", bind=settings.bind, port=port)
     stopping = threading.Event()
 
