@@ -35,10 +35,11 @@ def build_service(ctx: BuildContext) -> BuildResult:
     started = time.monotonic()
     log.info("build_started", type=ctx.service.type, src=str(ctx.src))
     try:
-        env = build_env(ctx)
-        run_build_hook(ctx, "prebuild", env)
+        run_build_hook(ctx, "prebuild", build_env(ctx))
         result = pack.build(ctx)
-        run_build_hook(ctx, "postbuild", env)
+        # postbuild sees what was installed: `python manage.py collectstatic`
+        # runs the virtualenv's python, `npm run build` finds node_modules/.bin.
+        run_build_hook(ctx, "postbuild", build_env(ctx, **result.env))
     except Exception as e:
         log.info("build_failed", reason=str(e), seconds=round(time.monotonic() - started, 3))
         raise

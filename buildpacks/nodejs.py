@@ -65,9 +65,9 @@ def _manifest(ctx: BuildContext) -> tuple[dict | None, str | None, str | None]:
 
 class NodejsBuildpack(Buildpack):
 
-    def _entry(self, ctx: BuildContext) -> cache.Entry | None:
-        package, text, lock = _manifest(ctx)
-        if package is None:
+    @staticmethod
+    def _entry(ctx: BuildContext, text: str | None, lock: str | None) -> cache.Entry | None:
+        if text is None:
             return None
         key = cache.content_key(_node_version(_tool("node")), text, lock or "")
         return cache.Entry(ctx.cache_dir / "node", key)
@@ -77,14 +77,15 @@ class NodejsBuildpack(Buildpack):
 
     def plan(self, ctx: BuildContext) -> bool:
         try:
-            entry = self._entry(ctx)
+            _, text, lock = _manifest(ctx)
+            entry = self._entry(ctx, text, lock)
         except BuildError:
             return False
         return entry is not None and entry.complete()
 
     def build(self, ctx: BuildContext) -> BuildResult:
         package, text, lock = _manifest(ctx)
-        entry = self._entry(ctx)
+        entry = self._entry(ctx, text, lock)
         reused, deps_size = False, 0
         if entry is not None:
             reused = cache.ensure(

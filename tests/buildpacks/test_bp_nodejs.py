@@ -132,3 +132,13 @@ def test_committed_node_modules_is_replaced(make_ctx):
     build_service(ctx)
     assert (ctx.src / "node_modules").is_symlink()
     assert "node_modules from the repository replaced by the built one" in lines.lines
+
+
+@needs_npm
+@pytest.mark.slow
+def test_postbuild_finds_node_modules_bin(make_ctx):
+    ctx, _ = make_ctx({"package.json": package(), "server.js": SERVER}, type="nodejs",
+                      postbuild='echo "$PATH $NODE_ENV" > built')
+    build_service(ctx)
+    path, node_env = (ctx.src / "built").read_text().split()
+    assert path.startswith(f"{ctx.src}/node_modules/.bin:") and node_env == "production"

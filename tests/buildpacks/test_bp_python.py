@@ -178,3 +178,11 @@ def test_venv_python_is_this_interpreter(make_ctx):
     # The cache key names the interpreter, so a server upgrade rebuilds.
     from buildpacks.python import _interpreter_id
     assert sys.version in _interpreter_id()
+
+
+@pytest.mark.slow
+def test_postbuild_runs_with_the_virtualenv(make_ctx):
+    ctx, _ = make_ctx(APP, prebuild="python -c 'import six' 2>/dev/null || echo no six yet",
+                      postbuild="python -c 'import six, sys; print(sys.prefix)' > built")
+    result = build_service(ctx)
+    assert (ctx.src / "built").read_text().strip() == result.env["VIRTUAL_ENV"]
