@@ -1,9 +1,9 @@
 """A small, efficient static file server: the process of a `static` service.
 
 HTTP/1.1 with keep-alive on asyncio; index.html for directories; content
-types; ETag and Last-Modified with 304 answers; Cache-Control; gzip for
-text when the client accepts it (compressed once, kept in a bounded
-memory cache); large files sent with sendfile. It must never serve anything
+types; ETag and Last-Modified with 304 answers; Cache-Control; byte ranges;
+gzip for text when the client accepts it (compressed once, kept in a
+bounded memory cache); large files sent with sendfile. It must never serve anything
 outside its root (symlinks included), list a directory, or show dotfiles
 (except .well-known). Standard library only: it runs as a script
 (`python -I staticserve.py --root DIR --port N`), not as part of the
@@ -42,8 +42,10 @@ TYPES = {
 }
 COMPRESSIBLE = ("text/", "application/json", "application/xml", "application/javascript",
                 "image/svg+xml", "application/wasm", "application/manifest+json")
-REASONS = {200: "OK", 301: "Moved Permanently", 304: "Not Modified", 400: "Bad Request",
+UNSATISFIABLE = "unsatisfiable"
+REASONS = {200: "OK", 206: "Partial Content", 301: "Moved Permanently", 304: "Not Modified", 400: "Bad Request",
            404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large",
+           416: "Range Not Satisfiable",
            431: "Request Header Fields Too Large", 500: "Internal Server Error",
            501: "Not Implemented", 505: "HTTP Version Not Supported"}
 
@@ -72,6 +74,31 @@ def accepts_gzip(header: str) -> bool:
             except ValueError:
                 return False
     return False
+
+
+def byte_range(headers: dict, etag: str, size: int):
+    """None (send it all), (first, last) byte positions, or UNSATISFIABLE.
+
+    One range only: a multi-range request gets the whole file, which RFC 9110
+    allows. A stale If-Range also gets the whole file.
+    """
+    spec = headers.get("range", "")
+    if not spec.startswith("bytes=") or "," in spec:
+        return None
+    if "if-range" in headers and headers["if-range"] != etag:
+        return None
+    first, sep, last = spec[6:].strip().partition("-")
+    if not sep or not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+        return None
+    if first == "":
+        if not last or int(last) == 0 or size == 0:
+            return UNSATISFIABLE
+        return max(0, size - int(last)), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or end < start:
+        return UNSATISFIABLE
+    return start, end
 
 
 def etag_matches(header: str, etag: str) -> bool:
@@ -279,15 +306,29 @@ class Server:
             if self.not_modified(req, etag, st):
                 await self.send(writer, req, 304, headers, b"", keep, length=False)
                 return 304
-            if body is not None or st.st_size <= SMALL_FILE:
-                await self.send(writer, req, 200, headers, body if body is not None else f.read(),
-                                keep)
+            if body is not None:
+                await self.send(writer, req, 200, headers, body, keep)
                 return 200
-            await self.send(writer, req, 200, headers, b"", keep, length=False,
-                            extra_length=st.st_size)
+            headers["Accept-Ranges"] = "bytes"
+            status, start, count = 200, 0, st.st_size
+            span = byte_range(req.headers, etag, st.st_size)
+            if span == UNSATISFIABLE:
+                headers["Content-Range"] = f"bytes */{st.st_size}"
+                await self.send(writer, req, 416, headers, b"", keep)
+                return 416
+            if span is not None:
+                status, (start, end) = 206, span
+                count = end - start + 1
+                headers["Content-Range"] = f"bytes {start}-{end}/{st.st_size}"
+            if count <= SMALL_FILE:
+                f.seek(start)
+                await self.send(writer, req, status, headers, f.read(count), keep)
+                return status
+            await self.send(writer, req, status, headers, b"", keep, length=False,
+                            extra_length=count)
             if req.method == "GET":
-                await asyncio.get_running_loop().sendfile(writer.transport, f, 0, st.st_size)
-            return 200
+                await asyncio.get_running_loop().sendfile(writer.transport, f, start, count)
+            return status
 
     @staticmethod
     def not_modified(req: Request, etag: str, st: os.stat_result) -> bool:

@@ -192,3 +192,38 @@ def test_max_age_from_config(make_ctx, run_service, http):
     ctx, _ = make_ctx({"index.html": "hi"}, type="static", config={"max_age": 3600})
     with run_service(ctx, build_service(ctx)) as url:
         assert http(url + "/")[1]["Cache-Control"] == "public, max-age=3600"
+
+
+@pytest.mark.parametrize("spec,first,last", [
+    ("bytes=0-99", 0, 99),
+    ("bytes=100-", 100, 300 * 1024 - 1),
+    ("bytes=-10", 300 * 1024 - 10, 300 * 1024 - 1),
+    ("bytes=1000-999999999", 1000, 300 * 1024 - 1),
+    ("bytes=5000-200000", 5000, 200000),    # large enough for sendfile
+])
+def test_byte_ranges(site, http, spec, first, last):
+    whole = http(site + "/big.bin")[2]
+    status, headers, body = http(site + "/big.bin", {"Range": spec})
+    assert status == 206
+    assert headers["Content-Range"] == f"bytes {first}-{last}/{300 * 1024}"
+    assert body == whole[first:last + 1]
+
+
+@pytest.mark.parametrize("spec", ["bytes=999999999-", "bytes=-0", "bytes=10-5"])
+def test_unsatisfiable_range(site, http, spec):
+    status, headers, _ = http(site + "/big.bin", {"Range": spec})
+    assert status == 416 and headers["Content-Range"] == f"bytes */{300 * 1024}"
+
+
+@pytest.mark.parametrize("headers", [{"Range": "bytes=0-1,5-6"}, {"Range": "lines=1-2"},
+                                     {"Range": "bytes=a-b"},
+                                     {"Range": "bytes=0-1", "If-Range": '"stale"'}])
+def test_ignored_ranges_send_everything(site, http, headers):
+    status, response_headers, body = http(site + "/big.bin", headers)
+    assert status == 200 and len(body) == 300 * 1024
+    assert response_headers["Accept-Ranges"] == "bytes"
+
+
+def test_if_range_with_current_etag_gives_the_range(site, http):
+    etag = http(site + "/big.bin", method="HEAD")[1]["ETag"]
+    assert http(site + "/big.bin", {"Range": "bytes=0-9", "If-Range": etag})[0] == 206
