@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 from pathlib import Path
+
+from dotcloud.errors import UsageError
 
 from .table import TableError
 
@@ -24,11 +27,7 @@ def status(router) -> dict:
 
 async def start(router, path: Path) -> asyncio.AbstractServer:
     """Listen on the socket path, replacing a stale socket left by a dead router."""
-    try:
-        if path.is_socket():
-            path.unlink()
-    except FileNotFoundError:
-        pass
+    _remove_stale(path)
 
     async def serve(reader, writer):
         try:
@@ -43,6 +42,20 @@ async def start(router, path: Path) -> asyncio.AbstractServer:
     server = await asyncio.start_unix_server(serve, path=os.fspath(path), limit=MAX_LINE)
     os.chmod(path, 0o600)
     return server
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove a leftover socket file, unless a live router still answers on it."""
+    if path.is_socket():
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(os.fspath(path))
+            except OSError:
+                pass
+            else:
+                raise UsageError(f"another router is running on {path}")
+    if path.exists() and not path.is_dir():
+        path.unlink()
 
 
 async def _session(router, reader, writer) -> None:
