@@ -1,0 +1,157 @@
+"""`run APP SERVICE -- COMMAND ...`: a one-off command in a service's
+environment (env and directory of the active generation's first instance),
+with the client's stdin, stdout and stderr, returning its exit status.
+
+The argv is executed as given, never through a shell (unless the user's
+argv is itself `sh -c ...`). It runs in its own session under memory, CPU
+and time limits (runtime.limits.preexec), and nothing of it outlives the
+command: when it exits, when it times out, or when the client hangs up, its
+whole process group is killed.
+"""
+import json
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+
+from dotcloud import names
+from dotcloud.errors import DotcloudError, NotFound
+from runtime.limits import preexec
+
+from . import queries
+from .context import SEND_ERRORS, Args, Command, CommandContext
+
+POLL = 0.2
+READ_SIZE = 64 * 1024
+NOFILE = 4096
+# Output may still come from a pipe after the command exited and its group was killed.
+DRAIN_AFTER_EXIT = 1.0
+
+
+class CommandNotFound(DotcloudError):
+    exit_status = 127
+
+
+def run(ctx: CommandContext, args: Args) -> int:
+    app = ctx.app(args.positional[0])
+    service = names.service(args.positional[1])
+    argv = list(args.rest or ())
+    if not argv:
+        raise DotcloudError("nothing to run; usage: run APP SERVICE -- COMMAND ...")
+    inst = _first_instance(ctx, app, service)
+    spec = json.loads(inst.spec)
+    processes = spec.get("processes") or {}
+    first = processes[sorted(processes)[0]] if processes else {}
+    cwd = first.get("cwd") or spec.get("home")
+    env = dict(spec.get("env") or first.get("env") or {})
+    ctx.audit_detail = f"{service}: {' '.join(argv)[:300]}"
+    try:
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, close_fds=True,
+            preexec_fn=preexec(ctx.settings.build_memory_bytes,
+                               int(ctx.settings.build_timeout), NOFILE))
+    except FileNotFoundError:
+        raise CommandNotFound(f"{argv[0][:80]}: command not found in {service}'s "
+                              "environment") from None
+    except PermissionError:
+        raise CommandNotFound(f"{argv[0][:80]}: permission denied") from None
+    except OSError as exc:
+        raise DotcloudError(f"cannot run {argv[0][:80]}: {exc.strerror}") from None
+    try:
+        code = _pump(ctx, proc, time.monotonic() + ctx.settings.build_timeout)
+    finally:
+        _kill_group(proc.pid)
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            pipe.close()
+    if code is None:
+        raise DotcloudError(f"{argv[0][:80]} did not finish in "
+                            f"{int(ctx.settings.build_timeout)}s; killed")
+    ctx.audit_detail += f" (exit {code})"
+    return code
+
+
+def _first_instance(ctx: CommandContext, app, service: str):
+    mine = [li.instance for li in queries.live_instances(ctx.store, app)
+            if li.role == "active" and li.instance.service == service]
+    if not mine:
+        known = queries.services(ctx.settings, ctx.store, app.name)
+        if service not in known:
+            raise NotFound(f"{app.name} has no service '{service}'"
+                           + (f" (services: {', '.join(known)})" if known else
+                              " (nothing is deployed yet)"))
+        raise NotFound(f"service '{service}' of {app.name} has no instance to run in")
+    return min(mine, key=lambda i: i.number)
+
+
+def _pump(ctx: CommandContext, proc: subprocess.Popen, deadline: float) -> int | None:
+    """Relay stdin, stdout and stderr until the command ends; return its exit
+    status for the SSH client, or None when it ran past the deadline."""
+    threading.Thread(target=_feed_stdin, args=(ctx, proc.stdin), daemon=True).start()
+    outputs = {proc.stdout.fileno(): ctx.channel.sendall,
+               proc.stderr.fileno(): ctx.channel.sendall_stderr}
+    exited_at = None
+    with selectors.DefaultSelector() as selector:
+        for fd in outputs:
+            os.set_blocking(fd, False)
+            selector.register(fd, selectors.EVENT_READ)
+        while True:
+            now = time.monotonic()
+            if ctx.disconnected():
+                return 255
+            if now > deadline:
+                return None
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+                _kill_group(proc.pid)   # nothing may outlive the command
+            if exited_at is not None and (not selector.get_map()
+                                          or now - exited_at > DRAIN_AFTER_EXIT):
+                break
+            if not selector.get_map():
+                time.sleep(POLL)   # it closed its output but runs on
+                continue
+            for key, _ in selector.select(POLL):
+                data = os.read(key.fd, READ_SIZE)
+                if not data:
+                    selector.unregister(key.fd)
+                    continue
+                try:
+                    outputs[key.fd](data)
+                except SEND_ERRORS:
+                    return 255
+    code = proc.wait()
+    return code if code >= 0 else 128 - code
+
+
+def _feed_stdin(ctx: CommandContext, stdin) -> None:
+    """Copy what the client sends to the command until either side closes."""
+    try:
+        while True:
+            data = ctx.channel.recv(READ_SIZE)
+            if not data:
+                break
+            stdin.write(data)
+            stdin.flush()
+    except (*SEND_ERRORS, ValueError):
+        pass
+    finally:
+        try:
+            stdin.close()
+        except (OSError, ValueError):
+            pass
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+COMMANDS = (
+    Command("run", run, "APP SERVICE -- COMMAND ...",
+            "run a one-off command in a service's environment", 2, 2, takes_rest=True),
+)

@@ -1,0 +1,64 @@
+"""`status APP`: every live instance with its state, shim pid, port, uptime,
+restarts and last exit; for an instance that crashes or restarts, its last
+log lines, so a crash loop explains itself.
+
+Read-only: it reads the store, the shims' status files and the logs.
+"""
+import time
+
+from . import queries
+from .context import Args, Command, CommandContext
+from .logfiles import tail_file
+from .output import duration, iso, table
+
+TROUBLED = ("crashed", "backoff")
+LAST_LINES = 10
+
+
+def status(ctx: CommandContext, args: Args) -> int:
+    app = ctx.app(args.positional[0])
+    now = time.time()
+    rows = []
+    for live in queries.live_instances(ctx.store, app):
+        inst = live.instance
+        shim = queries.instance_status(ctx.settings, inst)
+        running = inst.state in ("running", "crashed", "backoff", "starting") and inst.started
+        row = {
+            "service": inst.service, "number": inst.number, "instance": inst.label,
+            "id": inst.id, "generation": inst.generation, "role": live.role,
+            "state": inst.state, "desired": inst.desired, "pid": inst.pid, "port": inst.port,
+            "started": iso(inst.started) if running else None,
+            "uptime_seconds": round(now - inst.started, 1) if running else None,
+            "restarts": inst.restarts, "last_exit": inst.last_exit,
+            "processes": {name: {k: p.get(k) for k in ("pid", "state", "restarts", "last_exit")}
+                          for name, p in shim.get("processes", {}).items()},
+            "last_lines": [],
+        }
+        if inst.state in TROUBLED or inst.restarts:
+            path = queries.log_path(ctx.settings, app.name, inst.label)
+            row["last_lines"] = tail_file(path, LAST_LINES)
+        rows.append(row)
+    if args.json:
+        ctx.emit({"name": app.name, "instances": rows})
+        return 0
+    if not rows:
+        ctx.say(f"{app.name} has no instances (nothing deployed yet?)")
+        return 0
+    ctx.out(table(["INSTANCE", "STATE", "PID", "PORT", "UPTIME", "RESTARTS", "LAST EXIT", "ROLE"],
+                  [[r["instance"], r["state"], r["pid"], r["port"],
+                    duration(r["uptime_seconds"]), r["restarts"], r["last_exit"], r["role"]]
+                   for r in rows]))
+    for r in rows:
+        if r["state"] in TROUBLED:
+            ctx.say("")
+            ctx.say(f"{r['instance']} is {r['state']}: last exit status {r['last_exit']}, "
+                    f"{r['restarts']} restart(s); last lines of its log:")
+            for line in r["last_lines"]:
+                ctx.say(f"  {line}")
+    return 0
+
+
+COMMANDS = (
+    Command("status", status, "APP",
+            "every instance: state, pid, port, uptime, restarts, last exit", 1, 1),
+)
