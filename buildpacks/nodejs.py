@@ -94,6 +94,7 @@ class NodejsBuildpack(Buildpack):
             if reused:
                 ctx.log("Dependencies unchanged: reusing node_modules of an earlier build")
             self._link(ctx, entry.path / "node_modules")
+            cache.record_use(ctx.release_dir, f"{ctx.service.name}-node", entry)
             deps_size = entry.size()
         processes = self._processes(ctx, package or {})
         env = {"PATH": prepend_path(ctx.src / "node_modules" / ".bin", base_env()["PATH"])}

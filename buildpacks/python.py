@@ -108,6 +108,7 @@ class PythonBuildpack(Buildpack):
                 entry, lambda path: self._install(ctx, path, has_file),
                 on_wait=lambda: ctx.log("Waiting for another build of the same requirements..."))
             venv = entry.path
+            cache.record_use(ctx.release_dir, f"{ctx.service.name}-python", entry)
             deps_size = entry.size()
             if reused:
                 ctx.log("Requirements unchanged: reusing the virtualenv of an earlier build")

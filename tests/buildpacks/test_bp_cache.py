@@ -1,10 +1,11 @@
 """The content-addressed dependency cache: fill once, never touch a complete entry."""
+import os
 import threading
 import time
 
 import pytest
 
-from buildpacks.cache import Entry, content_key, ensure, tree_size
+from buildpacks.cache import Entry, content_key, ensure, prune, record_use, tree_size
 
 
 def filler(calls, content=b"data", delay=0.0):
@@ -73,3 +74,53 @@ def test_tree_size_counts_files_not_symlink_targets(tmp_path):
     (tmp_path / "d" / "b").write_bytes(b"123")
     (tmp_path / "link").symlink_to("/usr/bin/env")
     assert tree_size(tmp_path) == 8 + len("/usr/bin/env")
+
+
+def aged(entry, seconds):
+    old = time.time() - seconds
+    os.utime(entry.lock_path, (old, old))
+
+
+def test_prune_keeps_entries_in_use_or_recently_used(tmp_path):
+    cache, calls = tmp_path / "cache", []
+    used, idle, recent = (Entry(cache / "python", k) for k in ("used", "idle", "recent"))
+    node_idle = Entry(cache / "node", "idle")
+    for entry in (used, idle, recent, node_idle):
+        ensure(entry, filler(calls))
+    for entry in (used, idle, node_idle):
+        aged(entry, 30 * 86400)
+    release = tmp_path / "releases" / "app" / "v1"
+    record_use(release, "www-python", used)
+    record_use(release, "www-python", used)  # recording twice is harmless
+    removed = prune(cache, [release, tmp_path / "releases" / "app" / "v0-gone"], min_idle=86400)
+    assert sorted(removed) == sorted([idle.path, node_idle.path])
+    assert used.complete() and recent.complete() and not idle.path.exists()
+    # a later build of a pruned entry simply builds it again
+    assert ensure(idle, filler(calls)) is False and idle.complete()
+
+
+def test_prune_skips_an_entry_being_built(tmp_path):
+    cache = tmp_path / "cache"
+    entry = Entry(cache / "python", "busy")
+    started, release = threading.Event(), threading.Event()
+
+    def slow_fill(path):
+        path.mkdir()
+        started.set()
+        release.wait(10)
+    t = threading.Thread(target=ensure, args=(entry, slow_fill))
+    t.start()
+    started.wait(10)
+    aged(entry, 30 * 86400)
+    assert prune(cache, [], min_idle=0) == []
+    release.set()
+    t.join()
+    assert entry.complete()
+
+
+def test_reuse_marks_the_entry_used(tmp_path):
+    entry = Entry(tmp_path / "python", "k")
+    ensure(entry, filler([]))
+    aged(entry, 30 * 86400)
+    assert ensure(entry, filler([])) is True
+    assert prune(tmp_path, [], min_idle=86400) == []

@@ -64,6 +64,7 @@ def test_npm_install_without_lock_then_incremental(make_ctx, run_service, http):
     second = build_service(again)
     assert second.incremental is True and not npm_ran(lines2)
     assert (again.src / "node_modules").resolve() == link.resolve()
+    assert (again.release_dir / ".deps" / "www-node").resolve() == link.resolve().parent
 
 
 @needs_npm

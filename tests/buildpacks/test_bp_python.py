@@ -38,6 +38,7 @@ def test_first_build_installs_then_second_is_incremental(make_ctx, run_service, 
     assert any("six" in line for line in lines.lines)
     venv = result.env["VIRTUAL_ENV"]
     assert venv.startswith(str(ctx.cache_dir / "python"))
+    assert str((ctx.release_dir / ".deps" / "www-python").resolve()) == venv
     assert result.env["PATH"].startswith(f"{venv}/bin:")
     assert result.env["PYTHONUNBUFFERED"] == "1"
     assert result.http is True
