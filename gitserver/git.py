@@ -5,6 +5,7 @@ permissions; ReceivePack runs the build-and-deploy pipeline from dulwich's
 per-ref update seam, so a failed build leaves the branch where it was and its
 reason lands on the ref line. It never builds a path from an unvalidated name.
 """
+import struct
 import time
 from pathlib import Path
 
@@ -62,8 +63,18 @@ class ReceivePack(ReceivePackHandler):
         self.lock: AppLock | None = None
 
     def _apply_pack(self, refs):
+        statuses = super()._apply_pack(refs)
         try:
-            yield from super()._apply_pack(refs)
+            try:
+                unpack = next(statuses)
+            except (struct.error, ValueError, EOFError) as exc:
+                # dulwich lets some malformed packs escape as these; they are the
+                # client's fault and get the same answer as any unpack failure.
+                log.info("pack_refused", app=self.app, error=str(exc))
+                yield (b"unpack", b"corrupt or truncated pack")
+                return
+            yield unpack
+            yield from statuses
         finally:
             if self.lock is not None:
                 self.lock.release()

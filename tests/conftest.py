@@ -13,6 +13,9 @@ def platform(tmp_path_factory):
     """One running platform shared by the end-to-end tests (apps have unique names)."""
     root = tmp_path_factory.mktemp("platform")
     p = Platform(data=root / "data", home=root)
+    (root / "data").mkdir()
+    # A small push limit, so the test of the limit need not push 512 MiB.
+    (root / "data" / "config.yml").write_text("max_push_bytes: 8388608\n")
     p.start()
     p.add_user("alice", admin=True)
     p.add_user("bob")
