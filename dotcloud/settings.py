@@ -29,6 +29,9 @@ class Settings:
     build_timeout: float = 1200.0
     build_memory_bytes: int = 4 * 1024 ** 3
     port_range: tuple = (20000, 29999)
+    # Base images of the docker runtime, per language (builds and instances).
+    docker_python_image: str = "python:3.12-slim"
+    docker_node_image: str = "node:22-slim"
 
     @property
     def run_dir(self) -> Path:
