@@ -242,8 +242,8 @@ class Server:
         except BadRequest as e:
             await self.error(writer, e.status, str(e), "HTTP/1.1")
             return False
-        except (ConnectionError, OSError):
-            return False
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            return False  # the client went away
         except Exception as e:  # a bug must cost one request, not the server
             print(f"staticserve: error: {e!r}", file=sys.stderr, flush=True)
             await self.error(writer, 500, "internal error", "HTTP/1.1")

@@ -227,3 +227,12 @@ def test_ignored_ranges_send_everything(site, http, headers):
 def test_if_range_with_current_etag_gives_the_range(site, http):
     etag = http(site + "/big.bin", method="HEAD")[1]["ETag"]
     assert http(site + "/big.bin", {"Range": "bytes=0-9", "If-Range": etag})[0] == 206
+
+
+def test_client_leaving_mid_body_is_not_an_error(site, http):
+    host, port = site.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab")
+        s.shutdown(socket.SHUT_WR)
+        assert s.recv(100) == b""
+    assert http(site + "/app.js")[0] == 200
