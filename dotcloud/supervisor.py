@@ -1,10 +1,17 @@
 """`dotcloud-server up`: runs the SSH server, the router and the runtime as
 three OS processes, restarts any that dies (with backoff), and stops them on
-Ctrl-C / SIGTERM.
+Ctrl-C / SIGTERM. With keep_apps (`up --keep-apps`) the apps keep running
+after it stops, and the next `up` adopts them; by default they stop too.
+
+One loop, gunicorn's arbiter shape: signal handlers only note the signal
+and wake the loop through a pipe; the loop reaps, schedules restarts and
+starts what is due. It says who runs in DATA/run/up.json (its own pid and
+each daemon's).
 
 It only starts and watches processes; it never reads the store.
 """
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -13,16 +20,28 @@ import time
 from dataclasses import replace
 
 from . import logs
+from .fsutil import write_json
 from .settings import Settings
 
 log = logs.get("supervisor")
 DAEMONS = ("runtime", "router", "ssh")
+# Stopped in this order: nothing new comes in, then routing stops, then apps.
+STOP_ORDER = (("ssh", "router"), ("runtime",))
+FAILURE_WINDOW = 60.0
+RESTART_FIRST = 0.1
+RESTART_MAX = 10.0
+IDLE_WAKE = 1.0
 
 
 def free_port(bind: str) -> int:
     with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET) as s:
         s.bind((bind, 0))
         return s.getsockname()[1]
+
+
+def restart_delay(failures: int) -> float:
+    """Seconds before restarting a daemon that died `failures` times lately."""
+    return min(RESTART_FIRST * 2 ** (max(failures, 1) - 1), RESTART_MAX)
 
 
 class Supervisor:
@@ -35,6 +54,7 @@ class Supervisor:
         self.keep_apps = keep_apps
         self.procs: dict[str, subprocess.Popen] = {}
         self.failures: dict[str, list[float]] = {name: [] for name in DAEMONS}
+        self.due: dict[str, float] = {}          # daemon -> when to restart it
         self.stopping = False
 
     def argv(self, name: str) -> list[str]:
@@ -55,10 +75,10 @@ class Supervisor:
         # stop the daemons in order (runtime last, so apps stop after routing).
         self.procs[name] = subprocess.Popen(self.argv(name), start_new_session=True)
         log.info("daemon_started", daemon=name, pid=self.procs[name].pid)
+        self._write_pids()
 
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        wake = self._install_signals()
         for name in DAEMONS:
             self.start(name)
         s = self.settings
@@ -66,36 +86,81 @@ class Supervisor:
               f"(git remote: ssh://dotcloud@{s.bind}:{s.ssh_port}/APP)", flush=True)
         print(f"dotcloud: router  listening on {s.bind}:{s.http_port}  "
               f"(apps at http://APP.{s.domain}:{s.http_port}/)", flush=True)
-        print(f"dotcloud: runtime running ({s.runtime}); data in {s.data}", flush=True)
+        print(f"dotcloud: runtime running ({s.runtime}); data in {s.data}; apps "
+              f"{'keep running' if self.keep_apps else 'stop'} when this stops", flush=True)
         while not self.stopping:
-            time.sleep(0.2)
-            for name, proc in list(self.procs.items()):
-                if proc.poll() is not None and not self.stopping:
-                    self._restart(name, proc.returncode)
+            now = time.monotonic()
+            timeout = min([IDLE_WAKE] + [t - now for t in self.due.values()])
+            try:
+                select.select([wake], [], [], max(0.0, timeout))
+            except InterruptedError:
+                pass
+            _drain(wake)
+            if not self.stopping:
+                self._check()
         self._stop_all()
         return 0
 
-    def _restart(self, name: str, code: int) -> None:
-        now = time.monotonic()
-        recent = [t for t in self.failures[name] if now - t < 60] + [now]
-        self.failures[name] = recent
-        delay = min(0.1 * 2 ** (len(recent) - 1), 10)
-        log.warning("daemon_died", daemon=name, status=code, restarting_in=delay)
-        time.sleep(delay)
-        if not self.stopping:
-            self.start(name)
+    def _install_signals(self) -> int:
+        wake_r, wake_w = os.pipe()
+        for fd in (wake_r, wake_w):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # only to wake the loop
+        return wake_r
 
     def _on_signal(self, signum, frame) -> None:
         self.stopping = True
 
+    def _check(self) -> None:
+        now = time.monotonic()
+        for name, proc in list(self.procs.items()):
+            if proc.poll() is None:
+                continue
+            del self.procs[name]
+            recent = [t for t in self.failures[name] if now - t < FAILURE_WINDOW] + [now]
+            self.failures[name] = recent
+            delay = restart_delay(len(recent))
+            self.due[name] = now + delay
+            log.warning("daemon_died", daemon=name, status=proc.returncode,
+                        restarting_in=delay)
+        for name, at in list(self.due.items()):
+            if now >= at:
+                del self.due[name]
+                self.start(name)
+
+    def _write_pids(self) -> None:
+        try:
+            write_json(self.settings.run_dir / "up.json", {
+                "pid": os.getpid(), "keep_apps": self.keep_apps,
+                "daemons": {name: p.pid for name, p in self.procs.items()}})
+        except OSError as exc:
+            log.warning("pid_file_failed", error=str(exc))
+
     def _stop_all(self) -> None:
-        for name in ("ssh", "router", "runtime"):
-            proc = self.procs.get(name)
-            if proc and proc.poll() is None:
+        for group in STOP_ORDER:
+            procs = [(n, self.procs[n]) for n in group
+                     if n in self.procs and self.procs[n].poll() is None]
+            for _, proc in procs:
                 proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + self.settings.stop_grace + 10
+            for name, proc in procs:
                 try:
-                    proc.wait(self.settings.stop_grace + 10)
+                    proc.wait(max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
+                    log.warning("daemon_kill", daemon=name)
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
-            log.info("daemon_stopped", daemon=name)
+                log.info("daemon_stopped", daemon=name, status=proc.returncode)
+        (self.settings.run_dir / "up.json").unlink(missing_ok=True)
+
+
+def _drain(fd: int) -> None:
+    while True:
+        try:
+            if not os.read(fd, 4096):
+                return
+        except BlockingIOError:
+            return

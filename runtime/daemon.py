@@ -3,15 +3,23 @@ by SIGCHLD, and by a timer (gunicorn's arbiter shape).
 
 Signal handlers only note the signal; the loop does the work. Instances run
 under their own shims in their own sessions, so this daemon can be killed
--9 and restarted at any time: it adopts the shims it finds.
+-9 and restarted at any time: it adopts the shims it finds. Only one runtime
+runs per data directory (an exclusive lock on DATA/run/runtime.lock; a
+second one waits for it), and it says who it is in DATA/run/runtime.json.
+
+It must never die from what it finds in the store or on disk: a pass that
+fails is logged and the next one runs.
 """
+import fcntl
 import json
 import os
 import signal
 import socket
 import threading
+import time
 
 from dotcloud import logs
+from dotcloud.fsutil import write_json
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
@@ -19,6 +27,10 @@ from .reconcile import Reconciler
 
 log = logs.get("runtime")
 TICK = 1.0
+# While an instance is starting or restarting, its shim's reports are read
+# this often, so the store (and whoever watches it) learns of them soon.
+BUSY_TICK = 0.2
+LOCK_POLL = 0.2
 
 
 class Daemon:
@@ -37,16 +49,21 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGCHLD, lambda *_: self.wake.set())
+        lock = self._lock()
+        if lock is None:
+            return
+        write_json(self.settings.run_dir / "runtime.json",
+                   {"pid": os.getpid(), "started": time.time()})
         sock = self._listen()
         threading.Thread(target=self._serve_control, args=(sock,), daemon=True).start()
         log.info("runtime_started", pid=os.getpid())
+        busy = True
         while not self.stopping.is_set():
-            self.wake.wait(TICK)
+            self.wake.wait(BUSY_TICK if busy else TICK)
             with self.done:
                 self.wake.clear()
                 self.in_pass = True
-            self._reap()
-            self.reconciler.reconcile()
+            busy = self._pass()
             with self.done:
                 self.passes += 1
                 self.in_pass = False
@@ -61,14 +78,41 @@ class Daemon:
         self.stopping.set()
         self.wake.set()
 
+    def _lock(self) -> int | None:
+        """Hold DATA/run/runtime.lock for the daemon's life; None if told to stop first."""
+        fd = os.open(self.settings.run_dir / "runtime.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        waiting = False
+        while not self.stopping.is_set():
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if not waiting:
+                    log.warning("runtime_waiting", reason="another runtime holds runtime.lock")
+                    waiting = True
+                self.stopping.wait(LOCK_POLL)
+        os.close(fd)
+        return None
+
+    def _pass(self) -> bool:
+        try:
+            self._reap()
+            return self.reconciler.reconcile()
+        except Exception:
+            # The store busy or broken: the next pass tries again.
+            log.exception("reconcile_pass_failed")
+            return False
+
     def _reap(self) -> None:
         while True:
             try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
+            self.reconciler.reaped(pid, os.waitstatus_to_exitcode(status))
 
     def _listen(self) -> socket.socket:
         path = self.settings.run_dir / "runtime.sock"
@@ -90,7 +134,7 @@ class Daemon:
         with conn:
             try:
                 conn.settimeout(30)
-                line = conn.makefile("rb").readline()
+                line = conn.makefile("rb").readline(65536)
                 req = json.loads(line)
                 if not isinstance(req, dict):
                     raise ValueError("expected a JSON object")

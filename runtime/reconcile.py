@@ -5,21 +5,43 @@ One pass of reconcile(): every instance that should run has a live shim
 instance that should stop gets SIGTERM, then SIGKILL after the grace period;
 what the shims report (state, restarts, last exit) goes back to the store.
 Everything it knows can be read back from the store and the shims' files,
-so killing the daemon loses nothing.
+so killing the daemon loses nothing: a restarted daemon adopts the shims it
+finds through their pid files.
+
+A shim that dies soon after it was started (a bad spec, a broken
+interpreter) is started again with backoff, and reported `backoff`, then
+`crashed`; one instance's trouble never stops the pass for the others. It
+must never start a second shim for an instance whose shim is alive.
 """
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from dotcloud import logs
-from dotcloud.fsutil import write_json
+from dotcloud.fsutil import write_atomic, write_json
 from dotcloud.models import Instance
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
-from . import shimctl
+from . import leftovers, shimctl
 
 log = logs.get("runtime")
+# A shim that dies sooner than this after its start counts as a failed start.
+SHIM_STABLE = 10.0
+SHIM_BACKOFF_MAX = 30.0
+SHIM_CRASH_LOOP = 3
+# Instance states the runtime is waiting to see change: worth a quick next pass.
+TRANSITIONAL = {"new", "starting", "backoff", "stopping"}
+
+
+@dataclass
+class Spawn:
+    """The runtime's bookkeeping of one instance's last shim start (mutable)."""
+    pid: int | None        # None once it was found dead
+    at: float              # time.monotonic() of the start
+    failures: int = 0      # starts in a row that died before SHIM_STABLE
+    retry_at: float = 0.0
 
 
 class Reconciler:
@@ -27,20 +49,31 @@ class Reconciler:
         self.settings = settings
         self.store = store
         self.stopping: dict[int, float] = {}   # instance id -> when SIGTERM was sent
+        self.spawns: dict[int, Spawn] = {}     # instance id -> its last shim start
+        self.exits: dict[int, int] = {}        # reaped shim pid -> exit code
 
     def paths(self, inst: Instance) -> tuple[Path, Path, Path]:
         d = self.settings.data / "instances" / str(inst.id)
         return d / "shim.json", d / "shim.pid", d / "status.json"
 
-    def reconcile(self) -> None:
+    def reconcile(self) -> bool:
+        """One pass; True when something is in flux and a quick next pass pays."""
+        busy = False
         for inst in self.store.instances(live_only=True):
             try:
                 if inst.desired == "run":
-                    self._ensure_running(inst)
+                    busy |= self._ensure_running(inst)
                 elif inst.desired == "stop":
-                    self._ensure_stopped(inst)
+                    busy |= self._ensure_stopped(inst)
             except Exception:
                 log.exception("reconcile_failed", app=inst.app, instance=inst.label, id=inst.id)
+        if len(self.exits) > 1000:
+            self.exits.clear()
+        return busy
+
+    def reaped(self, pid: int, code: int) -> None:
+        """The daemon reaped one of its children (a shim it started)."""
+        self.exits[pid] = code
 
     def stop_all(self, timeout: float) -> None:
         """Stop every shim (used when `up` stops and takes the apps with it)."""
@@ -55,29 +88,90 @@ class Reconciler:
         for pidf, spec in pids:
             shimctl.wait_stopped(pidf, spec, max(0.1, deadline - time.monotonic()))
 
-    def _ensure_running(self, inst: Instance) -> None:
+    # -- running ---------------------------------------------------------
+
+    def _ensure_running(self, inst: Instance) -> bool:
         spec_path, pid_path, status_path = self.paths(inst)
         pid = shimctl.alive(pid_path, spec_path)
         if pid is None:
-            self._write_spec(inst, spec_path, pid_path, status_path)
-            pid = shimctl.spawn(spec_path)
-            log.info("instance_started", app=inst.app, instance=inst.label, id=inst.id,
-                     port=inst.port, shim=pid, adopted=False)
-            self.store.observe(inst.id, state="starting", pid=pid)
-            return
+            return self._start(inst, spec_path, pid_path, status_path)
         if inst.pid != pid:
             log.info("instance_adopted", app=inst.app, instance=inst.label, id=inst.id, shim=pid)
             self.store.observe(inst.id, pid=pid)
-        self._record_status(inst, status_path)
+        state = self._record_status(inst, pid, status_path)
+        spawn = self.spawns.get(inst.id)
+        if spawn is not None and time.monotonic() - spawn.at >= SHIM_STABLE:
+            del self.spawns[inst.id]
+        return state in TRANSITIONAL
 
-    def _ensure_stopped(self, inst: Instance) -> None:
+    def _start(self, inst: Instance, spec_path: Path, pid_path: Path,
+               status_path: Path) -> bool:
+        now = time.monotonic()
+        spawn = self.spawns.get(inst.id)
+        if spawn is not None and spawn.pid is not None:
+            self._shim_died(inst, spawn, now)
+        if spawn is not None and now < spawn.retry_at:
+            return True
+        if status_path.exists():
+            # A shim that died without stopping its processes leaves some behind.
+            killed = leftovers.kill(leftovers.tag(self.settings.data, inst.id))
+            if killed:
+                log.warning("instance_leftovers_killed", app=inst.app, instance=inst.label,
+                            id=inst.id, pids=killed)
+        failures = spawn.failures if spawn else 0
+        try:
+            self._write_spec(inst, spec_path, pid_path, status_path)
+            pid = shimctl.spawn(spec_path)
+        except Exception as exc:
+            self.spawns[inst.id] = Spawn(None, now, failures + 1,
+                                         now + self._delay(failures + 1))
+            log.error("instance_start_failed", app=inst.app, instance=inst.label, id=inst.id,
+                      error=f"{type(exc).__name__}: {exc}", failures=failures + 1)
+            self.store.observe(inst.id, state=self._failed_state(failures + 1), pid=None)
+            return True
+        # Written here as well as by the shim: until the shim writes it, the
+        # next pass would not find the shim and would start a second one.
+        write_atomic(pid_path, f"{pid}\n".encode())
+        self.spawns[inst.id] = Spawn(pid, now, failures)
+        log.info("instance_started", app=inst.app, instance=inst.label, id=inst.id,
+                 port=inst.port, shim=pid, adopted=False, attempt=failures + 1)
+        self.store.observe(inst.id, state="starting", pid=pid)
+        return True
+
+    def _shim_died(self, inst: Instance, spawn: Spawn, now: float) -> None:
+        code = self.exits.pop(spawn.pid, None)
+        quick = now - spawn.at < SHIM_STABLE
+        spawn.failures = spawn.failures + 1 if quick else 0
+        spawn.retry_at = now + self._delay(spawn.failures)
+        log.warning("instance_shim_died", app=inst.app, instance=inst.label, id=inst.id,
+                    shim=spawn.pid, status=code, failures=spawn.failures,
+                    restarting_in=round(max(0.0, spawn.retry_at - now), 2))
+        spawn.pid = None
+        fields = {"state": self._failed_state(spawn.failures) if quick else "starting",
+                  "pid": None}
+        if code is not None:
+            fields["last_exit"] = code
+        self.store.observe(inst.id, **fields)
+
+    @staticmethod
+    def _delay(failures: int) -> float:
+        return 0.0 if failures == 0 else min(2.0 ** (failures - 1), SHIM_BACKOFF_MAX)
+
+    @staticmethod
+    def _failed_state(failures: int) -> str:
+        return "crashed" if failures >= SHIM_CRASH_LOOP else "backoff"
+
+    # -- stopping --------------------------------------------------------
+
+    def _ensure_stopped(self, inst: Instance) -> bool:
         spec_path, pid_path, status_path = self.paths(inst)
+        self.spawns.pop(inst.id, None)
         pid = shimctl.alive(pid_path, spec_path)
         if pid is None:
             self.stopping.pop(inst.id, None)
             self.store.observe(inst.id, state="stopped", pid=None)
             log.info("instance_stopped", app=inst.app, instance=inst.label, id=inst.id)
-            return
+            return False
         sent = self.stopping.get(inst.id)
         if sent is None:
             shimctl.stop(pid)
@@ -87,12 +181,15 @@ class Reconciler:
         elif time.monotonic() - sent > self.settings.stop_grace + 5:
             log.warning("instance_kill", app=inst.app, instance=inst.label, id=inst.id)
             shimctl.kill(pid)
+        return True
 
-    def _record_status(self, inst: Instance, status_path: Path) -> None:
+    # -- reporting -------------------------------------------------------
+
+    def _record_status(self, inst: Instance, shim: int, status_path: Path) -> str:
         status = shimctl.read_status(status_path)
-        if not status:
-            return
-        procs = status.get("processes", {}).values()
+        if not status or status.get("shim_pid") != shim:
+            return inst.state  # nothing yet, or the report of a shim that died
+        procs = [p for p in (status.get("processes") or {}).values() if isinstance(p, dict)]
         exits = [(p.get("last_exit_at") or 0, p.get("last_exit")) for p in procs
                  if p.get("last_exit") is not None]
         fields = {
@@ -107,15 +204,19 @@ class Reconciler:
                          state=fields["state"], restarts=fields["restarts"],
                          last_exit=fields["last_exit"])
             self.store.observe(inst.id, **fields)
+        return fields["state"]
 
     def _write_spec(self, inst: Instance, spec_path: Path, pid_path: Path,
                     status_path: Path) -> None:
         spec = json.loads(inst.spec)
         log_path = self.settings.data / "logs" / spec["log"]
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        marker = leftovers.tag(self.settings.data, inst.id)
+        processes = {name: dict(proc, env={**proc["env"], leftovers.TAG: marker})
+                     for name, proc in spec["processes"].items()}
         write_json(spec_path, {
             "instance": f"{inst.app}.{inst.label}#{inst.id}",
-            "processes": spec["processes"],
+            "processes": processes,
             "log_path": str(log_path),
             "log_max_bytes": 10 * 1024 * 1024,
             "log_keep": 3,

@@ -1,0 +1,105 @@
+"""Issue 5: kill -9 each daemon of a running platform while a client hammers
+an app, and count what the client saw."""
+import json
+import time
+
+from loadgen import Load
+from platform_helpers import git_repo, python_app
+from resilience_helpers import (alive, daemon_pid, instance, instances, kill9, process_pid,
+                                runtime_pass, runtime_ping, shims_for, up_pids, wait_daemon_replaced,
+                                wait_until)
+
+
+def deploy(platform, tmp_path, app, body, name=None):
+    repo = git_repo(tmp_path / (name or app), python_app(body))
+    r = platform.push("alice", repo, app)
+    assert r.code == 0, r.text
+    return repo
+
+
+def test_every_daemon_writes_its_pid(own_platform):
+    data = own_platform.data
+    up = up_pids(data)
+    assert up["pid"] == own_platform.proc.pid
+    for name in ("ssh", "router", "runtime"):
+        assert daemon_pid(data, name) == up["daemons"][name]
+    assert runtime_ping(data) == daemon_pid(data, "runtime")
+
+
+def test_kill_ssh_daemon_under_load(own_platform, tmp_path):
+    p = own_platform
+    repo = deploy(p, tmp_path, "rssh", "rssh v1")
+    old = daemon_pid(p.data, "ssh")
+    with Load(p.http_port, "rssh.localhost", clients=6) as load:
+        load.wait_ok(50)
+        kill9(old)
+        new = wait_daemon_replaced(p.data, "ssh", old)
+        p.wait_listening()
+        load.wait_ok(50)
+        # A push through the restarted daemon, still under load.
+        git_repo(repo, python_app("rssh v2"), "v2")
+        r = p.push("alice", repo, "rssh")
+        assert r.code == 0, r.text
+        load.wait_ok(50)
+    print(f"\nkill -9 ssh: {load.summary()}; new ssh pid {new}")
+    assert load.failures == 0, load.errors[:5]
+    assert set(load.bodies) <= {"rssh v1", "rssh v2"} and "rssh v2" in load.bodies
+    assert up_pids(p.data)["daemons"]["ssh"] == new
+
+
+def test_kill_runtime_daemon_under_load(own_platform, tmp_path):
+    p = own_platform
+    repo = deploy(p, tmp_path, "rrt", "rrt v1")
+    [inst] = instances(p.data, "rrt")
+    shim, master = inst.pid, process_pid(p.data, inst.id)
+    assert alive(shim) and alive(master)
+    old = daemon_pid(p.data, "runtime")
+    with Load(p.http_port, "rrt.localhost", clients=6) as load:
+        load.wait_ok(50)
+        kill9(old)
+        new = wait_daemon_replaced(p.data, "runtime", old)
+        wait_until(lambda: runtime_ping(p.data) == new, what="the new runtime to answer")
+        assert runtime_pass(p.data)
+        load.wait_ok(50)
+        # Adopted, not replaced: the same shim and the same app process serve.
+        after = instance(p.data, inst.id)
+        assert after.pid == shim and after.state == "running"
+        assert shims_for(p.data, inst.id) == [shim]
+        assert process_pid(p.data, inst.id) == master
+        # The new runtime deploys and retires generations as the old one did.
+        git_repo(repo, python_app("rrt v2"), "v2")
+        r = p.push("alice", repo, "rrt")
+        assert r.code == 0, r.text
+        load.wait_ok(50)
+    print(f"\nkill -9 runtime: {load.summary()}")
+    assert load.failures == 0, load.errors[:5]
+    assert set(load.bodies) <= {"rrt v1", "rrt v2"} and "rrt v2" in load.bodies
+    wait_until(lambda: not alive(shim), what="the old generation's shim to stop")
+    wait_until(lambda: instance(p.data, inst.id).state == "stopped", 5,
+               "the old instance to be recorded stopped")
+
+
+def test_kill_router_restarts_with_its_table(own_platform, tmp_path):
+    p = own_platform
+    deploy(p, tmp_path, "rrta", "rrta body")
+    deploy(p, tmp_path, "rrtb", "rrtb body")
+    table = json.loads((p.data / "run" / "routes.json").read_text())
+    old = daemon_pid(p.data, "router")
+    with Load(p.http_port, "rrta.localhost", clients=4) as load:
+        load.wait_ok(50)
+        before = load.counts()
+        kill9(old)
+        killed_at = time.monotonic()
+        wait_until(lambda: load.last_ok_at > killed_at, what="the router to serve again",
+                   poll=0.005)
+        back_after = load.last_ok_at - killed_at
+        load.wait_ok(50)
+    new = daemon_pid(p.data, "router")
+    lost = load.failures - before[1]
+    print(f"\nkill -9 router: served again after {back_after:.3f}s; "
+          f"{lost} failed requests during the restart; {load.summary()}")
+    assert new and new != old
+    assert json.loads((p.data / "run" / "routes.json").read_text()) == table
+    assert p.get("rrta.localhost")[:2] == (200, "rrta body")
+    assert p.get("rrtb.localhost")[:2] == (200, "rrtb body")
+    assert p.get("nosuchapp.localhost")[0] == 404
