@@ -92,6 +92,11 @@ class ReceivePack(ReceivePackHandler):
                 started = time.monotonic()
                 self.lock.acquire()
                 self.progress(f"---> Done waiting ({time.monotonic() - started:.1f}s); continuing")
+        current = self.repo.refs.as_dict().get(ref, ZERO)
+        if current != old_sha:
+            # The push we waited for moved this branch: deploying ours now would
+            # leave the branch and what serves out of step.
+            return b"the branch moved while this push waited (fetch first, then push again)"
         action = ["push", self.app, new_sha.decode(), "--ref", ref.decode(),
                   "--user", self.backend.user]
         ok, reason = pipeline.run(settings, action, self.progress, lock_fd=self.lock.fd)

@@ -134,3 +134,26 @@ def test_other_branch_is_stored_not_deployed(platform, tmp_path):
     assert "Building the application" not in r.err
     assert remote_ref(platform, "br", "feature") == head(repo)
     assert platform.get("br.localhost")[:2] == (200, "br main")
+
+
+def test_concurrent_pushes_wait_for_each_other(platform, tmp_path):
+    repo = git_repo(tmp_path / "cc", python_app("cc v1"))
+    assert platform.push("alice", repo, "concur").code == 0
+    slow = python_app("cc main")
+    slow["postinstall"] = "#!/bin/sh\nsleep 2\n"
+    git_repo(repo, slow, "slow")
+    first = subprocess.Popen(["git", "push", platform.remote("concur"), "main"], cwd=repo,
+                             env=platform.git_env("alice"), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in first.stdout:       # the first push holds the lock once it deploys
+        seen.append(line)
+        if "Running postinstall" in line:
+            break
+    other = git_repo(tmp_path / "cc2", python_app("cc master"))
+    second = platform.push("alice", other, "concur", branch="master")
+    seen.append(first.stdout.read())
+    assert first.wait(60) == 0, "".join(seen)
+    assert second.code == 0, second.text
+    assert "Another push to concur is in progress; waiting" in second.err
+    assert platform.get("concur.localhost")[:2] == (200, "cc master")
