@@ -1,0 +1,453 @@
+"""The instance shim with real processes: output, supervision, stop, kill, identity.
+
+Every shim here is started the way the runtime daemon starts it
+(shimctl.spawn) with short backoff and grace values. Waits are bounded by
+generous deadlines that only guard against hangs; assertions never depend
+on how fast the machine is.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime import shimctl
+
+PY = sys.executable
+ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+LINE_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ([A-Za-z0-9_.-]+): (.*)$")
+DEADLINE = 15.0
+
+
+def wait_until(predicate, timeout=DEADLINE, what="condition"):
+    end = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def reap(pid, timeout=DEADLINE):
+    """Exit code of our child pid, waiting for it (the daemon's job in production)."""
+    def done():
+        got, status = os.waitpid(pid, os.WNOHANG)
+        return (os.waitstatus_to_exitcode(status),) if got else None
+    return wait_until(done, timeout, f"pid {pid} to exit")[0]
+
+
+def gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def py(code, cwd):
+    return {"argv": [PY, "-c", code], "cwd": str(cwd), "env": dict(ENV)}
+
+
+def sh(script, cwd):
+    return {"argv": ["/bin/sh", "-c", script], "cwd": str(cwd), "env": dict(ENV)}
+
+
+class Instance:
+    """One shim's files, started through shimctl like the daemon does."""
+
+    def __init__(self, root: Path, processes: dict, **options):
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.spec_path = root / "spec.json"
+        self.log_path = Path(options.pop("log_path", root / "logs" / "www.0.log"))
+        self.status_path = root / "state" / "status.json"
+        self.pid_path = root / "state" / "shim.pid"
+        spec = {"instance": "hello.www.0#1", "processes": processes,
+                "log_path": str(self.log_path), "status_path": str(self.status_path),
+                "pid_path": str(self.pid_path), "stop_grace": 0.5, "backoff_initial": 0.05,
+                "backoff_max": 0.4, "stable_after": 5.0, "crash_loop_restarts": 3}
+        spec.update(options)
+        self.spec_path.write_text(json.dumps(spec))
+        self.pid = None
+
+    def start(self):
+        self.pid = shimctl.spawn(self.spec_path)
+        wait_until(lambda: (self.status() or {}).get("shim_pid") == self.pid,
+                   what="first status")
+        return self
+
+    def status(self):
+        return shimctl.read_status(self.status_path)
+
+    def process(self, name):
+        return self.status()["processes"][name]
+
+    def records(self, path=None):
+        """(process name, text) for every line of the log."""
+        try:
+            text = Path(path or self.log_path).read_text()
+        except FileNotFoundError:
+            return []
+        out = []
+        # A record being written as we read may show only in part: skip it.
+        for line in text[:text.rfind("\n") + 1].splitlines():
+            m = LINE_RE.match(line)
+            assert m, f"malformed log line {line!r}"
+            out.append((m.group(1), m.group(2)))
+        return out
+
+    def lines(self, name):
+        return [text for who, text in self.records() if who == name]
+
+    def wait_line(self, name, pattern):
+        rx = re.compile(pattern)
+        return wait_until(lambda: next((t for t in self.lines(name) if rx.search(t)), None),
+                          what=f"{name}: {pattern}")
+
+    def stop(self):
+        shimctl.stop(self.pid)
+        return reap(self.pid)
+
+
+@pytest.fixture
+def shims(tmp_path):
+    started = []
+
+    def make(processes, name="i", **options):
+        inst = Instance(tmp_path / name, processes, **options)
+        started.append(inst)
+        return inst
+    yield make
+    for inst in started:
+        if inst.pid is not None:
+            try:
+                os.kill(inst.pid, signal.SIGKILL)
+                os.waitpid(inst.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+
+
+def test_output_reaches_log_with_timestamps_and_names(shims, tmp_path):
+    code = r"""
+import os, sys
+print("hello world", flush=True)
+print("oops", file=sys.stderr, flush=True)
+print("env=" + ",".join(sorted(os.environ)), flush=True)
+print("cwd=" + os.getcwd(), flush=True)
+print("stdin=" + os.readlink("/proc/self/fd/0"), flush=True)
+print("own_group=%s" % (os.getpgrp() == os.getpid()), flush=True)
+sys.stdout.buffer.write(b"bad \xff byte\n" + b"x" * 40000 + b"\npartial")
+sys.stdout.flush()
+"""
+    inst = shims({"web": py(code, tmp_path), "other": sh("echo from other; sleep 60", tmp_path)},
+                 backoff_initial=30, backoff_max=30).start()
+    inst.wait_line("web", r"\[dotcloud\] exited status=0, restarting in 30.0s")
+    web = inst.lines("web")
+    assert web[0].startswith("[dotcloud] started pid=")
+    assert ["hello world", "oops"] == [t for t in web if t in ("hello world", "oops")]
+    assert "env=LANG,PATH" in web
+    assert f"cwd={tmp_path}" in web
+    assert "stdin=/dev/null" in web
+    assert "own_group=True" in web
+    assert "bad \ufffd byte" in web
+    assert ["x" * 16384, "x" * 16384, "x" * 7232] == [t for t in web if t.startswith("xxx")]
+    assert web.index("partial") == len(web) - 2  # flushed at close, before the exit event
+    assert "from other" in inst.lines("other")
+    status = inst.status()
+    assert status["processes"]["web"]["state"] == "backoff"
+    assert status["processes"]["web"]["last_lines"][-1] == "partial"
+    assert status["processes"]["other"]["state"] == "running"
+
+
+def test_crash_loop_backs_off_and_is_reported_without_disturbing_others(shims, tmp_path):
+    inst = shims({"web": sh("echo boom; exit 3", tmp_path),
+                  "sig": sh("kill -KILL $$", tmp_path),
+                  "ok": py("import time; time.sleep(60)", tmp_path)}).start()
+    wait_until(lambda: inst.process("web")["restarts"] >= 5, what="five restarts")
+    status = inst.status()
+    web = status["processes"]["web"]
+    assert web["state"] == "crashed" and status["state"] == "crashed"
+    assert web["last_exit"] == 3 and web["last_exit_at"] > 0
+    assert "boom" in web["last_lines"]
+    assert status["processes"]["ok"]["state"] == "running"
+    assert status["processes"]["ok"]["restarts"] == 0
+    wait_until(lambda: inst.process("sig")["last_exit"] == -9, what="sig exit")
+
+    delays = [float(m.group(1)) for t in inst.lines("web")
+              for m in [re.search(r"restarting in ([\d.]+)s", t)] if m]
+    assert delays[:6] == [0.05, 0.1, 0.2, 0.4, 0.4, 0.4][:len(delays[:6])]
+    events = inst.lines("web")
+    assert "crash loop (3 restarts without running 5.0s)" in next(
+        t for t in events if "restarting" in t and "crash loop" in t)
+    assert not any("crash loop" in t for t in events[:events.index(next(
+        t for t in events if "restarting in 0.4s" in t))])
+    # The delay is a lower bound: no restart ever comes sooner.
+    stamps = [(m.group(0)[:23], t) for m in map(LINE_RE.match, inst.log_path.read_text()
+                                                 .splitlines()) if m.group(1) == "web"
+              for t in [m.group(2)]]
+    times = [(_epoch(s), t) for s, t in stamps]
+    for (t0, text), (t1, nxt) in zip(times, times[1:]):
+        m = re.search(r"restarting in ([\d.]+)s", text)
+        if m and nxt.startswith("[dotcloud] started"):
+            assert t1 - t0 >= float(m.group(1)) - 0.002
+    assert any("killed by SIGKILL, restarting in" in t for t in inst.lines("sig"))
+
+
+def _epoch(stamp):
+    import datetime
+    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+def test_stable_run_resets_backoff_and_leaves_crash_loop(shims, tmp_path):
+    script = ("n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; "
+              "echo run=$n; [ $n -eq 4 ] && { sleep 1.3; exit 4; }; "
+              "[ $n -ge 5 ] && exec sleep 60; exit 1")
+    inst = shims({"web": sh(script, tmp_path)}, stable_after=1.0).start()
+    inst.wait_line("web", "^run=5$")
+    wait_until(lambda: inst.process("web")["state"] == "running", what="running")
+    events = [t for t in inst.lines("web") if t.startswith("[dotcloud]")]
+    delays = [re.search(r"restarting in ([\d.]+)s", t).group(1)
+              for t in events if "restarting" in t]
+    assert delays == ["0.05", "0.1", "0.2", "0.05"]
+    assert any("out of the crash loop" in t for t in events)
+    assert "crash loop" not in events[-2]  # the exit after the stable run
+    status = inst.process("web")
+    assert status["restarts"] == 4 and status["last_exit"] == 4
+
+
+def test_sigterm_stops_everything_then_sigkills_what_ignores_it(shims, tmp_path):
+    stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('ready', flush=True); time.sleep(60)")
+    inst = shims({
+        "stubborn": py(stubborn, tmp_path),
+        "shell": sh("sleep 60 & echo bg=$!; sleep 60 & echo bg=$!; wait", tmp_path),
+        "polite": py("import os, time; print('pid=%d' % os.getpid(), flush=True); "
+                     "time.sleep(60)", tmp_path),
+        "crashy": sh("exit 1", tmp_path),
+    }, backoff_initial=60, backoff_max=60).start()
+    inst.wait_line("stubborn", "^ready$")
+    wait_until(lambda: len([t for t in inst.lines("shell") if t.startswith("bg=")]) == 2,
+               what="background pids")
+    inst.wait_line("polite", "^pid=")
+    inst.wait_line("crashy", "restarting in")
+    before = inst.status()["processes"]
+    pids = [p["pid"] for p in before.values() if p["pid"]]
+    pids += [int(t[3:]) for t in inst.lines("shell") if t.startswith("bg=")]
+    assert len(pids) == 5
+
+    assert inst.stop() == 0
+    assert all(gone(pid) for pid in pids)
+    assert not inst.pid_path.exists()
+    status = inst.status()
+    assert status["state"] == "stopped"
+    assert {p["state"] for p in status["processes"].values()} == {"stopped"}
+    assert status["processes"]["stubborn"]["last_exit"] == -9
+    assert status["processes"]["polite"]["last_exit"] == -15
+    assert "[dotcloud] still running after 0.5s, sending SIGKILL" in inst.lines("stubborn")
+    assert "[dotcloud] stopped (killed by SIGKILL)" in inst.lines("stubborn")
+    assert "[dotcloud] stopped (killed by SIGTERM)" in inst.lines("polite")
+    assert any("while waiting to restart" in t for t in inst.lines("crashy"))
+    records = inst.records()
+    first_stop = next(i for i, (_, t) in enumerate(records) if "stopping" in t)
+    assert not any("started" in t for _, t in records[first_stop:])
+
+
+def test_shim_survives_what_its_children_do(shims, tmp_path):
+    flood = "import sys\nwhile True: sys.stdout.write('y' * 999 + '\\n')"
+    inst = shims({
+        "flood": py(flood, tmp_path),
+        "closer": py("import os, time; os.close(1); os.close(2); time.sleep(60)", tmp_path),
+        "forker": sh("sleep 60 & echo bg=$!; exit 0", tmp_path),
+        "instant": {"argv": ["/bin/true"], "cwd": str(tmp_path), "env": {}},
+    }, log_max_bytes=200_000, log_keep=1).start()
+    wait_until(lambda: inst.process("instant")["restarts"] >= 3, what="instant restarts")
+    wait_until(lambda: inst.process("forker")["restarts"] >= 2, what="forker restarts")
+    wait_until(lambda: Path(f"{inst.log_path}.1").exists(), what="rotation under flood")
+    status = inst.status()
+    assert status["processes"]["closer"]["state"] == "running"
+    assert status["processes"]["flood"]["state"] == "running"
+    assert status["processes"]["flood"]["last_lines"][-1] == "y" * 500  # tails are cut
+    # What the forker left in its group was killed when it exited.
+    leftovers = [int(t[3:]) for t in status["processes"]["forker"]["last_lines"]]
+    wait_until(lambda: all(gone(pid) for pid in leftovers[:-1]), what="leftovers killed")
+    assert shimctl.alive(inst.pid_path, inst.spec_path) == inst.pid
+    assert inst.stop() == 0
+    assert os.path.getsize(inst.log_path) <= 200_000 + 64 * 1024 + 4096
+    assert not Path(f"{inst.log_path}.2").exists()
+
+
+def test_processes_that_cannot_start_are_retried(shims, tmp_path):
+    inst = shims({
+        "missing": {"argv": [str(tmp_path / "nope")], "cwd": str(tmp_path), "env": {}},
+        "badcwd": {"argv": ["/bin/true"], "cwd": str(tmp_path / "nodir"), "env": {}},
+        "web": py("import time; time.sleep(60)", tmp_path),
+    }).start()
+    for name in ("missing", "badcwd"):
+        wait_until(lambda: inst.process(name)["state"] == "crashed", what=f"{name} crashed")
+        assert inst.process(name)["last_exit"] == 127
+        events = inst.lines(name)
+        assert events[0].startswith("[dotcloud] failed to start (")
+        assert "No such file or directory" in events[0]
+    assert inst.process("web")["state"] == "running"
+    assert inst.stop() == 0
+
+
+def test_rotation_by_size_keeps_the_newest(shims, tmp_path):
+    code = ("import sys, time\nfor i in range(3000): print('line %05d' % i + '.' * 80)\n"
+            "sys.stdout.flush()\ntime.sleep(60)")
+    inst = shims({"web": py(code, tmp_path)}, log_max_bytes=50_000, log_keep=2).start()
+    base = str(inst.log_path)
+    paths = (base + ".2", base + ".1", base)
+    # The last line may have been rotated out of the current file already.
+    wait_until(lambda: any(t.startswith("line 02999") for p in paths
+                           for _, t in inst.records(p)), what="the last line")
+    assert os.path.exists(base + ".1") and os.path.exists(base + ".2")
+    assert not os.path.exists(base + ".3")
+    for path in (base, base + ".1", base + ".2"):
+        assert os.path.getsize(path) <= 50_000 + 64 * 1024 + 4096
+    kept = [t for p in paths for _, t in inst.records(p)]
+    numbers = [int(t[5:10]) for t in kept if t.startswith("line ")]
+    assert numbers == list(range(numbers[0], 3000))
+    assert numbers[0] > 0  # the oldest went with the files past log_keep
+
+
+def test_two_shims_share_one_log_without_losing_a_line(shims, tmp_path):
+    log = tmp_path / "logs" / "www.0.log"
+    # Both write at once, a line a write, so their rotations contend.
+    code = ("import os, time\nwhile not os.path.exists('go'): time.sleep(0.01)\n"
+            "for i in range(2000): print('%s %05d' % (TAG, i) + '-' * 60, flush=True)\n"
+            "time.sleep(60)")
+    a = shims({"web": py(code.replace("TAG", "'A'"), tmp_path)}, name="a", log_path=log,
+              log_max_bytes=5_000, log_keep=500)
+    b = shims({"web": py(code.replace("TAG", "'B'"), tmp_path)}, name="b", log_path=log,
+              log_max_bytes=5_000, log_keep=500)
+    a.start()
+    b.start()
+    (tmp_path / "go").touch()
+    files = lambda: sorted(log.parent.glob("www.0.log.*"),  # oldest first
+                           key=lambda p: -int(p.suffix[1:])) + [log]
+
+    def all_lines():
+        texts = [t for f in files() for _, t in a.records(f) if t[:2] in ("A ", "B ")]
+        return texts if len(texts) >= 4000 else None
+    texts = wait_until(all_lines, what="4000 lines")
+    assert len(texts) == 4000
+    for tag in "AB":
+        assert sorted(int(t[2:7]) for t in texts if t[0] == tag) == list(range(2000))
+    assert len(files()) > 5
+    # Each rotated file was full: no writer rotated what another had just rotated.
+    assert all(f.stat().st_size > 5_000 for f in files()[:-1])
+
+
+def test_killing_the_shim_kills_its_processes(shims, tmp_path):
+    inst = shims({"web": py("import time; print('up', flush=True); time.sleep(60)", tmp_path),
+                  "worker": sh("exec sleep 60", tmp_path)}).start()
+    inst.wait_line("web", "^up$")
+    pids = [p["pid"] for p in inst.status()["processes"].values()]
+    shimctl.kill(inst.pid)
+    assert reap(inst.pid) == -9
+    wait_until(lambda: all(gone(pid) for pid in pids), what="children to die with the shim")
+
+
+def test_shim_outlives_the_daemon_that_spawned_it(shims, tmp_path):
+    inst = shims({"web": py("import time; print('up', flush=True); time.sleep(60)", tmp_path)})
+    daemon = subprocess.Popen(
+        [PY, "-c", "import sys, time; from runtime import shimctl; "
+                   "print(shimctl.spawn(sys.argv[1]), flush=True); time.sleep(60)",
+         str(inst.spec_path)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": shimctl.PACKAGE_ROOT})
+    shim_pid = int(daemon.stdout.readline())
+    inst.wait_line("web", "^up$")
+    daemon.kill()
+    daemon.wait()
+    daemon.stdout.close()
+    assert shimctl.alive(inst.pid_path, inst.spec_path) == shim_pid
+    assert inst.status()["processes"]["web"]["state"] == "running"
+    assert os.getsid(shim_pid) == shim_pid  # its own session: no terminal signal reaches it
+    shimctl.stop(shim_pid)
+    assert shimctl.wait_stopped(inst.pid_path, inst.spec_path, DEADLINE)
+    assert inst.status()["state"] == "stopped"
+
+
+def test_alive_checks_identity(shims, tmp_path):
+    inst = shims({"web": py("import time; time.sleep(60)", tmp_path)}).start()
+    assert shimctl.alive(inst.pid_path, inst.spec_path) == inst.pid
+    assert shimctl.alive(inst.pid_path, tmp_path / "other-spec.json") is None
+    fake = tmp_path / "fake.pid"
+    for content in (str(os.getpid()), "garbage", "", "-5", "0", "99999999", "12\x00"):
+        fake.write_text(content)
+        assert shimctl.alive(fake, inst.spec_path) is None, content
+    assert shimctl.alive(tmp_path / "missing.pid", inst.spec_path) is None
+    assert not shimctl.wait_stopped(inst.pid_path, inst.spec_path, 0.1)
+    shimctl.stop(inst.pid)
+    assert shimctl.wait_stopped(inst.pid_path, inst.spec_path, DEADLINE)
+    assert reap(inst.pid) == 0
+    shimctl.stop(inst.pid)  # gone now: no error
+    shimctl.kill(inst.pid)
+
+
+def test_read_status_missing_or_garbage(tmp_path):
+    assert shimctl.read_status(tmp_path / "none.json") is None
+    (tmp_path / "bad.json").write_text("{not json")
+    assert shimctl.read_status(tmp_path / "bad.json") is None
+    (tmp_path / "list.json").write_text("[1, 2]")
+    assert shimctl.read_status(tmp_path / "list.json") is None
+
+
+def test_second_shim_for_the_same_spec_refuses(shims, tmp_path):
+    inst = shims({"web": py("import time; time.sleep(60)", tmp_path)}).start()
+    out = run_shim(str(inst.spec_path))
+    assert out.returncode == 1
+    assert f"already supervised by pid {inst.pid}" in out.stderr
+    assert shimctl.alive(inst.pid_path, inst.spec_path) == inst.pid
+
+
+def test_unwritable_status_and_log_do_not_stop_the_shim(shims, tmp_path):
+    (tmp_path / "blocker").write_text("a file where a directory should be")
+    inst = shims({"web": py("import time; print('up', flush=True); time.sleep(60)", tmp_path)},
+                 log_path=tmp_path / "blocker" / "www.0.log")
+    spec = json.loads(inst.spec_path.read_text())
+    spec["status_path"] = str(tmp_path / "blocker" / "status.json")
+    inst.spec_path.write_text(json.dumps(spec))
+    inst.pid = shimctl.spawn(inst.spec_path)
+    wait_until(lambda: shimctl.alive(inst.pid_path, inst.spec_path), what="pid file")
+    time.sleep(0.3)  # give it the chance to fail, which it must not
+    assert shimctl.alive(inst.pid_path, inst.spec_path) == inst.pid
+    assert inst.stop() == 0
+
+
+def run_shim(*args):
+    env = {**os.environ, "PYTHONPATH": shimctl.PACKAGE_ROOT}
+    return subprocess.run([PY, "-m", "runtime.shim", *args], capture_output=True, text=True,
+                          env=env, timeout=DEADLINE)
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    ("{oops", "cannot read spec file"),
+    ("[]", "spec must be a JSON object"),
+    ('{"instance": "x", "log_path": "l", "status_path": "s", "pid_path": "p"}', "processes"),
+    ('{"instance": "x", "processes": {"web": {"argv": "python", "cwd": "/"}}, "log_path": "l",'
+     ' "status_path": "s", "pid_path": "p"}', "processes.web.argv"),
+])
+def test_bad_spec_exits_2_with_one_line(tmp_path, content, message):
+    path = tmp_path / "spec.json"
+    if content is not None:
+        path.write_text(content)
+    out = run_shim(str(path))
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_no_spec_argument_exits_2():
+    out = run_shim()
+    assert out.returncode == 2 and "usage:" in out.stderr
