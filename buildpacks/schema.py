@@ -24,6 +24,7 @@ from .spec import TYPES, Buildfile, BuildfileError, Healthcheck, ServiceSpec
 MAX_BYTES = 64 * 1024
 MAX_CONFIG_NODES = 5000
 MAX_CONFIG_DEPTH = 32
+MAX_DEPTH = MAX_CONFIG_DEPTH + 8
 MAX_INSTANCES = 20
 MAX_HEALTH_SECONDS = 3600
 SERVICE_KEYS = ("type", "approot", "environment", "requirements", "prebuild", "postbuild",
@@ -92,6 +93,7 @@ class _Checker:
 
     def _compose(self, text: str) -> Node | None:
         try:
+            self._check_depth(text)
             return yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
@@ -109,6 +111,18 @@ class _Checker:
             raise BuildfileError(f"{self.filename}: invalid YAML: {e}") from None
         except RecursionError:
             raise BuildfileError(f"{self.filename}: invalid YAML: nested too deeply") from None
+
+    def _check_depth(self, text: str) -> None:
+        """Refuse deep nesting from the event stream, before the (recursive) composer."""
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise BuildfileError(f"{self.filename} line {event.start_mark.line + 1}: "
+                                         f"nested too deeply (at most {MAX_DEPTH} levels)")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
 
     # -- generic shapes ----------------------------------------------------
 

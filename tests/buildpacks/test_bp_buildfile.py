@@ -195,7 +195,7 @@ BAD = [
                                                      "'config' is nested too deeply (at most 32 "
                                                      "levels)"),
     ("www:\n  type: python\n  config: " + "[" * 3000 + "]" * 3000 + "\n",
-     "dotcloud.yml: invalid YAML: nested too deeply"),
+     "dotcloud.yml line 3: nested too deeply (at most 40 levels)"),
     ("www:\n  type: python\n  config: {a: " + "x" * (65 * 1024) + "}\n",
      "dotcloud.yml: the file is larger than 64 KiB"),
 ]

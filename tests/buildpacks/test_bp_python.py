@@ -123,6 +123,7 @@ def test_pip_failure_fails_the_build_with_pip_output(make_ctx, cache_dir):
                 if not p.name.startswith(".") and not (p / ".complete").exists()]
 
 
+@pytest.mark.slow
 def test_nothing_to_run_is_refused(make_ctx):
     ctx, _ = make_ctx({"requirements.txt": SALT})
     with pytest.raises(BuildError) as info:
