@@ -1,0 +1,97 @@
+"""revisions, deploy, rollback, restart."""
+import pytest
+from conftest import ENV_APP, deploy_env_app, unique
+from platform_helpers import git_repo
+
+
+@pytest.fixture(scope="module")
+def versions(platform, tmp_path_factory):
+    """An app pushed twice: v1 says "one", v2 says "two"."""
+    name = unique("versions")
+    repo = deploy_env_app(platform, tmp_path_factory.mktemp("v"), name,
+                          {"wsgi.py": ENV_APP.replace("env app", "one")})
+    git_repo(repo, {"wsgi.py": ENV_APP.replace("env app", "two")}, "two")
+    assert platform.push("alice", repo, name).code == 0
+    return name
+
+
+def body(platform, name):
+    return platform.get(f"{name}.localhost")[1]
+
+
+def test_revisions_text_and_json(cmd, versions):
+    r = cmd("alice", "revisions", versions)
+    assert r.code == 0, r.text
+    lines = r.out.splitlines()
+    assert lines[0].split() == ["RELEASE", "REVISION", "TIME", "(UTC)", "USER", "STATUS",
+                                "DESCRIPTION"]
+    assert lines[1].startswith("*  v2") and "alice  active" in lines[1]
+    assert lines[2].startswith("   v1") and "retired" in lines[2]
+    releases = cmd.json("alice", "revisions", versions)["releases"]
+    assert [(r["number"], r["status"], r["active"], r["user"], r["description"])
+            for r in releases] == [(2, "active", True, "alice", "push"),
+                                   (1, "retired", False, "alice", "push")]
+    assert all(len(r["revision"]) == 40 and r["created"].endswith("Z") for r in releases)
+
+
+def test_rollback_deploy_and_restart(cmd, platform, versions):
+    assert body(platform, versions) == "two"
+    r = cmd("alice", "rollback", versions)
+    assert r.code == 0, r.text
+    assert "Deploying release v1" in r.out and "rolled back to v1" in r.out
+    assert body(platform, versions) == "one"
+
+    revs = cmd.json("alice", "revisions", versions)["releases"]
+    assert revs[0]["description"] == "deploy of v1" and revs[0]["active"]
+    two = next(r for r in revs if r["number"] == 2)["revision"]
+    doc = cmd.json("alice", "deploy", versions, two[:7])
+    assert doc["revision"] == two and doc["release"] == 4
+    assert body(platform, versions) == "two"
+    assert cmd("alice", "deploy", versions, "v1").code == 0
+    assert body(platform, versions) == "one"
+
+    before = {i["pid"] for i in cmd.json("alice", "status", versions)["instances"]}
+    r = cmd("alice", "restart", versions)
+    assert r.code == 0 and "restarted: now running release v6" in r.out, r.text
+    after = cmd.json("alice", "status", versions)["instances"]
+    assert {i["pid"] for i in after if i["role"] == "active"}.isdisjoint(before)
+    assert body(platform, versions) == "one", "a restart keeps the code"
+    assert cmd.json("alice", "restart", versions, "www")["release"] == 7
+    r = cmd("alice", "restart", versions, "db")
+    assert r.code == 1 and "has no service 'db'" in r.err
+
+
+def test_deploy_errors(cmd, versions):
+    for rev, why in (("v99", "has no release v99"), ("deadbeef", "no deployable release"),
+                     ("../x", "expected a release"), ("$(id)", "expected a release")):
+        r = cmd("alice", "deploy", versions, rev)
+        assert r.code != 0 and why in r.err, (rev, r.err)
+
+
+def test_nothing_deployed_yet(cmd):
+    name = unique("empty")
+    assert cmd("alice", "create", name).code == 0
+    for words, why in ((["rollback", name], "nothing to roll back"),
+                       (["restart", name], "nothing deployed yet"),
+                       (["deploy", name, "v1"], "has no release v1")):
+        r = cmd("alice", *words)
+        assert r.code == 1 and why in r.err, (words, r.err)
+    assert "no releases yet" in cmd("alice", "revisions", name).out
+    assert cmd.json("alice", "revisions", name)["releases"] == []
+
+
+def test_failed_config_release_is_undone(cmd, platform, tmp_path):
+    """A var set whose deploy fails leaves the variables as they were."""
+    name = unique("fragile")
+    app = ENV_APP.replace('start_response("200 OK"',
+                          'start_response("500 No" if os.environ.get("BROKEN") else "200 OK"')
+    yml = "www:\n  type: python\n  healthcheck: {path: /, timeout: 2}\n"
+    deploy_env_app(platform, tmp_path, name, {"wsgi.py": app, "dotcloud.yml": yml})
+    r = cmd("alice", "var", "set", name, "BROKEN=1")
+    assert r.code == 1 and "deploy failed: www.0 not responsive" in r.err, r.text
+    assert cmd.json("alice", "var", "list", name)["variables"] == {}
+    assert platform.get(f"{name}.localhost")[:2] == (200, "env app")
+    revs = cmd.json("alice", "revisions", name)["releases"]
+    assert revs[0]["status"] == "failed" and revs[1]["active"]
+    r = cmd("alice", "rollback", name)
+    assert r.code == 1 and "no earlier release" in r.err
