@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Callable, Mapping
 
+from .executor import HOST, Executor
 from .spec import ServiceSpec
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -40,6 +41,8 @@ class BuildContext:
     env: Mapping[str, str]
     log: Callable[[str], None]
     timeout: float = 600
+    # Where steps run and with which interpreter and tools (default: this host).
+    executor: Executor = HOST
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "src", Path(self.src))

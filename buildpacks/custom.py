@@ -22,6 +22,7 @@ class CustomBuildpack(Buildpack):
         if ctx.service.buildscript:
             ctx.log(f"Running buildscript: {ctx.service.buildscript}")
             check_step("buildscript", shell(ctx.service.buildscript), cwd=ctx.src,
-                       env=build_env(ctx), timeout=ctx.timeout, log=ctx.log)
+                       env=build_env(ctx), timeout=ctx.timeout, log=ctx.log,
+                       executor=ctx.executor)
         processes = user_processes(ctx.service)
         return BuildResult(processes=processes, env={}, http="web" in processes)

@@ -28,7 +28,7 @@ def run_build_hook(ctx: BuildContext, which: str, env: Mapping[str, str] | None 
     ctx.log(f"Running {which}: {command}")
     check_step(which, shell(command), cwd=ctx.src,
                env=env if env is not None else build_env(ctx),
-               timeout=ctx.timeout, log=ctx.log)
+               timeout=ctx.timeout, log=ctx.log, executor=ctx.executor)
     return True
 
 

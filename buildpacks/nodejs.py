@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from dotcloud.errors import BuildError
@@ -30,19 +29,23 @@ SERVER = "server.js"
 NPM_FLAGS = ("--no-audit", "--no-fund", "--no-update-notifier")
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name, path=base_env()["PATH"])
+def _tool(ctx: BuildContext, name: str) -> str:
+    path = ctx.executor.tool(name, base_env()["PATH"])
     if not path:
         raise BuildError(f"nodejs services need '{name}' on the server; install Node.js and npm")
     return path
 
 
-def _node_version(node: str) -> str:
+def _node_version(ctx: BuildContext, node: str) -> str:
+    lines: list[str] = []
     try:
-        return subprocess.run([node, "--version"], capture_output=True, text=True,
-                              timeout=30, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError) as e:
+        status = ctx.executor.run((node, "--version"), cwd=ctx.src, env=base_env(), timeout=30,
+                                  on_line=lines.append)
+    except (OSError, TimeoutError) as e:
         raise BuildError(f"'{node} --version' failed: {e}") from None
+    if status != 0:
+        raise BuildError(f"'{node} --version' failed (exit {status})")
+    return "\n".join(lines).strip()
 
 
 def _manifest(ctx: BuildContext) -> tuple[dict | None, str | None, str | None]:
@@ -69,11 +72,11 @@ class NodejsBuildpack(Buildpack):
     def _entry(ctx: BuildContext, text: str | None, lock: str | None) -> cache.Entry | None:
         if text is None:
             return None
-        key = cache.content_key(_node_version(_tool("node")), text, lock or "")
+        key = cache.content_key(_node_version(ctx, _tool(ctx, "node")), text, lock or "")
         return cache.Entry(ctx.cache_dir / "node", key)
 
     def check(self, ctx: BuildContext) -> None:
-        _tool("node")
+        _tool(ctx, "node")
 
     def plan(self, ctx: BuildContext) -> bool:
         try:
@@ -112,8 +115,9 @@ class NodejsBuildpack(Buildpack):
         command = "ci" if lock is not None else "install"
         ctx.log(f"Installing dependencies with npm {command}")
         check_step(f"npm {command}", (
-            _tool("npm"), command, *NPM_FLAGS, "--cache", str(ctx.cache_dir / "npm-cache")),
-            cwd=path, env=build_env(ctx), timeout=ctx.timeout, log=ctx.log)
+            _tool(ctx, "npm"), command, *NPM_FLAGS, "--cache", str(ctx.cache_dir / "npm-cache")),
+            cwd=path, env=build_env(ctx), timeout=ctx.timeout, log=ctx.log,
+            executor=ctx.executor)
         (path / "node_modules").mkdir(exist_ok=True)
 
     @staticmethod
@@ -131,9 +135,10 @@ class NodejsBuildpack(Buildpack):
         if "web" not in processes:
             scripts = package.get("scripts")
             if isinstance(scripts, dict) and isinstance(scripts.get("start"), str):
-                processes = {"web": (_tool("npm"), "start", "--no-update-notifier"), **processes}
+                web = (_tool(ctx, "npm"), "start", "--no-update-notifier")
+                processes = {"web": web, **processes}
             elif (ctx.src / SERVER).is_file():
-                processes = {"web": (_tool("node"), str(ctx.src / SERVER)), **processes}
+                processes = {"web": (_tool(ctx, "node"), str(ctx.src / SERVER)), **processes}
         if not processes:
             raise BuildError(f"service '{ctx.service.name}': nothing to run: add a 'start' "
                              f"script to {PACKAGE}, a {SERVER}, or 'processes'")

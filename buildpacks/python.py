@@ -10,7 +10,6 @@ release instead. This module never modifies a completed virtualenv.
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from . import cache
 from .base import Buildpack, BuildContext, BuildResult, base_env, build_env, prepend_path, \
     user_processes
 from .detect import inside, read_text
+from .executor import HOST, Executor
 from .steps import check_step
 
 REQUIREMENTS = "requirements.txt"
@@ -63,8 +63,8 @@ def requirement_files(src: Path) -> tuple[list[tuple[str, str]], bool]:
     return found, local
 
 
-def _interpreter_id() -> str:
-    return f"{sys.version}\n{Path(sys.executable).resolve()}"
+def _interpreter_id(executor: Executor = HOST) -> str:
+    return executor.identity
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class PythonBuildpack(Buildpack):
         if local:
             return None, bool(files)
         extras = sorted(ctx.service.requirements) + [SERVER_PACKAGE]
-        key = cache.content_key(_interpreter_id(), "\n".join(extras),
+        key = cache.content_key(_interpreter_id(ctx.executor), "\n".join(extras),
                                 *(part for rel, text in files for part in (rel, text)))
         return cache.Entry(ctx.cache_dir / "python", key), bool(files)
 
@@ -120,17 +120,20 @@ class PythonBuildpack(Buildpack):
 
     def _install(self, ctx: BuildContext, venv: Path, has_file: bool) -> None:
         env = build_env(ctx)
+        python = ctx.executor.python
         ctx.log("Creating virtualenv")
-        check_step("virtualenv", (sys.executable, "-m", "venv", "--without-pip", str(venv)),
-                   cwd=ctx.src, env=env, timeout=ctx.timeout, log=ctx.log)
+        check_step("virtualenv", (python, "-m", "venv", "--without-pip", str(venv)),
+                   cwd=ctx.src, env=env, timeout=ctx.timeout, log=ctx.log,
+                   executor=ctx.executor)
         args = ["-r", REQUIREMENTS] if has_file else []
         args += list(ctx.service.requirements) + [SERVER_PACKAGE]
         ctx.log("Installing requirements with pip")
         check_step("pip install", (
-            sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+            python, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
             "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
             "--root-user-action", "ignore", "--cache-dir", str(ctx.cache_dir / "pip-cache"),
-            *args), cwd=ctx.src, env=env, timeout=ctx.timeout, log=ctx.log)
+            *args), cwd=ctx.src, env=env, timeout=ctx.timeout, log=ctx.log,
+            executor=ctx.executor)
 
     def _processes(self, ctx: BuildContext, venv: Path) -> tuple[dict, bool]:
         processes = user_processes(ctx.service)

@@ -7,7 +7,6 @@ bound to loopback on the instance's port. Options from `config`:
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from dotcloud.errors import BuildError
@@ -30,7 +29,7 @@ class StaticBuildpack(Buildpack):
     def build(self, ctx: BuildContext) -> BuildResult:
         # Run by file path in isolated mode (-I): neither the app's working
         # directory nor PYTHON* variables can change which code serves it.
-        argv = (sys.executable, "-I", str(Path(staticserve.__file__).resolve()),
+        argv = (ctx.executor.python, "-I", str(Path(staticserve.__file__).resolve()),
                 "--root", str(ctx.src), "--bind", "127.0.0.1", "--port", "{port}",
                 "--max-age", str(ctx.service.config.get("max_age", 0)))
         return BuildResult(processes={"web": argv}, env={}, http=True)

@@ -16,23 +16,23 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from dotcloud.errors import BuildError
-from runtime.limits import run_limited
+
+from .executor import HOST, Executor
 
 SHOWN_LINES = 2000       # per step; past this only a count and the last lines
 TAIL_LINES = 20          # what a failing step always shows last
 
 
 def run_step(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float,
-             on_line: Callable[[str], None]) -> int:
+             on_line: Callable[[str], None], executor: Executor = HOST) -> int:
     """Run argv; give each output line to on_line live; return the exit status.
 
     A status below 0 is a signal number. Raises TimeoutError when the
     deadline passes, OSError when the program cannot start; the step's
-    process group is killed in every case (the runtime's `run_limited`
-    holds that promise; builds get no memory cap, which would break node).
+    process group is killed in every case (the executor holds that promise:
+    on the host, the runtime's `run_limited`).
     """
-    return run_limited(list(argv), cwd=str(cwd), env=dict(env), timeout=timeout,
-                       memory_bytes=None, on_line=on_line)
+    return executor.run(argv, cwd=cwd, env=env, timeout=timeout, on_line=on_line)
 
 
 class StepOutput:
@@ -75,11 +75,12 @@ def describe_status(status: int) -> str:
 
 def check_step(label: str, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
                timeout: float, log: Callable[[str], None],
-               error: type[Exception] = BuildError) -> None:
+               error: type[Exception] = BuildError, executor: Executor = HOST) -> None:
     """Run a step; on failure raise `error("LABEL failed (exit N)")` after its output."""
     output = StepOutput(log)
     try:
-        status = run_step(argv, cwd=cwd, env=env, timeout=timeout, on_line=output)
+        status = run_step(argv, cwd=cwd, env=env, timeout=timeout, on_line=output,
+                          executor=executor)
     except TimeoutError:
         output.show_tail()
         raise error(f"{label} timed out after {timeout:g}s") from None
