@@ -23,57 +23,50 @@ CLIENT_GONE = 499
 
 
 class Exchange:
-    __slots__ = (
-        "client", "router", "loop", "settings", "method", "url", "req", "keep_alive",
-        "http11", "route", "target", "error", "detail", "begin", "tried", "attempts",
-        "upstream", "reused", "rparser", "connecting", "pending", "pending_size",
-        "req_done", "body_sent", "head_sent", "sent_at", "status", "reason", "rheaders",
-        "interim", "mode", "resp_started", "resp_done", "client_keep", "out", "bytes_out",
-        "finished", "counted", "up_keep", "until_close")
+    # Defaults live on the class: a request only sets what differs, which keeps
+    # the per-request cost of creating one small.
+    tried = None
+    attempts = 0
+    upstream = None
+    reused = False
+    rparser = None
+    connecting = None
+    pending = None
+    pending_size = 0
+    req_done = False
+    body_sent = 0
+    head_sent = False
+    sent_at = 0.0
+    status = 0
+    reason = b""
+    interim = False
+    mode = headers.NO_BODY
+    resp_started = False
+    resp_done = False
+    bytes_out = 0
+    finished = False
+    up_keep = False
+    until_close = False
 
-    def __init__(self, client, method: bytes, url: bytes, req, *, keep_alive: bool,
-                 http11: bool, route=None, target=None, error: int = 0, detail: str = "",
-                 begin: float = 0.0):
+    def __init__(self, client, method: bytes, url: bytes, req, keep_alive: bool,
+                 http11: bool, begin: float, route=None, target=None, error: int = 0,
+                 detail: str = ""):
         self.client = client
         self.router = client.router
-        self.loop = client.loop
-        self.settings = client.settings
         self.method = method
         self.url = url
         self.req = req                  # headers.RequestHead, or None when rejected
         self.keep_alive = keep_alive
+        self.client_keep = keep_alive
         self.http11 = http11
+        self.begin = begin
         self.route = route
         self.target = target
         self.counted = target is not None
         self.error = error
         self.detail = detail
-        self.begin = begin
-        self.tried = None
-        self.attempts = 0
-        self.upstream = None
-        self.reused = False
-        self.rparser = None
-        self.connecting = None
-        self.pending = None
-        self.pending_size = 0
-        self.req_done = False
-        self.body_sent = 0
-        self.head_sent = False
-        self.sent_at = 0.0
-        self.status = 0
-        self.reason = b""
         self.rheaders = []
-        self.interim = False
-        self.mode = headers.NO_BODY
-        self.resp_started = False
-        self.resp_done = False
-        self.client_keep = keep_alive
         self.out = []
-        self.bytes_out = 0
-        self.finished = False
-        self.up_keep = False
-        self.until_close = False
 
     # -- request side (called by the ClientConnection) ---------------------
 
@@ -130,20 +123,20 @@ class Exchange:
     def _acquire(self) -> None:
         self.attempts += 1
         target = self.target
-        conn = target.take_idle(monotonic(), self.settings.pool_idle_timeout)
+        conn = target.take_idle(monotonic(), self.client.settings.pool_idle_timeout)
         if conn is not None:
             self._attach(conn, reused=True)
         else:
-            self.connecting = self.loop.create_task(self._connect(target))
+            self.connecting = self.client.loop.create_task(self._connect(target))
 
     async def _connect(self, target) -> None:
-        loop = self.loop
+        loop = self.client.loop
         timed_out = False
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(lambda: UpstreamConnection(target),
                                        target.host, target.port),
-                self.settings.connect_timeout)
+                self.client.settings.connect_timeout)
         except asyncio.TimeoutError:
             timed_out = True
         except OSError:
@@ -159,7 +152,7 @@ class Exchange:
         self.connecting = None
         if not self.finished:
             self.router.upstream_failed(target, "timeout" if timed_out else "refused")
-            target.mark_down(monotonic(), self.settings.down_seconds)
+            target.mark_down(monotonic(), self.client.settings.down_seconds)
             self._try_next(504 if timed_out else 502)
 
     def _try_next(self, status: int) -> None:
@@ -290,7 +283,7 @@ class Exchange:
         retry_same = self.reused
         if self._retryable():
             if not retry_same:
-                self.target.mark_down(monotonic(), self.settings.down_seconds)
+                self.target.mark_down(monotonic(), self.client.settings.down_seconds)
                 self.router.upstream_failed(self.target, "reset")
             self._reset_attempt()
             if retry_same and self.attempts <= len(self.route.backends) + 1:
@@ -355,7 +348,7 @@ class Exchange:
             if (reusable and self.req_done and not self.until_close
                     and not up.closed and self.up_keep):
                 up.resume_reading()
-                self.target.put_idle(up, monotonic(), self.settings.pool_max_idle)
+                self.target.put_idle(up, monotonic(), self.client.settings.pool_max_idle)
             else:
                 up.close()
         self._release()
@@ -413,7 +406,7 @@ class Exchange:
         """Called about once a second by the router's clock for active exchanges."""
         if self.finished or self.error:
             return
-        settings = self.settings
+        settings = self.client.settings
         if not self.resp_started and self.sent_at:
             if now - self.sent_at >= settings.first_byte_timeout:
                 self.router.upstream_failed(self.target, "first_byte_timeout")

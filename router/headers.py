@@ -46,16 +46,32 @@ class ResponseHead(NamedTuple):
     until_close: bool     # the upstream body ends when the upstream closes
 
 
-def new_request_id() -> bytes:
-    return os.urandom(16).hex().encode()
+class RequestIds:
+    """Unique request ids without a syscall each: a random prefix and a counter."""
+
+    def __init__(self):
+        self._prefix = os.urandom(8).hex().encode()
+        self._next = 0
+
+    def __call__(self) -> bytes:
+        self._next += 1
+        return b"%s%08x" % (self._prefix, self._next)
 
 
-def _tokens(value: bytes) -> set:
-    return {t.strip().lower() for t in value.split(b",") if t.strip()}
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade", b"keep-alive, upgrade",
+                               b"upgrade, keep-alive", b"keep-alive,upgrade"})
+
+
+def _extra_tokens(value: bytes) -> set:
+    """Header names a Connection header lists besides close/keep-alive/upgrade."""
+    value = value.lower()
+    if value in _PLAIN_CONNECTION:
+        return set()
+    return {t.strip() for t in value.split(b",") if t.strip()} - _STANDARD_TOKENS
 
 
 def rewrite_request(method: bytes, target: bytes, headers: list, client_ip: bytes,
-                    trusted: frozenset, upgrading: bool) -> RequestHead:
+                    trusted: frozenset, upgrading: bool, new_id) -> RequestHead:
     """Build the head sent upstream; raise BadRequest for what must not pass."""
     parts = [method, b" ", target, b" HTTP/1.1\r\n"]
     host = xff = xfp = xfh = rid = upgrade = None
@@ -78,7 +94,7 @@ def rewrite_request(method: bytes, target: bytes, headers: list, client_ip: byte
                 raise BadRequest(400, "unsupported Transfer-Encoding")
             chunked = has_body = True
         elif low == b"connection":
-            extra = _tokens(value) - _STANDARD_TOKENS
+            extra = _extra_tokens(value)
             if extra:
                 drop = (drop or set()) | extra
         elif low == b"upgrade":
@@ -102,7 +118,7 @@ def rewrite_request(method: bytes, target: bytes, headers: list, client_ip: byte
               b"\r\nX-Forwarded-Proto: ", xfp or b"http",
               b"\r\nX-Forwarded-Host: ", xfh or host, b"\r\n")
     if rid is None or not _REQUEST_ID_RE.fullmatch(rid):
-        rid = new_request_id()
+        rid = new_id()
     parts += (b"X-Request-Id: ", rid, b"\r\n")
     if chunked:
         parts.append(b"Transfer-Encoding: chunked\r\n")
@@ -140,7 +156,7 @@ def rewrite_response(status: int, reason: bytes, headers: list, *, head_request:
         elif low == b"transfer-encoding":
             upstream_chunked = True
         elif low == b"connection":
-            extra = _tokens(value) - _STANDARD_TOKENS
+            extra = _extra_tokens(value)
             if extra:
                 drop = (drop or set()) | extra
         elif upgrade and low == b"upgrade":

@@ -55,11 +55,12 @@ async def _serve(data_dir: Path, bind: str, port: int, admin_port: int | None,
         real_admin = admin.sockets[0].getsockname()[1]
     sock_path = run_dir / "router.sock"
     ctl = await control.start(router, sock_path)
-    fsutil.write_json(run_dir / "router.json", {
-        "pid": os.getpid(), "bind": bind, "port": real_port, "admin_port": real_admin})
     router.start_clock()
     log.info("router_listening", bind=bind, port=real_port, admin_port=real_admin,
              routes=len(router.table.routes), version=router.table.version)
+    # written last: whoever waits for this file finds the router fully up
+    fsutil.write_json(run_dir / "router.json", {
+        "pid": os.getpid(), "bind": bind, "port": real_port, "admin_port": real_admin})
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

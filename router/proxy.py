@@ -147,9 +147,8 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         exchange = self.router.open_exchange(
             self, parser.get_method(), self.url, self.headers,
-            http11=parser.get_http_version() == "1.1",
-            keep_alive=parser.should_keep_alive(),
-            upgrading=parser.should_upgrade(), begin=self.begin_at)
+            parser.get_http_version() == "1.1", parser.should_keep_alive(),
+            parser.should_upgrade(), self.begin_at)
         self.headers = []
         self.parsing = exchange
         queue = self.queue

@@ -18,6 +18,7 @@ from .settings import Settings
 from .targets import Targets
 
 NO_APP = "-"
+_UNSEEN = object()
 
 
 class Router:
@@ -30,6 +31,8 @@ class Router:
         self.targets = Targets(settings, clock=monotonic)
         self.metrics = Metrics()
         self.connections = set()
+        self.request_ids = headers.RequestIds()
+        self._hosts = {}
         self._ticker = None
 
     # -- the table ---------------------------------------------------------
@@ -48,37 +51,47 @@ class Router:
 
     # -- routing -----------------------------------------------------------
 
-    def open_exchange(self, client, method: bytes, url: bytes, header_list: list, *,
+    def open_exchange(self, client, method: bytes, url: bytes, header_list: list,
                       http11: bool, keep_alive: bool, upgrading: bool,
                       begin: float) -> Exchange:
         """Route one request whose head has arrived; errors become error exchanges."""
-        def failed(status: int, detail: str, req=None, route=None) -> Exchange:
-            return Exchange(client, method, url, req, keep_alive=keep_alive, http11=http11,
-                            route=route, error=status, detail=detail, begin=begin)
-
-        if method == b"CONNECT":
-            return failed(405, "CONNECT is not supported")
         if url[:1] != b"/":
+            if method == b"CONNECT":
+                return Exchange(client, method, url, None, keep_alive, http11, begin,
+                                error=405, detail="CONNECT is not supported")
             url, problem = _origin_form(method, url, header_list)
             if problem:
-                return failed(400, problem)
+                return Exchange(client, method, url, None, keep_alive, http11, begin,
+                                error=400, detail=problem)
         try:
             req = headers.rewrite_request(method, url, header_list, client.client_ip,
-                                          self.settings.trusted_proxies, upgrading)
+                                          self.settings.trusted_proxies, upgrading,
+                                          self.request_ids)
         except headers.BadRequest as exc:
-            return failed(exc.args[0], exc.args[1])
-        host = tables.normalize_host(req.host)
+            return Exchange(client, method, url, None, keep_alive, http11, begin,
+                            error=exc.args[0], detail=exc.args[1])
+        host = self._hosts.get(req.host, _UNSEEN)
+        if host is _UNSEEN:
+            host = self._normalize(req.host)
         if host is None:
-            return failed(400, "invalid Host header")
-        route = self.table.lookup(host)
+            return Exchange(client, method, url, None, keep_alive, http11, begin,
+                            error=400, detail="invalid Host header")
+        route = self.table.routes.get(host)
         if route is None:
-            return failed(404, "", req)
+            return Exchange(client, method, url, req, keep_alive, http11, begin, error=404)
         if not route.backends:
-            return failed(503, "", req, route)
+            return Exchange(client, method, url, req, keep_alive, http11, begin, route, error=503)
         target = self.targets.pick(route)
         target.in_flight += 1
-        return Exchange(client, method, url, req, keep_alive=keep_alive, http11=http11,
-                        route=route, target=target, begin=begin)
+        return Exchange(client, method, url, req, keep_alive, http11, begin, route, target)
+
+    def _normalize(self, raw: bytes):
+        """Host header -> table key, remembered (a bounded cache of pure results)."""
+        hosts = self._hosts
+        if len(hosts) >= 4096:
+            hosts.clear()
+        host = hosts[raw] = tables.normalize_host(raw)
+        return host
 
     # -- reporting ---------------------------------------------------------
 

@@ -102,10 +102,8 @@ def test_first_byte_timeout_is_504(upstreams, start_router):
     a = upstreams("a")
     router = start_router(routes(1, {"app.localhost": ("app", "www", [a.backend()])}),
                           env={"DOTCLOUD_ROUTER_FIRST_BYTE_TIMEOUT": "1"})
-    started = time.monotonic()
     status, _, body = router.request("app.localhost", "/slow?delay=4")
     assert status == 504 and b"did not answer in time" in body
-    assert time.monotonic() - started < 3.5
 
 
 def test_connect_timeout_is_504(start_router):
@@ -123,10 +121,8 @@ def test_connect_timeout_is_504(start_router):
     backend = {"id": "hole#0", "host": "127.0.0.1", "port": hole.getsockname()[1]}
     router = start_router(routes(1, {"app.localhost": ("app", "www", [backend])}),
                           env={"DOTCLOUD_ROUTER_CONNECT_TIMEOUT": "0.5"})
-    started = time.monotonic()
     status, _, _ = router.request("app.localhost")
     assert status == 504
-    assert time.monotonic() - started < 3
     assert "reason='timeout'" in router.log_events("upstream_failed")[0]
     for c in fillers + [hole]:
         c.close()
@@ -137,12 +133,11 @@ def test_idle_timeout_cuts_a_stalled_response(upstreams, start_router):
     router = start_router(routes(1, {"app.localhost": ("app", "www", [a.backend()])}),
                           env={"DOTCLOUD_ROUTER_IDLE_TIMEOUT": "1"})
     conn = router.connect()
-    conn.request("GET", "/stall?delay=5", headers={"Host": "app.localhost"})
+    # the instance stalls for 30 s; only the router's 1 s idle timeout ends it sooner
+    conn.request("GET", "/stall?delay=30", headers={"Host": "app.localhost"})
     resp = conn.getresponse()
-    started = time.monotonic()
     with pytest.raises(http.client.IncompleteRead):
         resp.read()
-    assert time.monotonic() - started < 4
     assert any("idle timeout" in line for line in router.log_events("request"))
 
 

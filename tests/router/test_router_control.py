@@ -1,6 +1,5 @@
 """The control socket, atomic swaps (under load, with WebSockets), persistence, signals."""
 import json
-import os
 import signal
 import socket
 import threading
@@ -78,10 +77,8 @@ def test_drain_waits_for_in_flight_requests(upstreams, start_router):
     # a short drain times out and says how many are left
     assert router.control({"op": "drain", "backends": [["127.0.0.1", a.port]], "timeout": 0.1}) == \
         {"ok": True, "drained": False, "in_flight": 1}
-    started = time.monotonic()
     reply = router.control({"op": "drain", "backends": [["127.0.0.1", a.port]], "timeout": 10})
     assert reply == {"ok": True, "drained": True, "in_flight": 0}
-    assert time.monotonic() - started < 3
     slow.join()
     assert result["r"][0] == 200          # the in-flight request finished on the old instance
     assert json.loads(router.request("app.localhost")[2])["server"] == "b"

@@ -4,7 +4,6 @@ The router's peak resident memory (VmHWM) must stay far below the body size:
 a body that sat in memory, in either direction, would show up there.
 """
 import hashlib
-import http.client
 import json
 import socket
 import time
