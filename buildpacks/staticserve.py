@@ -212,8 +212,10 @@ class Server:
         try:
             while True:
                 try:
-                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT)
-                except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+                    # asyncio.timeout, not wait_for: no extra task per request.
+                    async with asyncio.timeout(IDLE_TIMEOUT):
+                        head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
                     return
                 except asyncio.LimitOverrunError:
                     await self.error(writer, 431, "headers too large", "HTTP/1.1")
@@ -229,6 +231,8 @@ class Server:
                         self.idle.set()
         except (ConnectionError, OSError):
             pass
+        except asyncio.CancelledError:
+            pass  # shutting down: not an error worth a traceback
         finally:
             writer.close()
 
