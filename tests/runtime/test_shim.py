@@ -160,8 +160,9 @@ sys.stdout.flush()
     assert ["x" * 16384, "x" * 16384, "x" * 7232] == [t for t in web if t.startswith("xxx")]
     assert web.index("partial") == len(web) - 2  # flushed at close, before the exit event
     assert "from other" in inst.lines("other")
+    # The status file is written just after the event line.
+    wait_until(lambda: inst.process("web")["state"] == "backoff", what="backoff status")
     status = inst.status()
-    assert status["processes"]["web"]["state"] == "backoff"
     assert status["processes"]["web"]["last_lines"][-1] == "partial"
     assert status["processes"]["other"]["state"] == "running"
 
