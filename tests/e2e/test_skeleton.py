@@ -39,7 +39,8 @@ def head(repo):
 
 
 def test_push_python_app_then_update(platform, tmp_path):
-    repo = git_repo(tmp_path / "hello", python_app("hello v1"))
+    # A requirements file no other test has, so this first build is a clean one.
+    repo = git_repo(tmp_path / "hello", python_app("hello v1", "# the hello app\n"))
     t0 = time.monotonic()
     r = platform.push("alice", repo, "hello")
     first = time.monotonic() - t0
@@ -52,7 +53,7 @@ def test_push_python_app_then_update(platform, tmp_path):
     status, body, _ = platform.get(f"hello.localhost:{platform.http_port}")
     assert (status, body) == (200, "hello v1")
 
-    git_repo(repo, python_app("hello v2"), "v2")
+    git_repo(repo, python_app("hello v2", "# the hello app\n"), "v2")
     t0 = time.monotonic()
     r = platform.push("alice", repo, "hello")
     second = time.monotonic() - t0
