@@ -48,7 +48,8 @@ class BuildContext:
         object.__setattr__(self, "src", Path(self.src))
         object.__setattr__(self, "release_dir", Path(self.release_dir))
         object.__setattr__(self, "cache_dir", Path(self.cache_dir))
-        object.__setattr__(self, "env", _frozen(self.env))
+        object.__setattr__(self, "env", _frozen(
+            {str(k): str(v) for k, v in self.env.items()}))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import dataclasses
 import time
 
 from dotcloud import logs
+from dotcloud.errors import BuildError, DotcloudError
 
 from .base import BuildContext, BuildResult, build_env
 from .cache import tree_size
@@ -40,9 +41,14 @@ def build_service(ctx: BuildContext) -> BuildResult:
         # postbuild sees what was installed: `python manage.py collectstatic`
         # runs the virtualenv's python, `npm run build` finds node_modules/.bin.
         run_build_hook(ctx, "postbuild", build_env(ctx, **result.env))
-    except Exception as e:
+    except DotcloudError as e:
         log.info("build_failed", reason=str(e), seconds=round(time.monotonic() - started, 3))
         raise
+    except OSError as e:
+        # A full disk or a permission problem on the server: the user gets
+        # one line, the platform log the traceback.
+        log.exception("build_crashed")
+        raise BuildError(f"build failed on the server: {e.strerror or e}") from e
     result = dataclasses.replace(result, size_bytes=result.size_bytes + tree_size(ctx.src))
     log.info("build_done", incremental=result.incremental, size=result.size_bytes,
              processes=list(result.processes), seconds=round(time.monotonic() - started, 3))

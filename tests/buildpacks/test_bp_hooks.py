@@ -1,5 +1,6 @@
 """User hooks (prebuild, postbuild, postinstall), custom builds and unsupported types."""
 import os
+import shutil
 
 import pytest
 
@@ -138,3 +139,19 @@ def test_postinstall_without_interpreter_line_is_a_clear_error(tmp_path):
     src = postinstall_ctx(tmp_path, "echo no shebang\n")
     with pytest.raises(DeployError, match=r"^postinstall could not start: Exec format error"):
         run_postinstall(src, {}, lambda line: None)
+
+
+@pytest.mark.skipif(not shutil.which("npm"), reason="npm is not installed")
+def test_server_side_os_errors_become_one_line(make_ctx):
+    ctx, _ = make_ctx({"index.html": "hi"}, type="nodejs", processes={"web": "x"},
+                      env={"COUNT": 3})
+    assert ctx.env["COUNT"] == "3"
+    (ctx.src / "package.json").write_text("{}")
+    ctx.cache_dir.joinpath("node").mkdir(parents=True, exist_ok=True)
+    blocker = ctx.release_dir / ".deps"
+    blocker.write_text("a file where a directory goes")
+    try:
+        with pytest.raises(BuildError, match=r"^build failed on the server: "):
+            build_service(ctx)
+    finally:
+        blocker.unlink()
