@@ -7,7 +7,8 @@ gone, which keeps the replacement from binding the port. Every process an
 instance runs carries a tag in its environment (`DOTCLOUD_INSTANCE_TAG`, one
 value per data directory and instance id, inherited by everything it
 starts), so the runtime can find them all in /proc before it starts a new
-shim for that instance.
+shim for that instance: it asks them to stop (SIGTERM: a worker finishes
+the request in hand), and kills what is left after a short grace.
 
 It must never signal a process whose environment it has not just read and
 found the exact tag in, nor its own process.
@@ -43,13 +44,13 @@ def find(value: str, proc: Path = Path("/proc")) -> list[int]:
     return found
 
 
-def kill(value: str) -> list[int]:
-    """SIGKILL every process tagged with value; return their pids."""
-    killed = []
+def send(value: str, signum: int = signal.SIGKILL) -> list[int]:
+    """Signal every process tagged with value; return the pids signalled."""
+    sent = []
     for pid in find(value):
         try:
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+            os.kill(pid, signum)
+            sent.append(pid)
         except ProcessLookupError:
             pass
-    return killed
+    return sent

@@ -14,6 +14,7 @@ interpreter) is started again with backoff, and reported `backoff`, then
 must never start a second shim for an instance whose shim is alive.
 """
 import json
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,13 @@ from . import leftovers, shimctl
 
 log = logs.get("runtime")
 # A shim that dies sooner than this after its start counts as a failed start.
+SHIM_QUICK = 1.0
+# Failed starts are forgotten once a shim has lived this long.
 SHIM_STABLE = 10.0
 SHIM_BACKOFF_MAX = 30.0
 SHIM_CRASH_LOOP = 3
+# How long what a dead shim left running may take to finish its requests.
+LEFTOVER_GRACE = 2.0
 # Instance states the runtime is waiting to see change: worth a quick next pass.
 TRANSITIONAL = {"new", "starting", "backoff", "stopping"}
 
@@ -40,7 +45,7 @@ class Spawn:
     """The runtime's bookkeeping of one instance's last shim start (mutable)."""
     pid: int | None        # None once it was found dead
     at: float              # time.monotonic() of the start
-    failures: int = 0      # starts in a row that died before SHIM_STABLE
+    failures: int = 0      # failed starts in a row (reset once one lives SHIM_STABLE)
     retry_at: float = 0.0
 
 
@@ -51,6 +56,7 @@ class Reconciler:
         self.stopping: dict[int, float] = {}   # instance id -> when SIGTERM was sent
         self.spawns: dict[int, Spawn] = {}     # instance id -> its last shim start
         self.exits: dict[int, int] = {}        # reaped shim pid -> exit code
+        self.terminating: dict[int, float] = {}  # instance id -> when its leftovers got SIGTERM
 
     def paths(self, inst: Instance) -> tuple[Path, Path, Path]:
         d = self.settings.data / "instances" / str(inst.id)
@@ -100,8 +106,10 @@ class Reconciler:
             self.store.observe(inst.id, pid=pid)
         state = self._record_status(inst, pid, status_path)
         spawn = self.spawns.get(inst.id)
-        if spawn is not None and time.monotonic() - spawn.at >= SHIM_STABLE:
-            del self.spawns[inst.id]
+        if spawn is None:
+            self.spawns[inst.id] = Spawn(pid, 0.0)  # adopted: started long ago
+        elif spawn.failures and time.monotonic() - spawn.at >= SHIM_STABLE:
+            spawn.failures = 0
         return state in TRANSITIONAL
 
     def _start(self, inst: Instance, spec_path: Path, pid_path: Path,
@@ -109,15 +117,11 @@ class Reconciler:
         now = time.monotonic()
         spawn = self.spawns.get(inst.id)
         if spawn is not None and spawn.pid is not None:
-            self._shim_died(inst, spawn, now)
+            self._shim_died(inst, spawn, now, shimctl.read_status(status_path) or {})
         if spawn is not None and now < spawn.retry_at:
             return True
-        if status_path.exists():
-            # A shim that died without stopping its processes leaves some behind.
-            killed = leftovers.kill(leftovers.tag(self.settings.data, inst.id))
-            if killed:
-                log.warning("instance_leftovers_killed", app=inst.app, instance=inst.label,
-                            id=inst.id, pids=killed)
+        if status_path.exists() and self._leftovers_remain(inst, now):
+            return True
         failures = spawn.failures if spawn else 0
         try:
             self._write_spec(inst, spec_path, pid_path, status_path)
@@ -138,9 +142,33 @@ class Reconciler:
         self.store.observe(inst.id, state="starting", pid=pid)
         return True
 
-    def _shim_died(self, inst: Instance, spawn: Spawn, now: float) -> None:
+    def _leftovers_remain(self, inst: Instance, now: float) -> bool:
+        """Stop what a shim that died left running; True while they get their grace."""
+        tag = leftovers.tag(self.settings.data, inst.id)
+        asked = self.terminating.get(inst.id)
+        if asked is None:
+            pids = leftovers.send(tag, signal.SIGTERM)
+            if not pids:
+                return False
+            log.warning("instance_leftovers_stopping", app=inst.app, instance=inst.label,
+                        id=inst.id, pids=pids)
+            self.terminating[inst.id] = now
+            return True
+        if now - asked < LEFTOVER_GRACE and leftovers.find(tag):
+            return True
+        del self.terminating[inst.id]
+        pids = leftovers.send(tag, signal.SIGKILL)
+        if pids:
+            log.warning("instance_leftovers_killed", app=inst.app, instance=inst.label,
+                        id=inst.id, pids=pids)
+        return False
+
+    def _shim_died(self, inst: Instance, spawn: Spawn, now: float, status: dict) -> None:
         code = self.exits.pop(spawn.pid, None)
-        quick = now - spawn.at < SHIM_STABLE
+        # A shim that never reported, or died at once, failed to start (a bad
+        # spec, a broken interpreter): starting it again at once would spin.
+        # One that ran and was killed is replaced without delay.
+        quick = status.get("shim_pid") != spawn.pid or now - spawn.at < SHIM_QUICK
         spawn.failures = spawn.failures + 1 if quick else 0
         spawn.retry_at = now + self._delay(spawn.failures)
         log.warning("instance_shim_died", app=inst.app, instance=inst.label, id=inst.id,
@@ -166,6 +194,7 @@ class Reconciler:
     def _ensure_stopped(self, inst: Instance) -> bool:
         spec_path, pid_path, status_path = self.paths(inst)
         self.spawns.pop(inst.id, None)
+        self.terminating.pop(inst.id, None)
         pid = shimctl.alive(pid_path, spec_path)
         if pid is None:
             self.stopping.pop(inst.id, None)

@@ -47,6 +47,7 @@ TAIL_CHARS = 500
 READ_SIZE = 64 * 1024
 KILL_WAIT = 2.0
 STOP_POLL = 0.05
+LEFTOVER_POLL = 0.1
 EXIT_FAILED_TO_START = 127
 
 
@@ -82,6 +83,7 @@ class Process:
         self.stable_at = None
         self.last_exit = None
         self.last_exit_at = None
+        self.leftover_group = None  # the group of the last run, sent SIGTERM after it exited
         self.tail = deque(maxlen=TAIL_LINES)
 
     def status(self) -> dict:
@@ -180,6 +182,8 @@ class Shim:
         if self.stop_signal is not None:
             return STOP_POLL
         due = [t for p in self.processes for t in (p.restart_at, p.stable_at) if t is not None]
+        if any(p.leftover_group is not None for p in self.processes):
+            due.append(time.monotonic() + LEFTOVER_POLL)
         return max(0.0, min(due) - time.monotonic()) if due else None
 
     def _tick(self) -> None:
@@ -190,12 +194,17 @@ class Shim:
             return
         now = time.monotonic()
         for proc in self.processes:
+            # Forget a group as soon as it is empty: its number is free for
+            # reuse then, and a SIGKILL must never reach a stranger's group.
+            if proc.leftover_group is not None and not _signal_group(proc.leftover_group, 0):
+                proc.leftover_group = None
             if proc.stable_at is not None and now >= proc.stable_at:
                 self._became_stable(proc)
             if proc.restart_at is not None and now >= proc.restart_at:
                 proc.restart_at = None
                 proc.restarts += 1
                 proc.unstable += 1
+                self._kill_leftovers(proc)
                 self._start(proc)
                 self._write_status()
 
@@ -223,6 +232,11 @@ class Shim:
         proc.state = "crashed" if proc.unstable >= self.spec.crash_loop_restarts else "running"
         proc.stable_at = proc.started_mono + self.spec.stable_after
         self._event(proc, f"started pid={proc.popen.pid}")
+
+    def _kill_leftovers(self, proc: Process) -> None:
+        group, proc.leftover_group = proc.leftover_group, None
+        if group is not None and _signal_group(group, signal.SIGKILL):
+            self._event(proc, f"killed what was left of process group {group}")
 
     def _child_setup(self):
         prctl = self.libc.prctl
@@ -252,19 +266,23 @@ class Shim:
             # Any other pid was an orphaned grandchild: reaping it was all.
 
     def _exited(self, proc: Process, code: int, reason: str) -> None:
+        proc.last_exit_at = time.time()
         now = time.monotonic()
         pgid = proc.popen.pid if proc.popen is not None else None
         proc.popen = None
         proc.stable_at = None
         proc.last_exit = code
-        proc.last_exit_at = time.time()
         if self.stop_deadline is not None:
             proc.state = "stopped"
-            self._event(proc, f"stopped ({reason})")
+            self._event(proc, f"stopped ({reason})", proc.last_exit_at)
             self._write_status()
             return
-        if pgid is not None and _signal_group(pgid, signal.SIGKILL):
-            reason += ", killed the processes it left in its group"
+        # What it left in its group (gunicorn's workers, say) may be in the
+        # middle of answering a request: ask them to finish and go now, and
+        # kill what is left just before the restart.
+        if pgid is not None and _signal_group(pgid, signal.SIGTERM):
+            proc.leftover_group = pgid
+            reason += ", stopping the processes it left in its group"
         if now - proc.started_mono >= self.spec.stable_after:
             self._reset_backoff(proc)
         delay = proc.delay
@@ -276,7 +294,8 @@ class Shim:
                        f"{seconds(self.spec.stable_after)}s)")
         else:
             proc.state = "backoff"
-        self._event(proc, f"{reason}, restarting in {seconds(delay)}s")
+        # Stamped with the time the delay counts from, so the log shows it exactly.
+        self._event(proc, f"{reason}, restarting in {seconds(delay)}s", proc.last_exit_at)
         self._write_status()
 
     def _became_stable(self, proc: Process) -> None:
@@ -301,6 +320,9 @@ class Shim:
         groups = []
         for proc in self.processes:
             proc.restart_at = proc.stable_at = None
+            if proc.leftover_group is not None:
+                groups.append(proc.leftover_group)  # SIGTERMed already; waited for below
+                proc.leftover_group = None
             if proc.popen is None:
                 proc.state = "stopped"
                 self._event(proc, f"stopped (got {name} while waiting to restart)")
@@ -369,8 +391,8 @@ class Shim:
             proc.tail.extend(line[:TAIL_CHARS] for line in lines[-TAIL_LINES:])
             self.log.write(proc.name, lines)
 
-    def _event(self, proc: Process, text: str) -> None:
-        self.log.write(proc.name, [f"[dotcloud] {text}"])
+    def _event(self, proc: Process, text: str, now: float | None = None) -> None:
+        self.log.write(proc.name, [f"[dotcloud] {text}"], now)
 
     def _log_error(self, event: str, error: OSError) -> None:
         self.logger.warning(event, path=self.spec.log_path, error=str(error))
