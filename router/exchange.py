@@ -19,6 +19,11 @@ from .upstream import UpstreamConnection
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 PENDING_LIMIT = 256 * 1024     # request body buffered while connecting
+MAX_RESPONSE_HEAD = 64 * 1024
+
+
+class _BadHead(Exception):
+    """The upstream's head does not end with CRLF CRLF where the parser says it ends."""
 CLIENT_GONE = 499
 
 
@@ -38,7 +43,8 @@ class Exchange:
     head_sent = False
     sent_at = 0.0
     status = 0
-    reason = b""
+    rraw = None
+    rpos = 0
     interim = False
     mode = headers.NO_BODY
     resp_started = False
@@ -65,7 +71,6 @@ class Exchange:
         self.counted = target is not None
         self.error = error
         self.detail = detail
-        self.rheaders = []
         self.out = []
 
     # -- request side (called by the ClientConnection) ---------------------
@@ -195,32 +200,31 @@ class Exchange:
 
     # -- response side (httptools callbacks, then upstream_data) -----------
 
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.resp_started:
-            self.rheaders.append((name, value))
-
     def on_headers_complete(self) -> None:
         status = self.rparser.get_status_code()
+        raw = self.rraw
+        start = self.rpos
+        end = raw.find(b"\r\n\r\n", start)
+        if end < 0:
+            raise _BadHead
+        end += 4
+        self.rpos = end
         if status < 200 and status != 101:
             if self.http11:
-                self.out.append(headers.interim_head(status, self.reason, self.rheaders))
+                self.out.append(headers.interim_head(raw[start:end]))
             self.interim = True
-            self.rheaders = []
-            self.reason = b""
             return
         self.status = status
         self.up_keep = self.rparser.should_keep_alive()
         head = headers.rewrite_response(
-            status, self.reason, self.rheaders, head_request=self.method == b"HEAD",
+            status, raw[start:end], head_request=self.method == b"HEAD",
             client_http11=self.http11, keep_alive=self.keep_alive)
         self.mode = head.mode
         self.until_close = head.until_close
         self.client_keep = head.keep_alive
         self.out.append(head.head)
         self.resp_started = True
+        self.rraw = None
         if self.method == b"HEAD":
             self.resp_done = True
 
@@ -244,6 +248,17 @@ class Exchange:
 
     def upstream_data(self, data: bytes) -> None:
         self.client.activity += 1
+        if not self.resp_started:
+            # keep the raw head until it is complete: it is forwarded as it came
+            raw = self.rraw
+            if raw:
+                if len(raw) > MAX_RESPONSE_HEAD:
+                    self._upstream_broken("response head too large")
+                    return
+                self.rraw = raw + data
+            else:
+                self.rraw = data
+                self.rpos = 0
         try:
             self.rparser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -301,8 +316,7 @@ class Exchange:
         self.head_sent = False
         self.sent_at = 0.0
         self.rparser = None
-        self.rheaders = []
-        self.reason = b""
+        self.rraw = None
         self.interim = False
 
     def _upstream_broken(self, detail: str) -> None:

@@ -18,7 +18,6 @@ HOP_BY_HOP = frozenset({
 _REQUEST_SPECIAL = HOP_BY_HOP | {
     b"host", b"content-length", b"x-forwarded-for", b"x-forwarded-proto",
     b"x-forwarded-host", b"x-request-id"}
-_RESPONSE_SPECIAL = HOP_BY_HOP | {b"content-length"}
 _STANDARD_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade"})
 _REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:@+=/-]{1,200}")
 
@@ -139,42 +138,47 @@ def _without(parts: list, drop: set) -> list:
     return kept
 
 
-def rewrite_response(status: int, reason: bytes, headers: list, *, head_request: bool,
+def _lines_re(names) -> "re.Pattern":
+    """Matches whole header lines (with their leading CRLF) for these names."""
+    alternatives = b"|".join(re.escape(n) for n in sorted(names))
+    return re.compile(rb"\r\n(?:" + alternatives + rb"):[^\r]*", re.I)
+
+
+_HOP_LINES_RE = _lines_re(HOP_BY_HOP)
+_HOP_LINES_BUT_UPGRADE_RE = _lines_re(HOP_BY_HOP - {b"connection", b"upgrade"})
+_CONTENT_LENGTH_RE = _lines_re({b"content-length"})
+_CONNECTION_VALUES_RE = re.compile(rb"\r\nconnection:([^\r]*)", re.I)
+
+
+def rewrite_response(status: int, head: bytes, *, head_request: bool,
                      client_http11: bool, keep_alive: bool) -> ResponseHead:
-    """Build the head sent to the client and choose the body framing."""
-    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-    length = None
-    upstream_chunked = False
-    drop = None
-    upgrade = status == 101
-    for name, value in headers:
-        low = name.lower()
-        if low not in _RESPONSE_SPECIAL:
-            parts += (name, b": ", value, b"\r\n")
-        elif low == b"content-length":
-            length = value
-        elif low == b"transfer-encoding":
-            upstream_chunked = True
-        elif low == b"connection":
-            extra = _extra_tokens(value)
-            if extra:
-                drop = (drop or set()) | extra
-        elif upgrade and low == b"upgrade":
-            parts += (b"Connection: Upgrade\r\n", name, b": ", value, b"\r\n")
+    """Turn the upstream's raw head (status line to blank line) into the client's.
+
+    The head is forwarded as the bytes it arrived as; only hop-by-hop lines
+    are cut out and our framing lines added, so ordinary headers are never
+    parsed here.
+    """
+    if status == 101:
+        return ResponseHead(_http11(_HOP_LINES_BUT_UPGRADE_RE.sub(b"", head)), NO_BODY,
+                            False, False)
+    low = head.lower()
+    upstream_chunked = b"\r\ntransfer-encoding:" in low
+    has_length = b"\r\ncontent-length:" in low and not upstream_chunked
+    drop = set()
+    if b"\r\nconnection:" in low:
+        for value in _CONNECTION_VALUES_RE.findall(head):
+            drop |= _extra_tokens(value)
+    head = _HOP_LINES_RE.sub(b"", head)
+    if upstream_chunked or (status == 204 and b"\r\ncontent-length:" in low):
+        drop.add(b"content-length")
+        has_length = False
     if drop:
-        parts = [parts[0]] + _without([b"", b"", b"", b""] + parts[1:], drop)[4:]
-    if upgrade:
-        parts.append(b"\r\n")
-        return ResponseHead(b"".join(parts), NO_BODY, False, False)
-    if head_request or status == 304 or status < 200:
+        head = _lines_re(drop).sub(b"", head)
+    parts = [_http11(head)[:-2]]
+    if head_request or status == 304 or status < 200 or status == 204:
         mode = NO_BODY
-        if length is not None and status != 204 and not upstream_chunked:
-            parts += (b"Content-Length: ", length, b"\r\n")
-    elif status == 204:
-        mode = NO_BODY
-    elif length is not None and not upstream_chunked:
+    elif has_length:
         mode = LENGTH
-        parts += (b"Content-Length: ", length, b"\r\n")
     elif client_http11:
         mode = CHUNKED
         parts.append(b"Transfer-Encoding: chunked\r\n")
@@ -190,11 +194,10 @@ def rewrite_response(status: int, reason: bytes, headers: list, *, head_request:
     return ResponseHead(b"".join(parts), mode, keep_alive, until_close)
 
 
-def interim_head(status: int, reason: bytes, headers: list) -> bytes:
-    """A 1xx response relayed as is, minus hop-by-hop headers."""
-    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-    for name, value in headers:
-        if name.lower() not in HOP_BY_HOP:
-            parts += (name, b": ", value, b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+def _http11(head: bytes) -> bytes:
+    return head if head.startswith(b"HTTP/1.1 ") else b"HTTP/1.1 " + head[9:]
+
+
+def interim_head(head: bytes) -> bytes:
+    """A 1xx response relayed as it came, minus hop-by-hop headers."""
+    return _http11(_HOP_LINES_RE.sub(b"", head))
