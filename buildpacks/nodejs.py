@@ -89,6 +89,7 @@ class NodejsBuildpack(Buildpack):
     def build(self, ctx: BuildContext) -> BuildResult:
         package, text, lock = _manifest(ctx)
         entry = self._entry(ctx, text, lock)
+        processes = self._processes(ctx, package or {})  # nothing to run fails before npm
         reused, deps_size = False, 0
         if entry is not None:
             reused = cache.ensure(
@@ -99,7 +100,6 @@ class NodejsBuildpack(Buildpack):
             self._link(ctx, entry.path / "node_modules")
             cache.record_use(ctx.release_dir, f"{ctx.service.name}-node", entry)
             deps_size = entry.size()
-        processes = self._processes(ctx, package or {})
         env = {"PATH": prepend_path(ctx.src / "node_modules" / ".bin", base_env()["PATH"])}
         if "NODE_ENV" not in ctx.service.environment:
             env["NODE_ENV"] = "production"

@@ -97,22 +97,22 @@ class PythonBuildpack(Buildpack):
 
     def build(self, ctx: BuildContext) -> BuildResult:
         entry, has_file = self._entry(ctx)
+        venv = entry.path if entry is not None else ctx.release_dir / ".venv" / ctx.service.name
+        # Before installing anything: a push with nothing to run fails fast.
+        processes, http = self._processes(ctx, venv)
         if entry is None:
             ctx.log(f"{REQUIREMENTS} installs from the repository itself: "
                     "building a virtualenv for this release only")
-            venv = ctx.release_dir / ".venv" / ctx.service.name
             self._install(ctx, venv, has_file)
             reused, deps_size = False, cache.tree_size(venv)
         else:
             reused = cache.ensure(
                 entry, lambda path: self._install(ctx, path, has_file),
                 on_wait=lambda: ctx.log("Waiting for another build of the same requirements..."))
-            venv = entry.path
             cache.record_use(ctx.release_dir, f"{ctx.service.name}-python", entry)
             deps_size = entry.size()
             if reused:
                 ctx.log("Requirements unchanged: reusing the virtualenv of an earlier build")
-        processes, http = self._processes(ctx, venv)
         env = {"PATH": prepend_path(venv / "bin", base_env()["PATH"]),
                "VIRTUAL_ENV": str(venv), "PYTHONUNBUFFERED": "1"}
         return BuildResult(processes=processes, env=env, http=http, incremental=reused,

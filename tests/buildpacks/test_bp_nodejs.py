@@ -104,12 +104,14 @@ def test_processes_and_no_package_json(make_ctx):
 
 
 @needs_npm
-def test_nothing_to_run_is_refused(make_ctx):
-    ctx, _ = make_ctx({"lib.js": ""}, type="nodejs")
+@pytest.mark.parametrize("files", [{"lib.js": ""}, {"lib.js": "", "package.json": package()}])
+def test_nothing_to_run_is_refused_before_installing(make_ctx, files):
+    ctx, lines = make_ctx(files, type="nodejs")
     with pytest.raises(BuildError) as info:
         build_service(ctx)
     assert str(info.value) == ("service 'www': nothing to run: add a 'start' script to "
                                "package.json, a server.js, or 'processes'")
+    assert not npm_ran(lines)
 
 
 @needs_npm

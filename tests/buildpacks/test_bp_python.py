@@ -123,13 +123,13 @@ def test_pip_failure_fails_the_build_with_pip_output(make_ctx, cache_dir):
                 if not p.name.startswith(".") and not (p / ".complete").exists()]
 
 
-@pytest.mark.slow
-def test_nothing_to_run_is_refused(make_ctx):
-    ctx, _ = make_ctx({"requirements.txt": SALT})
+def test_nothing_to_run_is_refused_before_installing(make_ctx):
+    ctx, lines = make_ctx({"requirements.txt": SALT})
     with pytest.raises(BuildError) as info:
         build_service(ctx)
     assert str(info.value) == ("service 'www': nothing to run: add a wsgi.py with a WSGI "
                                "'application', or 'processes'")
+    assert not pip_ran(lines)
 
 
 def test_bad_workers_config_is_refused_before_building(make_ctx):
