@@ -2,7 +2,12 @@
 
 `preexec(memory_bytes, cpu_seconds, nofile)` makes a subprocess `preexec_fn`
 that puts the child in a new session (its own process group, no terminal)
-and sets RLIMIT_AS, RLIMIT_CPU and RLIMIT_NOFILE on it. `run_limited` runs a
+and sets RLIMIT_DATA, RLIMIT_CPU and RLIMIT_NOFILE on it. Memory is capped
+with RLIMIT_DATA, not RLIMIT_AS: the address-space limit counts reservations
+that are never used, and V8 reserves gigabytes of them (node does not even
+start under a 512 MiB RLIMIT_AS, and WebAssembly fails under 2 GiB), while
+RLIMIT_DATA counts the private memory a process actually makes writable:
+the heap, malloc's mmaps, a runtime's committed pages. `run_limited` runs a
 command under those limits and a wall-clock timeout, streams its combined
 stdout and stderr line by line to a callback as they arrive, and returns its
 exit status (negative: killed by that signal).
@@ -30,15 +35,15 @@ DRAIN_AFTER_EXIT = 1.0
 def preexec(memory_bytes: int | None, cpu_seconds: int | None, nofile: int | None):
     """A preexec_fn: new session, then the limits that are not None.
 
-    memory_bytes caps the address space (allocations fail past it, so
-    runtimes report out of memory instead of the host swapping); cpu_seconds
+    memory_bytes caps private writable memory (allocations fail past it,
+    so runtimes report out of memory instead of the host swapping); cpu_seconds
     caps CPU time (SIGXCPU at the limit, SIGKILL a second later); nofile caps
     open descriptors (never above the current hard limit). Do not combine
     with start_new_session: this already makes the new session.
     """
     limits = []
     if memory_bytes is not None:
-        limits.append((resource.RLIMIT_AS, (memory_bytes, memory_bytes)))
+        limits.append((resource.RLIMIT_DATA, (memory_bytes, memory_bytes)))
     if cpu_seconds is not None:
         limits.append((resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1)))
     if nofile is not None:

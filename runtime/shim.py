@@ -337,7 +337,8 @@ class Shim:
     def _check_stopped(self) -> None:
         now = time.monotonic()
         running = [p for p in self.processes if p.popen is not None]
-        groups = [g for g in self.stop_groups if _signal_group(g, 0)]
+        # Emptied groups are dropped at once: their numbers may be reused.
+        groups = self.stop_groups = tuple(g for g in self.stop_groups if _signal_group(g, 0))
         if not running and not groups:
             self.done = True
         elif self.kill_deadline is None and now >= self.stop_deadline:

@@ -5,6 +5,7 @@ Every shim here is started the way the runtime daemon starts it
 generous deadlines that only guard against hangs; assertions never depend
 on how fast the machine is.
 """
+import datetime
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from runtime import shimctl
 
 PY = sys.executable
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-LINE_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ([A-Za-z0-9_.-]+): (.*)$")
+LINE_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) ([A-Za-z0-9_.-]+): (.*)$")
 DEADLINE = 15.0
 
 
@@ -89,8 +90,8 @@ class Instance:
     def process(self, name):
         return self.status()["processes"][name]
 
-    def records(self, path=None):
-        """(process name, text) for every line of the log."""
+    def timed_records(self, path=None):
+        """(epoch seconds, process name, text) for every line of the log."""
         try:
             text = Path(path or self.log_path).read_text()
         except FileNotFoundError:
@@ -100,8 +101,14 @@ class Instance:
         for line in text[:text.rfind("\n") + 1].splitlines():
             m = LINE_RE.match(line)
             assert m, f"malformed log line {line!r}"
-            out.append((m.group(1), m.group(2)))
+            at = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ")
+            out.append((at.replace(tzinfo=datetime.timezone.utc).timestamp(),
+                        m.group(2), m.group(3)))
         return out
+
+    def records(self, path=None):
+        """(process name, text) for every line of the log."""
+        return [(name, text) for _, name, text in self.timed_records(path)]
 
     def lines(self, name):
         return [text for who, text in self.records() if who == name]
@@ -181,30 +188,20 @@ def test_crash_loop_backs_off_and_is_reported_without_disturbing_others(shims, t
     assert status["processes"]["ok"]["restarts"] == 0
     wait_until(lambda: inst.process("sig")["last_exit"] == -9, what="sig exit")
 
-    delays = [float(m.group(1)) for t in inst.lines("web")
-              for m in [re.search(r"restarting in ([\d.]+)s", t)] if m]
-    assert delays[:6] == [0.05, 0.1, 0.2, 0.4, 0.4, 0.4][:len(delays[:6])]
-    events = inst.lines("web")
-    assert "crash loop (3 restarts without running 5.0s)" in next(
-        t for t in events if "restarting" in t and "crash loop" in t)
-    assert not any("crash loop" in t for t in events[:events.index(next(
-        t for t in events if "restarting in 0.4s" in t))])
-    # The delay is a lower bound: no restart ever comes sooner.
-    stamps = [(m.group(0)[:23], t) for m in map(LINE_RE.match, inst.log_path.read_text()
-                                                 .splitlines()) if m.group(1) == "web"
-              for t in [m.group(2)]]
-    times = [(_epoch(s), t) for s, t in stamps]
-    for (t0, text), (t1, nxt) in zip(times, times[1:]):
-        m = re.search(r"restarting in ([\d.]+)s", text)
-        if m and nxt.startswith("[dotcloud] started"):
-            assert t1 - t0 >= float(m.group(1)) - 0.002
+    exits = [t for t in inst.lines("web") if "restarting in" in t]
+    assert [delay_of(t) for t in exits[:5]] == [0.05, 0.1, 0.2, 0.4, 0.4]
+    assert ["crash loop" in t for t in exits[:5]] == [False, False, False, True, True]
+    assert "exited status=3, crash loop (3 restarts without running 5.0s)" in exits[3]
     assert any("killed by SIGKILL, restarting in" in t for t in inst.lines("sig"))
+    # The delay is a lower bound: no restart ever comes sooner.
+    web = [(at, text) for at, name, text in inst.timed_records() if name == "web"]
+    for (t0, text), (t1, after) in zip(web, web[1:]):
+        if "restarting in" in text and after.startswith("[dotcloud] started"):
+            assert t1 - t0 >= delay_of(text) - 0.001  # stamps are cut to ms
 
 
-def _epoch(stamp):
-    import datetime
-    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f").replace(
-        tzinfo=datetime.timezone.utc).timestamp()
+def delay_of(event):
+    return float(re.search(r"restarting in ([\d.]+)s", event).group(1))
 
 
 def test_stable_run_resets_backoff_and_leaves_crash_loop(shims, tmp_path):
@@ -215,9 +212,7 @@ def test_stable_run_resets_backoff_and_leaves_crash_loop(shims, tmp_path):
     inst.wait_line("web", "^run=5$")
     wait_until(lambda: inst.process("web")["state"] == "running", what="running")
     events = [t for t in inst.lines("web") if t.startswith("[dotcloud]")]
-    delays = [re.search(r"restarting in ([\d.]+)s", t).group(1)
-              for t in events if "restarting" in t]
-    assert delays == ["0.05", "0.1", "0.2", "0.05"]
+    assert [delay_of(t) for t in events if "restarting" in t] == [0.05, 0.1, 0.2, 0.05]
     assert any("out of the crash loop" in t for t in events)
     assert "crash loop" not in events[-2]  # the exit after the stable run
     status = inst.process("web")
@@ -227,9 +222,14 @@ def test_stable_run_resets_backoff_and_leaves_crash_loop(shims, tmp_path):
 def test_sigterm_stops_everything_then_sigkills_what_ignores_it(shims, tmp_path):
     stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                 "print('ready', flush=True); time.sleep(60)")
+    graceful_child = ("import signal, sys, time\n"
+                      "def bye(*_): print('child got SIGTERM', flush=True); sys.exit(0)\n"
+                      "signal.signal(signal.SIGTERM, bye)\nprint('child ready', flush=True)\n"
+                      "time.sleep(60)")
     inst = shims({
         "stubborn": py(stubborn, tmp_path),
-        "shell": sh("sleep 60 & echo bg=$!; sleep 60 & echo bg=$!; wait", tmp_path),
+        "shell": dict(sh('"$PYBIN" -c "$CHILD" & echo bg=$!; sleep 60 & echo bg=$!; wait',
+                         tmp_path), env={**ENV, "PYBIN": PY, "CHILD": graceful_child}),
         "polite": py("import os, time; print('pid=%d' % os.getpid(), flush=True); "
                      "time.sleep(60)", tmp_path),
         "crashy": sh("exit 1", tmp_path),
@@ -238,6 +238,7 @@ def test_sigterm_stops_everything_then_sigkills_what_ignores_it(shims, tmp_path)
     wait_until(lambda: len([t for t in inst.lines("shell") if t.startswith("bg=")]) == 2,
                what="background pids")
     inst.wait_line("polite", "^pid=")
+    inst.wait_line("shell", "^child ready$")
     inst.wait_line("crashy", "restarting in")
     before = inst.status()["processes"]
     pids = [p["pid"] for p in before.values() if p["pid"]]
@@ -255,6 +256,7 @@ def test_sigterm_stops_everything_then_sigkills_what_ignores_it(shims, tmp_path)
     assert "[dotcloud] still running after 0.5s, sending SIGKILL" in inst.lines("stubborn")
     assert "[dotcloud] stopped (killed by SIGKILL)" in inst.lines("stubborn")
     assert "[dotcloud] stopped (killed by SIGTERM)" in inst.lines("polite")
+    assert "child got SIGTERM" in inst.lines("shell")  # the whole group was asked first
     assert any("while waiting to restart" in t for t in inst.lines("crashy"))
     records = inst.records()
     first_stop = next(i for i, (_, t) in enumerate(records) if "stopping" in t)
@@ -283,6 +285,23 @@ def test_shim_survives_what_its_children_do(shims, tmp_path):
     assert inst.stop() == 0
     assert os.path.getsize(inst.log_path) <= 200_000 + 64 * 1024 + 4096
     assert not Path(f"{inst.log_path}.2").exists()
+
+
+def test_leftovers_of_an_exited_process_are_stopped_before_its_restart(shims, tmp_path):
+    inst = shims({
+        "polite": sh("sleep 60 & echo bg=$!; exit 0", tmp_path),
+        "stubborn": sh("trap '' TERM; sleep 60 & echo bg=$!; exit 0", tmp_path),
+    }, backoff_initial=0.3, backoff_max=0.3).start()
+    wait_until(lambda: all(inst.process(n)["restarts"] >= 2 for n in ("polite", "stubborn")),
+               what="two restarts each")
+    for name in ("polite", "stubborn"):
+        events = [t for t in inst.lines(name) if t.startswith("[dotcloud] exited")]
+        assert "exited status=0, stopping the processes it left in its group" in events[0]
+        first = int(inst.lines(name)[1][3:])
+        wait_until(lambda: gone(first), what=f"{name}'s first leftover gone")
+    # One ignored the SIGTERM and was killed just before the restart.
+    assert any("killed what was left" in t for t in inst.lines("stubborn"))
+    assert inst.stop() == 0
 
 
 def test_processes_that_cannot_start_are_retried(shims, tmp_path):

@@ -1,6 +1,7 @@
 """Resource limits for builds and one-off commands, with real commands."""
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -91,6 +92,17 @@ def test_memory_limit(tmp_path):
     assert (status, lines) == (0, ["ok"])
 
 
+@pytest.mark.skipif(not shutil.which("node"), reason="needs node")
+def test_memory_limit_lets_node_reserve_address_space(tmp_path):
+    # V8 reserves far more address space than it uses; only use is capped.
+    code = "new WebAssembly.Memory({initial: 1}); console.log('ok')"
+    status, lines = run([shutil.which("node"), "-e", code], tmp_path, memory_bytes=512 * MiB)
+    assert (status, lines) == (0, ["ok"])
+    grab = "const a = []; for (;;) a.push(Buffer.alloc(64 * 1024 * 1024, 1))"
+    status, _ = run([shutil.which("node"), "-e", grab], tmp_path, memory_bytes=512 * MiB)
+    assert status != 0
+
+
 def test_cpu_limit(tmp_path):
     status, _ = run([PY, "-c", "while True: pass"], tmp_path, cpu_seconds=1)
     assert status in (-24, -9)  # SIGXCPU at the soft limit, SIGKILL at the hard one
@@ -121,7 +133,7 @@ def test_missing_program_or_directory_raises(tmp_path):
 
 def test_preexec_sets_limits_and_session():
     code = ("import os, resource as r\n"
-            "print(*[r.getrlimit(x)[0] for x in (r.RLIMIT_AS, r.RLIMIT_CPU, r.RLIMIT_NOFILE)],"
+            "print(*[r.getrlimit(x)[0] for x in (r.RLIMIT_DATA, r.RLIMIT_CPU, r.RLIMIT_NOFILE)],"
             " os.getsid(0) == os.getpid())")
 
     def limits(*args):
