@@ -90,10 +90,14 @@ def detect(tree: Path) -> Buildfile:
         kind = "custom"
     if kind is None:
         raise BuildfileError(NOTHING_TO_DETECT)
-    warnings = ()
+    warnings: tuple[str, ...] = ()
     if kind == "static" and processes:
         warnings = (f"{PROCFILE}: ignored for a static site (index.html found)",)
         processes = {}
+    if "release" in processes:
+        # Heroku runs `release:` once per deploy; here every process is long-running.
+        warnings += (f"{PROCFILE}: 'release' runs as a long-running process here; for a "
+                     "command to run once per deploy, use an executable postinstall file",)
     return Buildfile(services={"www": ServiceSpec(name="www", type=kind, processes=processes)},
                      warnings=warnings)
 

@@ -145,3 +145,10 @@ def test_dotcloud_yml_that_is_not_utf8_is_refused(tree):
 def test_huge_procfile_is_refused(tree):
     with pytest.raises(BuildfileError, match="Procfile is larger than 1024 KiB"):
         load_tree(tree({"index.html": "", "Procfile": "#" * (1024 * 1024 + 1)}))
+
+
+def test_procfile_release_process_is_warned_about(tree):
+    bf = load_tree(tree({"requirements.txt": "", "Procfile": "web: x\nrelease: ./migrate\n"}))
+    assert only(bf).processes["release"] == "./migrate"
+    assert bf.warnings == ("Procfile: 'release' runs as a long-running process here; for a "
+                           "command to run once per deploy, use an executable postinstall file",)
