@@ -7,7 +7,10 @@ serving when the daemon dies; a restarted daemon finds the shim again through
 its pid file. The shim starts every process in its own process group with
 stdout and stderr on pipes, writes their lines with timestamps into the
 instance log (runtime.shimlog), restarts a process that exits with
-exponential backoff, and reports every state change in a status file. One
+exponential backoff, and reports every state change in a status file
+(the documented fields, plus `last_lines`: each process's last output lines,
+for `status` to show why a crash loop crashes). What an exited process left
+in its group gets SIGTERM at once and SIGKILL just before the restart. One
 loop over a selector does it all: signal handlers only set a flag and wake
 the loop, and children are reaped in the loop, never in a handler.
 
@@ -32,7 +35,6 @@ import sys
 import time
 from collections import deque
 
-from dotcloud import logs
 from dotcloud.fsutil import write_atomic, write_json
 from runtime import shimctl
 from runtime.shimlog import InstanceLog, LineSplitter
@@ -105,7 +107,7 @@ class Stream:
 class Shim:
     def __init__(self, spec: ShimSpec):
         self.spec = spec
-        self.logger = logs.get("shim", instance=spec.instance)
+        self.logger = None  # see _warn
         self.log = InstanceLog(spec.log_path, spec.log_max_bytes, spec.log_keep,
                                on_error=self._log_error)
         self.processes = [Process(p, spec.backoff_initial) for p in spec.processes]
@@ -122,8 +124,11 @@ class Shim:
     def run(self) -> int:
         self._detach()
         wake = self._install_signals()
-        write_atomic(self.spec.pid_path, f"{os.getpid()}\n".encode())
-        self.logger.info("shim_started", pid=os.getpid(), processes=len(self.processes))
+        try:
+            write_atomic(self.spec.pid_path, f"{os.getpid()}\n".encode())
+        except OSError as e:
+            print(f"shim: cannot write pid file {self.spec.pid_path}: {e}", file=sys.stderr)
+            return 1
         for proc in self.processes:
             self._start(proc)
         self._write_status()
@@ -134,7 +139,7 @@ class Shim:
                 self._tick()
             except Exception:
                 # A bug here must not take the instance down with the shim.
-                self.logger.exception("shim_loop_error")
+                self._warn("shim_loop_error", exc_info=True)
                 time.sleep(0.1)
         self._finish()
         return 0
@@ -315,7 +320,6 @@ class Shim:
 
     def _begin_stop(self) -> None:
         name = signal.Signals(self.stop_signal).name
-        self.logger.info("shim_stopping", signal=name)
         self.stop_deadline = time.monotonic() + self.spec.stop_grace
         groups = []
         for proc in self.processes:
@@ -349,7 +353,7 @@ class Shim:
                 _signal_group(group, signal.SIGKILL)
             self.kill_deadline = now + KILL_WAIT
         elif self.kill_deadline is not None and now >= self.kill_deadline:
-            self.logger.warning("shim_kill_timeout", left=[p.popen.pid for p in running])
+            self._warn("shim_kill_timeout", left=[p.popen.pid for p in running])
             self.done = True
 
     def _finish(self) -> None:
@@ -365,7 +369,6 @@ class Shim:
         except OSError:
             pass
         self.log.close()
-        self.logger.info("shim_stopped")
 
     # -- output and status ----------------------------------------------
 
@@ -396,7 +399,7 @@ class Shim:
         self.log.write(proc.name, [f"[dotcloud] {text}"], now)
 
     def _log_error(self, event: str, error: OSError) -> None:
-        self.logger.warning(event, path=self.spec.log_path, error=str(error))
+        self._warn(event, path=self.spec.log_path, error=str(error))
 
     def _write_status(self) -> None:
         if self.done:
@@ -411,7 +414,16 @@ class Shim:
         try:
             write_json(self.spec.status_path, status)
         except OSError as e:
-            self.logger.warning("status_write_failed", path=self.spec.status_path, error=str(e))
+            self._warn("status_write_failed", path=self.spec.status_path, error=str(e))
+
+    def _warn(self, event: str, **fields) -> None:
+        """Something went wrong in the shim itself: say so on its stderr."""
+        if self.logger is None:
+            # structlog costs a shim 10 MB of its 25 MB; most shims never need it.
+            from dotcloud import logs
+            logs.configure()
+            self.logger = logs.get("shim", instance=self.spec.instance)
+        self.logger.warning(event, **fields)
 
 
 def _signal_group(pgid: int, signum: int) -> bool:
@@ -435,7 +447,6 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as e:
         print(f"shim: invalid spec: {e}", file=sys.stderr)
         return 2
-    logs.configure()
     other = shimctl.alive(spec.pid_path, argv[0])
     if other is not None and other != os.getpid():
         print(f"shim: {spec.instance} is already supervised by pid {other}", file=sys.stderr)

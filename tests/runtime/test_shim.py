@@ -430,18 +430,53 @@ def test_second_shim_for_the_same_spec_refuses(shims, tmp_path):
     assert shimctl.alive(inst.pid_path, inst.spec_path) == inst.pid
 
 
-def test_unwritable_status_and_log_do_not_stop_the_shim(shims, tmp_path):
+def test_unwritable_status_and_log_do_not_stop_the_shim(tmp_path):
     (tmp_path / "blocker").write_text("a file where a directory should be")
-    inst = shims({"web": py("import time; print('up', flush=True); time.sleep(60)", tmp_path)},
-                 log_path=tmp_path / "blocker" / "www.0.log")
+    inst = Instance(tmp_path / "i", {"web": py("import time; print('up', flush=True); "
+                                               "time.sleep(60)", tmp_path)},
+                    log_path=tmp_path / "blocker" / "www.0.log")
     spec = json.loads(inst.spec_path.read_text())
     spec["status_path"] = str(tmp_path / "blocker" / "status.json")
     inst.spec_path.write_text(json.dumps(spec))
-    inst.pid = shimctl.spawn(inst.spec_path)
-    wait_until(lambda: shimctl.alive(inst.pid_path, inst.spec_path), what="pid file")
-    time.sleep(0.3)  # give it the chance to fail, which it must not
-    assert shimctl.alive(inst.pid_path, inst.spec_path) == inst.pid
-    assert inst.stop() == 0
+    # Started in the foreground, to read what it says on stderr.
+    shim = subprocess.Popen([PY, "-m", "runtime.shim", str(inst.spec_path)],
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": shimctl.PACKAGE_ROOT})
+    try:
+        wait_until(lambda: shimctl.alive(inst.pid_path, inst.spec_path), what="pid file")
+        web = wait_until(lambda: [p for p in children_of(shim.pid)], what="web started")
+        assert shim.poll() is None
+    finally:
+        shim.terminate()
+        _, err = shim.communicate(timeout=DEADLINE)
+    assert shim.returncode == 0
+    assert "status_write_failed" in err and "log_write_failed" in err
+    assert all(gone(pid) for pid in web)
+
+
+def children_of(pid):
+    """Pids whose parent is pid, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def test_unwritable_pid_file_exits_1(tmp_path):
+    (tmp_path / "blocker").write_text("")
+    inst = Instance(tmp_path / "i", {"web": py("print('never')", tmp_path)})
+    spec = json.loads(inst.spec_path.read_text())
+    spec["pid_path"] = str(tmp_path / "blocker" / "shim.pid")
+    inst.spec_path.write_text(json.dumps(spec))
+    out = run_shim(str(inst.spec_path))
+    assert out.returncode == 1
+    assert out.stderr.startswith("shim: cannot write pid file")
+    assert not inst.log_path.exists()  # nothing was started
 
 
 def run_shim(*args):
