@@ -16,6 +16,7 @@ from dotcloud.errors import BuildError
 from dotcloud.fsutil import write_json
 from dotcloud.models import Release
 from dotcloud.settings import Settings
+from runtime.docker_build import executor_for
 
 from .export import export_tree
 from .progress import Progress
@@ -48,13 +49,14 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
         env.update(DOTCLOUD_PROJECT=app, DOTCLOUD_SERVICE_NAME=name,
                    PATH=os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
                    HOME=str(root), LANG="C.UTF-8")
-        ctx = BuildContext(app=app, service=spec, src=src / spec.approot, release_dir=root,
-                           cache_dir=settings.data / "cache", env=env, log=log,
-                           timeout=settings.build_timeout)
-        kind = "incremental build" if plan(ctx) else "clean build"
-        log(f"Build started for revision {rev} ({kind})")
-        started = time.monotonic()
-        result = build_service(ctx)
+        with executor_for(settings, app, name, spec.type, root) as executor:
+            ctx = BuildContext(app=app, service=spec, src=src / spec.approot, release_dir=root,
+                               cache_dir=settings.data / "cache", env=env, log=log,
+                               timeout=settings.build_timeout, executor=executor)
+            kind = "incremental build" if plan(ctx) else "clean build"
+            log(f"Build started for revision {rev} ({kind})")
+            started = time.monotonic()
+            result = build_service(ctx)
         log(f"Build completed successfully in {time.monotonic() - started:.1f}s. "
             f"Compiled image size is {_size(result.size_bytes)}")
         services[name] = {

@@ -25,6 +25,7 @@ from dotcloud.fsutil import read_json, write_atomic, write_json
 from dotcloud.models import Generation, Instance, Release
 from dotcloud.settings import Settings
 from dotcloud.state import Store
+from runtime import docker_launcher
 
 from .build import release_dir
 from .health import Check, wait_responsive
@@ -150,6 +151,9 @@ def _create_instance(settings, store, app, gen, service, number, info, variables
         processes = {name: {"argv": [a.replace("{port}", str(port)) for a in argv],
                             "cwd": info["src"], "env": env}
                      for name, argv in info["processes"].items()}
+        if settings.runtime == "docker":
+            processes = docker_launcher.wrap(settings, app=app, service_type=info["spec"]["type"],
+                                             instance=home.name, processes=processes, home=home)
         inst = store.add_instance(app, gen.id, service, number, port, {
             "processes": processes, "env": env, "home": str(home),
             "log": f"{app}/{service}.{number}.log"})

@@ -1,0 +1,167 @@
+"""Build steps inside a service's base image: the docker runtime's build executor.
+
+`executor_for(settings, app, service, service_type, release_dir)` is a
+context manager giving the executor a build uses (buildpacks.executor's
+protocol): the host's for the process runtime; for the docker runtime one
+build container per service build, started from the base image on the
+host network, as the platform's user, with the release directory and the
+dependency cache bind-mounted read-write at the same paths, so whatever
+a step writes there is where the release and the instances expect it. Each
+step is an exec in that container with its output streamed line by line;
+the container is removed at the end whatever happened. A step past its
+deadline kills the whole build container (nothing of it may go on
+running) and raises TimeoutError.
+
+This module never decides what a build runs, and never touches a container
+that is not its own.
+"""
+from __future__ import annotations
+
+import contextlib
+import queue
+import shlex
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Sequence
+
+from buildpacks.base import base_env
+from buildpacks.executor import HOST, Executor
+from dotcloud import logs
+from dotcloud.errors import BuildError
+from runtime import docker_engine
+from runtime.shimlog import LineSplitter
+
+KEEPALIVE = ["sleep", "infinity"]
+# A build inherits the platform's certificate settings (buildpacks.base
+# passes them through, so builds reach registries behind a TLS-inspecting
+# proxy); they name files of this host, mounted read-only where they say.
+CERTIFICATE_VARS = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+                    "PIP_CERT", "NODE_EXTRA_CA_CERTS", "NPM_CONFIG_CAFILE")
+EXEC_EXIT_POLL = 0.05
+END = object()
+
+
+class DockerExecutor:
+    """Runs steps in one build container (mutable only through its tool lookups)."""
+
+    python = "python3"
+
+    def __init__(self, client, container, image: str, image_id: str, user: str):
+        self.client = client
+        self.container = container
+        self.image = image
+        self.identity = f"docker image {image_id}"
+        self.user = user
+        self.tools: dict[str, str | None] = {}
+
+    def tool(self, name: str, path: str) -> str | None:
+        if name not in self.tools:
+            lines: list[str] = []
+            status = self.run(("/bin/sh", "-c", f"command -v {shlex.quote(name)}"), cwd=Path("/"),
+                              env={"PATH": path}, timeout=60, on_line=lines.append)
+            self.tools[name] = lines[-1].strip() if status == 0 and lines else None
+        return self.tools[name]
+
+    def run(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
+            timeout: float, on_line: Callable[[str], None]) -> int:
+        deadline = time.monotonic() + timeout
+        api = self.client.api
+        try:
+            exec_id = api.exec_create(self.container.id, list(argv), environment=dict(env),
+                                      workdir=str(cwd), user=self.user)["Id"]
+            stream = api.exec_start(exec_id, stream=True)
+        except docker_engine.ENGINE_ERRORS as e:
+            raise OSError(f"docker exec in {self.image}: {e}") from None
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=_split, args=(stream, lines), daemon=True).start()
+        try:
+            while (line := lines.get(timeout=max(0.0, deadline - time.monotonic()))) is not END:
+                on_line(line)
+        except queue.Empty:
+            self._kill()
+            raise TimeoutError(f"{argv[0]} did not finish in time") from None
+        except BaseException:
+            self._kill()
+            raise
+        return self._exit_code(exec_id, deadline)
+
+    def _exit_code(self, exec_id: str, deadline: float) -> int:
+        while True:
+            info = self.client.api.exec_inspect(exec_id)
+            if not info.get("Running"):
+                return int(info.get("ExitCode") or 0)
+            if time.monotonic() > deadline:
+                self._kill()
+                raise TimeoutError("the step did not finish in time")
+            time.sleep(EXEC_EXIT_POLL)
+
+    def _kill(self) -> None:
+        try:
+            self.container.kill()
+        except docker_engine.ENGINE_ERRORS:
+            pass  # already gone: what it ran is gone with it
+
+
+def _volumes(release_dir: Path, cache: Path) -> dict:
+    env = base_env()
+    volumes = {}
+    for var in CERTIFICATE_VARS:
+        path = env.get(var, "")
+        if path.startswith("/") and Path(path).exists():
+            volumes[path] = {"bind": path, "mode": "ro"}
+    for path in (release_dir, cache):
+        volumes[str(path)] = {"bind": str(path), "mode": "rw"}
+    return volumes
+
+
+def _split(stream, lines: queue.Queue) -> None:
+    splitter = LineSplitter()
+    try:
+        for chunk in stream:
+            for line in splitter.feed(chunk):
+                lines.put(line)
+    except docker_engine.ENGINE_ERRORS as e:
+        lines.put(f"[docker] lost the step's output: {e}")
+    finally:
+        for line in splitter.close():
+            lines.put(line)
+        lines.put(END)
+
+
+@contextlib.contextmanager
+def executor_for(settings, app: str, service: str, service_type: str,
+                 release_dir: Path) -> Iterator[Executor]:
+    """The executor of one service build under settings.runtime (see the module doc)."""
+    if settings.runtime != "docker":
+        yield HOST
+        return
+    image = docker_engine.base_image(settings, service_type)
+    log = logs.get("docker", app=app, service=service, image=image)
+    try:
+        client = docker_engine.connect()
+        image_id = docker_engine.image_id(client, image)
+    except docker_engine.EngineError as e:
+        raise BuildError(str(e)) from None
+    name = docker_engine.container_name(settings.data, app, release_dir.name, "build", service)
+    cache = settings.data / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        docker_engine.remove(client, name)    # left by a build that was killed
+        container = client.containers.run(
+            image, KEEPALIVE, name=name, detach=True, network_mode="host",
+            user=docker_engine.user(),
+            labels={docker_engine.LABEL_DATA: docker_engine.data_id(settings.data),
+                    "dotcloud.app": app, "dotcloud.build": service},
+            volumes=_volumes(release_dir, cache))
+    except docker_engine.ENGINE_ERRORS as e:
+        raise BuildError(f"cannot start a build container from {image}: "
+                         f"{docker_engine.short(e)}") from None
+    log.info("build_container_started", container=name)
+    try:
+        yield DockerExecutor(client, container, image, image_id, docker_engine.user())
+    finally:
+        try:
+            docker_engine.remove(client, name)
+        except docker_engine.ENGINE_ERRORS as e:
+            log.warning("build_container_not_removed", container=name, error=str(e))

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Builds the docker runtime's base images offline-friendly, without pulling:
+# a Debian bookworm root made by debootstrap, imported and tagged under the
+# names the platform expects (settings docker_python_image / docker_node_image).
+# Used by .ci/run and by developers; images that already exist are kept.
+#
+#   tests/docker/images.sh [--cache DIR] [--force]
+#
+# --cache DIR keeps each root as DIR/<name>.tar so a rerun imports it in
+# seconds instead of running debootstrap again (default: no cache).
+# Needs root, debootstrap, a running docker engine and a Debian mirror
+# ($DEBIAN_MIRROR, default http://deb.debian.org/debian).
+set -euo pipefail
+
+cache=""
+force=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --cache) cache="$2"; shift 2 ;;
+    --force) force=1; shift ;;
+    *) echo "usage: $0 [--cache DIR] [--force]" >&2; exit 2 ;;
+  esac
+done
+mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+python_image="${DOTCLOUD_DOCKER_PYTHON_IMAGE:-python:3.12-slim}"
+node_image="${DOTCLOUD_DOCKER_NODE_IMAGE:-node:22-slim}"
+common="ca-certificates"
+
+build() {  # build NAME DEBOOTSTRAP_PACKAGES [APT_PACKAGES]
+  # debootstrap cannot resolve some dependency chains (npm's), so those
+  # packages are installed afterwards by apt inside a container of the root.
+  local name="$1" packages="$2" extra="${3:-}" file root stage
+  if [ "$force" = 0 ] && docker image inspect "$name" >/dev/null 2>&1; then
+    echo "images: $name already present"
+    return
+  fi
+  file="$(mktemp /var/tmp/dotcloud-image.XXXXXX)"
+  if [ -n "$cache" ]; then
+    mkdir -p "$cache"
+    file="$cache/$(echo "$name" | tr ':/' '__').tar"
+  fi
+  if [ ! -s "$file" ]; then
+    root="$(mktemp -d /var/tmp/dotcloud-root.XXXXXX)"
+    echo "images: debootstrap bookworm for $name ($packages${extra:+, then $extra})"
+    debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" \
+      > "$root.log" 2>&1 || { tail -30 "$root.log" >&2; rm -rf "$root"; exit 1; }
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
+      "$root"/usr/share/doc "$root"/usr/share/man "$root"/usr/share/info
+    tar -C "$root" -cf "$file.tmp" .
+    rm -rf "$root" "$root.log"
+    if [ -n "$extra" ]; then
+      stage="dotcloud-stage-$$-$RANDOM"
+      docker import "$file.tmp" "$stage:latest" >/dev/null
+      docker run --network host --name "$stage" "$stage:latest" sh -c \
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+         --no-install-recommends $extra >/dev/null && apt-get clean && rm -rf /var/lib/apt/lists/*"
+      docker export "$stage" > "$file.tmp"
+      docker rm "$stage" >/dev/null
+      docker rmi "$stage:latest" >/dev/null
+    fi
+    mv "$file.tmp" "$file"
+  else
+    echo "images: importing $name from $file"
+  fi
+  docker import "$file" "$name" >/dev/null
+  [ -n "$cache" ] || rm -f "$file"
+  echo "images: $name ready"
+}
+
+build "$python_image" "$common,python3,python3-venv,python3-pip" &
+py=$!
+build "$node_image" "$common,nodejs" npm &
+node=$!
+status=0
+wait "$py" || status=1
+wait "$node" || status=1
+exit "$status"

@@ -1,0 +1,118 @@
+"""The docker runtime end to end: pushes build in the base image, instances are
+containers on the host network, served through the router, supervised by the shim."""
+import json
+import re
+import time
+
+import pytest
+from conftest import app_containers
+from loadgen import Load
+from platform_helpers import git_repo
+
+pytestmark = pytest.mark.docker
+
+# Reports where it runs and where it was built: /.dockerenv exists only in
+# containers, and built.txt was written by the postbuild hook.
+WHERE_APP = '''
+import json, os, sys
+def application(environ, start_response):
+    body = json.dumps({{
+        "version": {version!r},
+        "in_container": os.path.exists("/.dockerenv"),
+        "built": open("built.txt").read().strip(),
+        "python": os.path.realpath(sys.executable),
+        "home": os.environ["HOME"],
+        "home_writable": os.access(os.environ["HOME"], os.W_OK),
+        "src_writable": os.access(".", os.W_OK),
+    }}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+'''
+BUILDFILE = '''
+www:
+  type: python
+  postbuild: if [ -f /.dockerenv ]; then echo container > built.txt; else echo host > built.txt; fi
+'''
+
+
+def where_app(version: str) -> dict:
+    return {"wsgi.py": WHERE_APP.format(version=version), "dotcloud.yml": BUILDFILE,
+            "requirements.txt": ""}
+
+
+def answer(platform, host: str) -> dict:
+    status, body, _ = platform.get(host)
+    assert status == 200, body
+    return json.loads(body)
+
+
+@pytest.fixture(scope="module")
+def where(dplatform, tmp_path_factory):
+    """The app `where`, pushed once; tests that push again wait for their own version."""
+    repo = git_repo(tmp_path_factory.mktemp("where") / "repo", where_app("v1"))
+    r = dplatform.push("alice", repo, "where")
+    assert r.code == 0, r.text
+    return repo
+
+
+def test_push_builds_in_the_image_and_runs_a_container(dplatform, engine, where):
+    got = answer(dplatform, "where.localhost")
+    assert got["version"] == "v1"
+    assert got["in_container"] is True
+    assert got["built"] == "container"            # postbuild ran in the build container
+    # The virtualenv was made by the image's interpreter, not the platform's.
+    assert got["python"].startswith("/usr/bin/python3")
+    assert got["home_writable"] and not got["src_writable"]
+    containers = app_containers(engine, dplatform.data, "where")
+    assert len(containers) == 1
+    attrs = containers[0].attrs
+    assert attrs["HostConfig"]["NetworkMode"] == "host"
+    assert attrs["Config"]["Image"] == "python:3.12-slim"
+    assert attrs["State"]["Running"]
+    assert containers[0].labels["dotcloud.process"] == "web"
+
+
+def test_second_push_under_load_loses_nothing(dplatform, engine, where):
+    with Load(dplatform.http_port, "where.localhost", clients=4) as load:
+        load.wait_ok(5)
+        git_repo(where, where_app("v2"), "v2")
+        r = dplatform.push("alice", where, "where")
+        assert r.code == 0, r.text
+        load.wait_ok(load.ok + 5)
+    assert load.failures == 0, load.errors[:5]
+    assert answer(dplatform, "where.localhost")["version"] == "v2"
+    # The load generator keeps only the start of each body: the version comes first.
+    versions = {re.search(r'"version": "(v\d)"', b).group(1) for b in load.bodies}
+    assert versions <= {"v1", "v2"} and "v2" in versions
+    # The old generation's container is gone once it was drained and stopped.
+    deadline = time.monotonic() + 60
+    while len(app_containers(engine, dplatform.data, "where")) != 1:
+        assert time.monotonic() < deadline, "the old container was never removed"
+        time.sleep(0.2)
+
+
+def test_killed_container_is_restarted_by_the_shim(dplatform, engine, where):
+    before = app_containers(engine, dplatform.data, "where")
+    assert len(before) == 1
+    before[0].kill()
+    deadline = time.monotonic() + 90
+    while True:
+        now = app_containers(engine, dplatform.data, "where")
+        if now and now[0].id != before[0].id:
+            break
+        assert time.monotonic() < deadline, "no new container after the kill"
+        time.sleep(0.2)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if answer(dplatform, "where.localhost")["in_container"]:
+                break
+        except (AssertionError, OSError):
+            pass
+        assert time.monotonic() < deadline, "the app never answered again"
+        time.sleep(0.2)
+    r = dplatform.ssh("alice", "status", "where", "--json")
+    assert r.code == 0, r.text
+    log = (dplatform.data / "logs" / "where" / "www.0.log").read_text()
+    assert "killed by SIGKILL" in log
