@@ -144,21 +144,30 @@ class Site:
             return "file", index
         return ("file", real) if stat.S_ISREG(st.st_mode) else ("missing", None)
 
-    def compressed(self, path: str, st: os.stat_result) -> bytes | None:
+    async def compressed(self, path: str, st: os.stat_result) -> bytes | None:
+        """The gzipped file, made once per version; None when gzip does not help."""
         key = (path, st.st_mtime_ns, st.st_size)
         if key in self.gzipped:
             self.gzipped.move_to_end(key)
             return self.gzipped[key]
-        with open(path, "rb") as f:
-            raw = f.read()
-        body = gzip.compress(raw, compresslevel=6, mtime=0)
-        body = body if len(body) < len(raw) * 0.9 else None
+        if st.st_size > SMALL_FILE:
+            # Compressing megabytes takes a while: not on the event loop.
+            body = await asyncio.to_thread(gzip_file, path)
+        else:
+            body = gzip_file(path)
         self.gzipped[key] = body
         self.gzipped_bytes += len(body or b"")
         while self.gzipped_bytes > GZIP_CACHE_BYTES and self.gzipped:
             _, old = self.gzipped.popitem(last=False)
             self.gzipped_bytes -= len(old or b"")
         return body
+
+
+def gzip_file(path: str) -> bytes | None:
+    with open(path, "rb") as f:
+        raw = f.read()
+    body = gzip.compress(raw, compresslevel=6, mtime=0)
+    return body if len(body) < len(raw) * 0.9 else None
 
 
 class Request:
@@ -302,7 +311,7 @@ class Server:
             if compressible:
                 headers["Vary"] = "Accept-Encoding"
                 if accepts_gzip(req.headers.get("accept-encoding", "")):
-                    body = self.site.compressed(path, st)
+                    body = await self.site.compressed(path, st)
                     if body is not None:
                         headers["Content-Encoding"] = "gzip"
                         etag = etag[:-1] + '-gz"'

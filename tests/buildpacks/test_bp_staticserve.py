@@ -236,3 +236,13 @@ def test_client_leaving_mid_body_is_not_an_error(site, http):
         s.shutdown(socket.SHUT_WR)
         assert s.recv(100) == b""
     assert http(site + "/app.js")[0] == 200
+
+
+def test_large_text_is_compressed_off_the_event_loop(make_ctx, run_service, http):
+    text = "".join(f"line {i} of a large stylesheet\n" for i in range(40000))  # ~1.2 MB
+    ctx, _ = make_ctx({"big.css": text, "index.html": "hi"}, type="static")
+    with run_service(ctx, build_service(ctx)) as url:
+        for _ in range(2):  # made once, then served from memory
+            status, headers, body = http(url + "/big.css", {"Accept-Encoding": "gzip"})
+            assert status == 200 and headers["Content-Encoding"] == "gzip"
+            assert gzip.decompress(body).decode() == text
