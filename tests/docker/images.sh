@@ -34,10 +34,11 @@ build() {  # build NAME DEBOOTSTRAP_PACKAGES [APT_PACKAGES]
     echo "images: $name already present"
     return
   fi
-  file="$(mktemp /var/tmp/dotcloud-image.XXXXXX)"
   if [ -n "$cache" ]; then
     mkdir -p "$cache"
     file="$cache/$(echo "$name" | tr ':/' '__').tar"
+  else
+    file="$(mktemp -u /var/tmp/dotcloud-image.XXXXXX)"
   fi
   if [ ! -s "$file" ]; then
     root="$(mktemp -d /var/tmp/dotcloud-root.XXXXXX)"
