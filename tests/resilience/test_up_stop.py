@@ -1,0 +1,68 @@
+"""Issue 5: stopping `up` (Ctrl-C, SIGTERM) stops the daemons; the apps stop
+with them by default and keep running with `up --keep-apps`; the next `up`
+starts the apps again, or adopts those that kept running."""
+import signal
+
+from platform_helpers import git_repo, python_app
+from resilience_helpers import (alive, get_direct, instance, instances, listening, process_pid,
+                                shims_for, up_pids, wait_until)
+
+
+def start_with_app(p, tmp_path, app, *extra):
+    p.start(*extra)
+    p.add_user("alice", admin=True)
+    r = p.push("alice", git_repo(tmp_path / app, python_app(f"{app} body")), app)
+    assert r.code == 0, r.text
+    [inst] = instances(p.data, app)
+    return inst, process_pid(p.data, inst.id), dict(up_pids(p.data)["daemons"])
+
+
+def stop_up(p, signum) -> None:
+    p.proc.send_signal(signum)
+    assert p.proc.wait(60) == 0
+
+
+def serves(p, app) -> bool:
+    try:
+        return p.get(f"{app}.localhost", timeout=2)[:2] == (200, f"{app} body")
+    except OSError:
+        return False
+
+
+def test_ctrl_c_stops_daemons_and_apps(fresh_platform, tmp_path):
+    p = fresh_platform
+    inst, master, daemons = start_with_app(p, tmp_path, "byebye")
+    stop_up(p, signal.SIGINT)
+    for name, pid in daemons.items():
+        assert not alive(pid), f"{name} still running"
+    assert not alive(inst.pid) and not alive(master)
+    assert not listening(inst.port) and not listening(p.http_port)
+    assert not (p.data / "run" / "up.json").exists()
+
+    # The next `up` starts what the store says should run.
+    p.start()
+    wait_until(lambda: serves(p, "byebye"), 30, "the app to be started again")
+    again = instance(p.data, inst.id)
+    assert again.pid != inst.pid and alive(again.pid)
+
+
+def test_keep_apps_then_adopt(fresh_platform, tmp_path):
+    p = fresh_platform
+    inst, master, daemons = start_with_app(p, tmp_path, "stays", "--keep-apps")
+    stop_up(p, signal.SIGTERM)
+    for name, pid in daemons.items():
+        assert not alive(pid), f"{name} still running"
+    assert alive(inst.pid) and alive(master)
+    assert get_direct(inst.port, "stays.localhost") == (200, "stays body")
+
+    # A new `up` (this time without --keep-apps) adopts the running instance.
+    p.start()
+    wait_until(lambda: serves(p, "stays"), 30, "the router to serve the app")
+    wait_until(lambda: instance(p.data, inst.id).state == "running", 10, "state running")
+    assert instance(p.data, inst.id).pid == inst.pid
+    assert shims_for(p.data, inst.id) == [inst.pid]
+    assert process_pid(p.data, inst.id) == master
+
+    stop_up(p, signal.SIGTERM)
+    assert not alive(inst.pid) and not alive(master)
+    assert not listening(inst.port)
