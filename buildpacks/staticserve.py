@@ -155,6 +155,8 @@ class Site:
             body = await asyncio.to_thread(gzip_file, path)
         else:
             body = gzip_file(path)
+        if key in self.gzipped:  # another request made it meanwhile
+            return self.gzipped[key]
         self.gzipped[key] = body
         self.gzipped_bytes += len(body or b"")
         while self.gzipped_bytes > GZIP_CACHE_BYTES and self.gzipped:
