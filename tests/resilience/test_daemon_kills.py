@@ -1,6 +1,7 @@
 """Issue 5: kill -9 each daemon of a running platform while a client hammers
 an app, and count what the client saw."""
 import json
+import subprocess
 import time
 
 from loadgen import Load
@@ -103,3 +104,33 @@ def test_kill_router_restarts_with_its_table(own_platform, tmp_path):
     assert p.get("rrta.localhost")[:2] == (200, "rrta body")
     assert p.get("rrtb.localhost")[:2] == (200, "rrtb body")
     assert p.get("nosuchapp.localhost")[0] == 404
+
+
+def test_kill_runtime_during_a_deploy(own_platform, tmp_path):
+    """The runtime dies as the deployer asks it to launch the new generation:
+    the restarted runtime launches it, the push succeeds, nobody notices."""
+    p = own_platform
+    repo = deploy(p, tmp_path, "rmid", "rmid v1")
+    git_repo(repo, python_app("rmid v2"), "v2")
+    old = daemon_pid(p.data, "runtime")
+    with Load(p.http_port, "rmid.localhost", clients=4) as load:
+        load.wait_ok(50)
+        push = subprocess.Popen(["git", "push", p.remote("rmid"), "main"], cwd=repo,
+                                env=p.git_env("alice"), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        seen = []
+        for line in push.stdout:
+            seen.append(line.decode(errors="replace"))
+            if "Launching..." in seen[-1]:
+                kill9(old)
+                break
+        out = "".join(seen) + push.communicate(timeout=120)[0].decode(errors="replace")
+        assert push.returncode == 0, out
+        load.wait_ok(50)
+    print(f"\nkill -9 runtime during a deploy: {load.summary()}")
+    assert load.failures == 0, load.errors[:5]
+    assert set(load.bodies) <= {"rmid v1", "rmid v2"}
+    assert p.get("rmid.localhost")[:2] == (200, "rmid v2")
+    assert daemon_pid(p.data, "runtime") not in (None, old)
+    for inst in instances(p.data, "rmid"):
+        assert shims_for(p.data, inst.id) == [inst.pid]
