@@ -1,0 +1,175 @@
+"""The docker runtime's parts on a real engine: the build executor and the launcher,
+with their error paths; and the pure argv building of `wrap`."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import data_label
+
+from buildpacks.executor import HOST
+from buildpacks.steps import check_step
+from dotcloud.errors import BuildError
+from dotcloud.settings import Settings
+from runtime import docker_engine, docker_launcher
+from runtime.docker_build import executor_for
+
+pytestmark = pytest.mark.docker
+LAUNCHER = Path(docker_launcher.__file__).resolve()
+
+
+def settings(tmp_path, **kw) -> Settings:
+    return Settings(data=tmp_path / "data", runtime="docker", **kw)
+
+
+# -- wrap: no engine needed -------------------------------------------------
+
+def test_wrap_runs_each_process_through_the_launcher(tmp_path):
+    s = settings(tmp_path)
+    src = s.data / "releases" / "app" / "v3" / "src"
+    home = s.data / "homes" / "app" / "g2-www.0"
+    procs = {"web": {"argv": ["/venv/bin/python", "-m", "gunicorn"], "cwd": str(src),
+                     "env": {"PORT": "1234"}},
+             "jobs": {"argv": ["/bin/sh", "-c", "run jobs"], "cwd": str(src), "env": {}}}
+    wrapped = docker_launcher.wrap(s, app="app", service_type="python", instance=home.name,
+                                   processes=procs, home=home)
+    assert set(wrapped) == {"web", "jobs"}
+    argv = wrapped["web"]["argv"]
+    assert argv[:2] == [sys.executable, str(LAUNCHER)]
+    assert argv[argv.index("--") + 1:] == ["/venv/bin/python", "-m", "gunicorn"]
+    opts = docker_launcher.parse(argv[2:])
+    assert opts.image == "python:3.12-slim"
+    assert opts.workdir == str(src)
+    release = s.data / "releases" / "app" / "v3"
+    assert set(opts.mount) == {f"{home}:{home}:rw", f"{release}:{release}:ro",
+                               f"{s.data / 'cache'}:{s.data / 'cache'}:ro"}
+    assert wrapped["web"]["env"] == {"PORT": "1234"} and wrapped["web"]["cwd"] == str(src)
+    names = {docker_launcher.parse(w["argv"][2:]).name for w in wrapped.values()}
+    assert len(names) == 2
+    other = docker_launcher.wrap(settings(tmp_path / "other"), app="app", service_type="python",
+                                 instance=home.name, processes=procs, home=home)
+    assert docker_launcher.parse(other["web"]["argv"][2:]).name not in names
+
+
+def test_wrap_picks_the_image_by_type_and_mounts_the_static_server(tmp_path):
+    s = settings(tmp_path, docker_node_image="my/node:1")
+    procs = {"web": {"argv": ["x"], "cwd": str(tmp_path), "env": {}}}
+    node = docker_launcher.wrap(s, app="a", service_type="nodejs", instance="g1-www.0",
+                                processes=procs, home=tmp_path)
+    assert docker_launcher.parse(node["web"]["argv"][2:]).image == "my/node:1"
+    static = docker_launcher.wrap(s, app="a", service_type="static", instance="g1-www.0",
+                                  processes=procs, home=tmp_path)
+    mounts = docker_launcher.parse(static["web"]["argv"][2:]).mount
+    assert any(m.endswith("/buildpacks:ro") for m in mounts)
+
+
+def test_unreachable_engine_fails_the_build_with_a_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
+    with pytest.raises(BuildError, match="docker engine is not reachable"):
+        with executor_for(settings(tmp_path), "app", "www", "python", tmp_path):
+            pass
+
+
+def test_process_runtime_builds_on_the_host(tmp_path):
+    with executor_for(Settings(data=tmp_path), "app", "www", "python", tmp_path) as ex:
+        assert ex is HOST
+
+
+# -- the build executor --------------------------------------------------------
+
+def test_missing_base_image_fails_the_build_with_a_reason(engine, tmp_path):
+    s = settings(tmp_path, docker_python_image="dotcloud-test/missing:none")
+    with pytest.raises(BuildError, match=r"dotcloud-test/missing:none not found.*images\.sh"):
+        with executor_for(s, "app", "www", "python", tmp_path):
+            pass
+
+
+def test_build_steps_run_in_the_image_and_fail_like_host_steps(engine, tmp_path):
+    s = settings(tmp_path)
+    release = s.data / "releases" / "app" / "v1"
+    release.mkdir(parents=True)
+    lines = []
+    with executor_for(s, "app", "www", "python", release) as ex:
+        name = docker_engine.container_name(s.data, "app", "v1", "build", "www")
+        assert engine.containers.get(name).attrs["HostConfig"]["NetworkMode"] == "host"
+        assert ex.identity != HOST.identity and ex.python == "python3"
+        assert ex.tool("sh", "/usr/bin:/bin") in ("/bin/sh", "/usr/bin/sh")
+        assert ex.tool("no-such-tool", "/usr/bin:/bin") is None
+        check_step("hello", ("/bin/sh", "-c", "echo one; echo two >&2; test -f /.dockerenv; "
+                             "pwd > made-here"), cwd=release, env={"PATH": "/usr/bin:/bin"},
+                   timeout=60, log=lines.append, executor=ex)
+        assert lines == ["one", "two"]
+        assert (release / "made-here").read_text() == f"{release}\n"   # same path inside
+        with pytest.raises(BuildError, match=r"^bad failed \(exit 3\)$"):
+            check_step("bad", ("/bin/sh", "-c", "echo oops; exit 3"), cwd=release, env={},
+                       timeout=60, log=lines.append, executor=ex)
+        assert lines[-1] == "oops"
+        started = time.monotonic()
+        with pytest.raises(BuildError, match="slow timed out after 1s"):
+            check_step("slow", ("/bin/sh", "-c", "echo begun; sleep 60"), cwd=release,
+                       env={}, timeout=1, log=lines.append, executor=ex)
+        assert time.monotonic() - started < 30
+        assert lines[-1] == "begun"
+    with pytest.raises(docker_engine.docker.errors.NotFound):
+        engine.containers.get(name)    # removed at the end
+
+
+# -- the launcher --------------------------------------------------------------
+
+def launch(tmp_path, name, *command, image="python:3.12-slim", env=None):
+    argv = [sys.executable, str(LAUNCHER), "--image", image, "--name", name,
+            "--workdir", str(tmp_path), "--user", docker_engine.user(), "--stop-grace", "3",
+            "--mount", f"{tmp_path}:{tmp_path}:rw", "--label", data_label(tmp_path), "--",
+            *command]
+    return subprocess.Popen(argv, cwd="/", env=env or {"PATH": "/usr/bin:/bin", "GREETING": "hi"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_launcher_replaces_a_stale_container_and_passes_output_and_status(engine, tmp_path):
+    name = docker_engine.container_name(tmp_path, "stale")
+    engine.containers.create("python:3.12-slim", ["sleep", "600"], name=name,
+                             network_mode="host", labels={"dotcloud.data": "test"})
+    proc = launch(tmp_path, name, "/bin/sh", "-c",
+                  'echo "$GREETING from $(pwd)"; echo to-stderr >&2; touch written; exit 7')
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 7, err
+    assert out == f"hi from {tmp_path}\n"
+    assert "to-stderr" in err and "removed a stale container" in err
+    assert (tmp_path / "written").exists()
+    assert not engine.containers.list(all=True, filters={"name": name})
+
+
+def test_launcher_dies_by_the_signal_its_container_reports(engine, tmp_path):
+    # 128+9: what the engine reports for a container killed with SIGKILL.
+    proc = launch(tmp_path, docker_engine.container_name(tmp_path, "sig"),
+                  "/bin/sh", "-c", "exit 137")
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_launcher_stops_the_container_on_sigterm(engine, tmp_path):
+    name = docker_engine.container_name(tmp_path, "term")
+    # A shell as the container's first process ignores SIGTERM; its child must still get it.
+    proc = launch(tmp_path, name, "/bin/sh", "-c",
+                  "python3 -c 'import signal, sys, time; "
+                  "signal.signal(signal.SIGTERM, lambda *a: (print(\"child got TERM\", "
+                  "flush=True), sys.exit(0))); print(\"ready\", flush=True); time.sleep(600)'")
+    assert proc.stdout.readline() == "ready\n"
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert "child got TERM" in out, err
+    assert time.monotonic() - started < 60
+    assert not engine.containers.list(all=True, filters={"name": name})
+
+
+def test_launcher_reports_a_missing_image(engine, tmp_path):
+    proc = launch(tmp_path, docker_engine.container_name(tmp_path, "noimg"), "true",
+                  image="dotcloud-test/missing:none")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == docker_launcher.EXIT_ENGINE
+    assert "[docker] cannot start container" in err and "missing" in err
+    assert os.path.basename(str(LAUNCHER)) == "docker_launcher.py"
