@@ -107,10 +107,8 @@ class _Checker:
             raise BuildfileError(
                 f"{self.filename} line {_line_of(text, e.position)}: invalid YAML: "
                 f"character {char!r} is not allowed") from None
-        except yaml.YAMLError as e:
+        except yaml.YAMLError as e:  # pragma: no cover - every parser error has a mark
             raise BuildfileError(f"{self.filename}: invalid YAML: {e}") from None
-        except RecursionError:
-            raise BuildfileError(f"{self.filename}: invalid YAML: nested too deeply") from None
 
     def _check_depth(self, text: str) -> None:
         """Refuse deep nesting from the event stream, before the (recursive) composer."""

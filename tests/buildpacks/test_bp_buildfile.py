@@ -196,6 +196,18 @@ BAD = [
                                                      "levels)"),
     ("www:\n  type: python\n  config: " + "[" * 3000 + "]" * 3000 + "\n",
      "dotcloud.yml line 3: nested too deeply (at most 40 levels)"),
+    ("www:\n  type: python\n  ? [a, b]\n  : c\n", "dotcloud.yml line 3: service 'www': keys "
+                                                  "must be plain names"),
+    ("www:\n  type: python\n  <<: 5\n", "dotcloud.yml line 2: service 'www': expected a "
+                                        "mapping or list of mappings for merging, but found "
+                                        "scalar"),
+    ("www:\n  type: python\n  requirements: ['six', '']\n",
+     "dotcloud.yml line 3: service 'www': 'requirements': empty package name"),
+    ("www:\n  type: python\n  requirements: [[six]]\n",
+     "dotcloud.yml line 3: service 'www': 'requirements': each item must be a single value, not "
+     "a list or mapping"),
+    ("www:\n  type: python\n  environment: {A: \"x\\0y\"}\n",
+     "dotcloud.yml line 3: service 'www': 'environment': 'A' must not contain a NUL character"),
     ("www:\n  type: python\n  config: {a: " + "x" * (65 * 1024) + "}\n",
      "dotcloud.yml: the file is larger than 64 KiB"),
 ]

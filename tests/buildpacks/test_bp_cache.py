@@ -124,3 +124,10 @@ def test_reuse_marks_the_entry_used(tmp_path):
     aged(entry, 30 * 86400)
     assert ensure(entry, filler([])) is True
     assert prune(tmp_path, [], min_idle=86400) == []
+
+
+def test_entry_without_a_size_record_counts_zero(tmp_path):
+    entry = Entry(tmp_path / "python", "k")
+    ensure(entry, filler([]))
+    (entry.path / ".size").write_text("garbage")
+    assert entry.size() == 0

@@ -145,3 +145,38 @@ def test_postbuild_finds_node_modules_bin(make_ctx):
     build_service(ctx)
     path, node_env = (ctx.src / "built").read_text().split()
     assert path.startswith(f"{ctx.src}/node_modules/.bin:") and node_env == "production"
+
+
+def test_missing_node_is_a_clear_error(make_ctx, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a server without Node.js
+    ctx, _ = make_ctx({"package.json": package(), "server.js": SERVER}, type="nodejs")
+    assert plan(ctx) is False
+    with pytest.raises(BuildError) as info:
+        build_service(ctx)
+    assert str(info.value) == ("nodejs services need 'node' on the server; install Node.js "
+                               "and npm")
+
+
+@needs_npm
+def test_package_json_leading_out_of_the_tree_is_refused(make_ctx, tmp_path):
+    outside = tmp_path / "package.json"
+    outside.write_text(package())
+    ctx, _ = make_ctx({"server.js": SERVER}, type="nodejs")
+    os.symlink(outside, ctx.src / "package.json")
+    assert plan(ctx) is False
+    with pytest.raises(BuildError) as info:
+        build_service(ctx)
+    assert str(info.value) == "package.json must be a regular file inside the repository"
+
+
+@needs_npm
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["file", "symlink"])
+def test_node_modules_file_or_link_in_the_repository_is_replaced(make_ctx, kind):
+    ctx, _ = make_ctx({"package.json": package(), "server.js": SERVER}, type="nodejs")
+    if kind == "file":
+        (ctx.src / "node_modules").write_text("junk")
+    else:
+        os.symlink("/tmp", ctx.src / "node_modules")
+    build_service(ctx)
+    assert (ctx.src / "node_modules" / "is-number").is_dir()

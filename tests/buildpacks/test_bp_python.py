@@ -188,3 +188,26 @@ def test_postbuild_runs_with_the_virtualenv(make_ctx):
                       postbuild="python -c 'import six, sys; print(sys.prefix)' > built")
     result = build_service(ctx)
     assert (ctx.src / "built").read_text().strip() == result.env["VIRTUAL_ENV"]
+
+
+@pytest.mark.slow
+def test_wsgi_app_without_requirements_file(make_ctx, run_service, http):
+    ctx, lines = make_ctx({"wsgi.py": WSGI.replace("import six", "six = __import__('gunicorn')")
+                                          .replace("six.__version__", "'gunicorn'")})
+    result = build_service(ctx)
+    with run_service(ctx, result) as url:
+        assert http(url + "/")[2].startswith(b"six gunicorn")
+
+
+def test_plan_is_false_when_the_build_would_fail(make_ctx):
+    ctx, _ = make_ctx({"requirements.txt": "-r missing.txt\n", "wsgi.py": WSGI})
+    assert plan(ctx) is False
+
+
+def test_an_include_reached_twice_is_read_once(make_ctx):
+    from buildpacks.python import requirement_files
+    ctx, _ = make_ctx({"requirements.txt": "-r a.txt\n-r b.txt\n", "a.txt": "-r b.txt\nsix\n",
+                       "b.txt": "idna\n"})
+    files, local = requirement_files(ctx.src)
+    assert [rel for rel, _ in files] == ["requirements.txt", "a.txt", "b.txt"]
+    assert local is False

@@ -100,3 +100,7 @@ def test_tail_repeats_nothing_already_shown():
         output(f"l{i}")
     output.show_tail()
     assert out == ["l0", "l1", "l2", "l3", "l4"]
+
+
+def test_unknown_signal_numbers_are_described_too():
+    assert describe_status(-999) == "killed by signal 999"
