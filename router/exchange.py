@@ -216,9 +216,8 @@ class Exchange:
             return
         self.status = status
         self.up_keep = self.rparser.should_keep_alive()
-        head = headers.rewrite_response(
-            status, raw[start:end], head_request=self.method == b"HEAD",
-            client_http11=self.http11, keep_alive=self.keep_alive)
+        head = self.router.response_heads(status, raw[start:end], self.method == b"HEAD",
+                                          self.http11, self.keep_alive)
         self.mode = head.mode
         self.until_close = head.until_close
         self.client_keep = head.keep_alive
@@ -337,6 +336,7 @@ class Exchange:
         if self.out:
             self._flush()
         self.finished = True
+        self.rparser = None
         self.upstream = None
         up.exchange = None
         up.peer = self.client
@@ -356,6 +356,7 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
+        self.rparser = None       # the parser holds our callbacks: break the cycle now
         up, self.upstream = self.upstream, None
         if up is not None:
             up.exchange = None
@@ -404,6 +405,7 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
+        self.rparser = None
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None

@@ -150,6 +150,29 @@ _CONTENT_LENGTH_RE = _lines_re({b"content-length"})
 _CONNECTION_VALUES_RE = re.compile(rb"\r\nconnection:([^\r]*)", re.I)
 
 
+class ResponseHeads:
+    """rewrite_response remembered: an app's response heads repeat byte for byte
+    (the Date header changes once a second), so most are a dictionary lookup.
+    Bounded: the memo is dropped whole when it fills up."""
+
+    def __init__(self, size: int = 2048):
+        self._size = size
+        self._memo = {}
+
+    def __call__(self, status: int, head: bytes, head_request: bool, client_http11: bool,
+                 keep_alive: bool) -> ResponseHead:
+        key = (head, head_request, client_http11, keep_alive)
+        memo = self._memo
+        found = memo.get(key)
+        if found is None:
+            if len(memo) >= self._size:
+                memo.clear()
+            found = memo[key] = rewrite_response(
+                status, head, head_request=head_request, client_http11=client_http11,
+                keep_alive=keep_alive)
+        return found
+
+
 def rewrite_response(status: int, head: bytes, *, head_request: bool,
                      client_http11: bool, keep_alive: bool) -> ResponseHead:
     """Turn the upstream's raw head (status line to blank line) into the client's.

@@ -7,6 +7,7 @@ never handles a request itself.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 from pathlib import Path
@@ -38,6 +39,9 @@ async def _serve(data_dir: Path, bind: str, port: int, admin_port: int | None,
     run_dir = data_dir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     router = Router(settings, run_dir / "routes.json", loop, log)
+    loop.set_exception_handler(
+        lambda _loop, context: log.error("router_bug", message=context.get("message"),
+                                         exc_info=context.get("exception")))
     try:
         router.load()
     except TableError as exc:
@@ -61,6 +65,11 @@ async def _serve(data_dir: Path, bind: str, port: int, admin_port: int | None,
     # written last: whoever waits for this file finds the router fully up
     fsutil.write_json(run_dir / "router.json", {
         "pid": os.getpid(), "bind": bind, "port": real_port, "admin_port": real_admin})
+
+    # Requests free their objects by reference counting; the cyclic collector
+    # only needs to look at what is new, and rarely.
+    gc.freeze()
+    gc.set_threshold(20000, 50, 100)
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -32,6 +32,7 @@ class Router:
         self.metrics = Metrics()
         self.connections = set()
         self.request_ids = headers.RequestIds()
+        self.response_heads = headers.ResponseHeads()
         self._hosts = {}
         self._ticker = None
 
