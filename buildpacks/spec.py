@@ -8,6 +8,7 @@ data this module wrote itself.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -73,6 +74,10 @@ class ServiceSpec:
         object.__setattr__(self, "processes", freeze(dict(self.processes)))
         object.__setattr__(self, "config", freeze(dict(self.config)))
         object.__setattr__(self, "requirements", tuple(self.requirements))
+
+    def __hash__(self) -> int:
+        # The generated hash would fail on the read-only mappings.
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
 
     def to_dict(self) -> dict:
         return {

@@ -56,6 +56,12 @@ def test_spec_round_trips_through_json():
         assert ServiceSpec.from_dict(data) == spec
 
 
+def test_specs_are_hashable_values():
+    one, two = parse(FULL).services["www"], parse(FULL).services["www"]
+    assert one == two and hash(one) == hash(two) and len({one, two}) == 1
+    assert hash(one) != hash(parse(FULL.replace("instances: 2", "instances: 3")).services["www"])
+
+
 def test_specs_are_immutable():
     www = parse(FULL).services["www"]
     with pytest.raises(TypeError):
