@@ -11,7 +11,6 @@ import time
 
 from dotcloud import names, routes
 from dotcloud.errors import DotcloudError, UsageError
-from hooks.deploy import poke_runtime
 
 from . import queries
 from .context import Args, Command, CommandContext
@@ -79,7 +78,7 @@ def destroy(ctx: CommandContext, args: Args) -> int:
         instances = [i.id for i in ctx.store.instances(app.name, live_only=True)]
         ctx.store.delete_app(app.name)
         routes.publish(ctx.settings, ctx.store)
-        poke_runtime(ctx.settings, None)
+        queries.poke_runtime(ctx.settings)
         stopped = _wait_stopped(ctx, instances)
         data = ctx.settings.data
         for path in (data / "repos" / f"{app.name}.git", data / "releases" / app.name,
@@ -107,7 +106,7 @@ def _wait_stopped(ctx: CommandContext, ids: list[int]) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)
-        poke_runtime(ctx.settings, None)
+        queries.poke_runtime(ctx.settings)
 
 
 def info(ctx: CommandContext, args: Args) -> int:

@@ -1,5 +1,6 @@
 """Read-only views of an app assembled from the store and the release files:
-its services, URLs and live instances.
+its services, URLs and live instances; and the nudge that asks the runtime
+to act on changed desired state now.
 
 Shared by the commands that show an app (info, url, status, scale, run).
 It never writes to the store or the filesystem.
@@ -8,11 +9,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from dotcloud.control import ControlUnavailable, request
 from dotcloud.fsutil import read_json
 from dotcloud.models import App, Instance, Release
 from dotcloud.settings import Settings
 from dotcloud.state import Store
-from hooks.build import release_dir
 
 LIVE_GENERATIONS = ("starting", "active", "draining")
 
@@ -21,6 +22,20 @@ LIVE_GENERATIONS = ("starting", "active", "draining")
 class LiveInstance:
     instance: Instance
     role: str            # active, starting (a deploy in progress), draining
+
+
+def release_dir(settings: Settings, app: str, build: int) -> Path:
+    # The layout of hooks.build.release_dir, not imported: that would load
+    # every buildpack into the SSH daemon.
+    return settings.data / "releases" / app / f"v{build}"
+
+
+def poke_runtime(settings: Settings) -> None:
+    """Ask the runtime daemon for a reconcile pass now (it also runs one every second)."""
+    try:
+        request(settings.run_dir / "runtime.sock", {"op": "reconcile"}, timeout=30)
+    except ControlUnavailable:
+        pass
 
 
 def manifest(settings: Settings, store: Store, app: str) -> dict | None:
