@@ -357,18 +357,19 @@ class Exchange:
             return
         self.finished = True
         self.rparser = None       # the parser holds our callbacks: break the cycle now
+        now = monotonic()
         up, self.upstream = self.upstream, None
         if up is not None:
             up.exchange = None
             if (reusable and self.req_done and not self.until_close
                     and not up.closed and self.up_keep):
                 up.resume_reading()
-                self.target.put_idle(up, monotonic(), self.client.settings.pool_max_idle)
+                self.target.put_idle(up, now, self.client.settings.pool_max_idle)
             else:
                 up.close()
         self._release()
-        self.router.record(self)
-        self.client.exchange_done(self, self.client_keep and self.req_done)
+        self.router.record(self, now)
+        self.client.exchange_done(self, self.client_keep and self.req_done, now)
 
     def respond_error(self, status: int, detail: str = "", log: str = "") -> None:
         """Answer with our own page; only possible before any response byte."""

@@ -170,12 +170,13 @@ class ClientConnection(asyncio.Protocol):
 
     # -- called by exchanges -----------------------------------------------
 
-    def exchange_done(self, exchange, keep_alive: bool) -> None:
+    def exchange_done(self, exchange, keep_alive: bool, now: float) -> None:
         queue = self.queue
         if queue and queue[0] is exchange:
             queue.popleft()
-        self.idle_since = monotonic()
-        self._resume(_PAUSE_UPSTREAM)
+        self.idle_since = now
+        if self.paused:
+            self._resume(_PAUSE_UPSTREAM)
         if self.closing:
             return
         if not keep_alive or self.upgrade_buf is not None:

@@ -96,10 +96,10 @@ class Router:
 
     # -- reporting ---------------------------------------------------------
 
-    def record(self, ex: Exchange) -> None:
+    def record(self, ex: Exchange, now: float = 0.0) -> None:
         route = ex.route
         app = route.app if route is not None else NO_APP
-        duration = monotonic() - ex.begin
+        duration = (now or monotonic()) - ex.begin
         self.metrics.observe(app, ex.status, duration)
         if self.settings.access_log:
             target = ex.target
