@@ -15,6 +15,7 @@ from typing import Callable, Mapping
 from dotcloud.errors import DeployError
 
 from .base import BuildContext, build_env, shell
+from .executor import HOST, Executor
 from .steps import check_step
 
 POSTINSTALL = "postinstall"
@@ -33,7 +34,7 @@ def run_build_hook(ctx: BuildContext, which: str, env: Mapping[str, str] | None 
 
 
 def run_postinstall(src: Path, env: Mapping[str, str], log: Callable[[str], None],
-                    timeout: float = 600) -> bool:
+                    timeout: float = 600, executor: Executor = HOST) -> bool:
     """Run src/postinstall if it is an executable file; True if it ran.
 
     Raises DeployError("postinstall failed (exit N)") or
@@ -46,5 +47,5 @@ def run_postinstall(src: Path, env: Mapping[str, str], log: Callable[[str], None
         log("postinstall is not executable (chmod +x postinstall and push again); skipped")
         return False
     check_step(POSTINSTALL, (str(path),), cwd=Path(src), env=env, timeout=timeout, log=log,
-               error=DeployError)
+               error=DeployError, executor=executor)
     return True

@@ -26,6 +26,7 @@ from dotcloud.models import Generation, Instance, Release
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 from runtime import docker_launcher
+from runtime.docker_build import executor_for
 
 from .build import release_dir
 from .health import Check, wait_responsive
@@ -68,12 +69,18 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
     progress.step("All services have been initialized. Deploying code...")
     try:
         for inst, info in created:
-            env = json.loads(inst.spec)["env"]
+            inst_spec = json.loads(inst.spec)
+            env = inst_spec["env"]
             progress.line(f"[{inst.label}] Deploying build revision {rev}...")
             log = progress.service(inst.label)
             if (Path(info["src"]) / "postinstall").exists():
                 log("Running postinstall script...")
-                run_postinstall(Path(info["src"]), env, log, timeout=600)
+                # Under the docker runtime: in a container of the service's base image.
+                with executor_for(settings, app, inst.label, info["spec"]["type"],
+                                  release_dir(settings, app, release.build),
+                                  purpose="postinstall", home=Path(inst_spec["home"]),
+                                  error=DeployError) as executor:
+                    run_postinstall(Path(info["src"]), env, log, timeout=600, executor=executor)
         t0 = progress.mark("install", t0)
         for inst, _ in created:
             progress.line(f"[{inst.label}] Launching...")

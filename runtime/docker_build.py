@@ -1,5 +1,7 @@
 """Build steps inside a service's base image: the docker runtime's build executor.
 
+(The deployer runs an instance's postinstall through it too.)
+
 `executor_for(settings, app, service, service_type, release_dir)` is a
 context manager giving the executor a build uses (buildpacks.executor's
 protocol): the host's for the process runtime; for the docker runtime one
@@ -103,14 +105,14 @@ class DockerExecutor:
             pass  # already gone: what it ran is gone with it
 
 
-def _volumes(release_dir: Path, cache: Path) -> dict:
+def _volumes(*writable: Path) -> dict:
     env = base_env()
     volumes = {}
     for var in CERTIFICATE_VARS:
         path = env.get(var, "")
         if path.startswith("/") and Path(path).exists():
             volumes[path] = {"bind": path, "mode": "ro"}
-    for path in (release_dir, cache):
+    for path in writable:
         volumes[str(path)] = {"bind": str(path), "mode": "rw"}
     return volumes
 
@@ -130,9 +132,14 @@ def _split(stream, lines: queue.Queue) -> None:
 
 
 @contextlib.contextmanager
-def executor_for(settings, app: str, service: str, service_type: str,
-                 release_dir: Path) -> Iterator[Executor]:
-    """The executor of one service build under settings.runtime (see the module doc)."""
+def executor_for(settings, app: str, service: str, service_type: str, release_dir: Path, *,
+                 purpose: str = "build", home: Path | None = None,
+                 error: type[Exception] = BuildError) -> Iterator[Executor]:
+    """The executor of one service build under settings.runtime (see the module doc).
+
+    The deployer runs an instance's postinstall the same way (purpose
+    "postinstall", its home mounted too, failures raising DeployError).
+    """
     if settings.runtime != "docker":
         yield HOST
         return
@@ -142,8 +149,8 @@ def executor_for(settings, app: str, service: str, service_type: str,
         client = docker_engine.connect()
         image_id = docker_engine.image_id(client, image)
     except docker_engine.EngineError as e:
-        raise BuildError(str(e)) from None
-    name = docker_engine.container_name(settings.data, app, release_dir.name, "build", service)
+        raise error(str(e)) from None
+    name = docker_engine.container_name(settings.data, app, release_dir.name, purpose, service)
     cache = settings.data / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     try:
@@ -152,16 +159,16 @@ def executor_for(settings, app: str, service: str, service_type: str,
             image, KEEPALIVE, name=name, detach=True, network_mode="host",
             user=docker_engine.user(),
             labels={docker_engine.LABEL_DATA: docker_engine.data_id(settings.data),
-                    "dotcloud.app": app, "dotcloud.build": service},
-            volumes=_volumes(release_dir, cache))
+                    "dotcloud.app": app, f"dotcloud.{purpose}": service},
+            volumes=_volumes(release_dir, cache, *([home] if home else [])))
     except docker_engine.ENGINE_ERRORS as e:
-        raise BuildError(f"cannot start a build container from {image}: "
-                         f"{docker_engine.short(e)}") from None
-    log.info("build_container_started", container=name)
+        raise error(f"cannot start a {purpose} container from {image}: "
+                    f"{docker_engine.short(e)}") from None
+    log.info("container_started", purpose=purpose, container=name)
     try:
         yield DockerExecutor(client, container, image, image_id, docker_engine.user())
     finally:
         try:
             docker_engine.remove(client, name)
         except docker_engine.ENGINE_ERRORS as e:
-            log.warning("build_container_not_removed", container=name, error=str(e))
+            log.warning("container_not_removed", purpose=purpose, container=name, error=str(e))

@@ -20,6 +20,7 @@ def application(environ, start_response):
         "version": {version!r},
         "in_container": os.path.exists("/.dockerenv"),
         "built": open("built.txt").read().strip(),
+        "postinstall": open(os.environ["HOME"] + "/postinstall.txt").read().strip(),
         "python": os.path.realpath(sys.executable),
         "home": os.environ["HOME"],
         "home_writable": os.access(os.environ["HOME"], os.W_OK),
@@ -36,9 +37,14 @@ www:
 '''
 
 
+POSTINSTALL = """#!/bin/sh
+if [ -f /.dockerenv ]; then echo container; else echo host; fi > "$HOME/postinstall.txt"
+"""
+
+
 def where_app(version: str) -> dict:
     return {"wsgi.py": WHERE_APP.format(version=version), "dotcloud.yml": BUILDFILE,
-            "requirements.txt": ""}
+            "requirements.txt": "", "postinstall": POSTINSTALL}
 
 
 def answer(platform, host: str) -> dict:
@@ -61,6 +67,7 @@ def test_push_builds_in_the_image_and_runs_a_container(dplatform, engine, where)
     assert got["version"] == "v1"
     assert got["in_container"] is True
     assert got["built"] == "container"            # postbuild ran in the build container
+    assert got["postinstall"] == "container"      # and postinstall in one at deploy time
     # The virtualenv was made by the image's interpreter, not the platform's.
     assert got["python"].startswith("/usr/bin/python3")
     assert got["home_writable"] and not got["src_writable"]
@@ -116,3 +123,30 @@ def test_killed_container_is_restarted_by_the_shim(dplatform, engine, where):
     assert r.code == 0, r.text
     log = (dplatform.data / "logs" / "where" / "www.0.log").read_text()
     assert "killed by SIGKILL" in log
+
+
+NODE_SERVER = '''
+const http = require("http");
+const fs = require("fs");
+http.createServer((req, res) => {
+  res.end(JSON.stringify({node: process.execPath, version: process.version,
+                          in_container: fs.existsSync("/.dockerenv")}));
+}).listen(process.env.PORT, "127.0.0.1");
+'''
+
+
+def test_nodejs_and_static_services_run_in_their_images(dplatform, engine, tmp_path):
+    files = {"api/server.js": NODE_SERVER, "api/package.json": '{"name": "api"}',
+             "site/index.html": "<h1>static in docker</h1>",
+             "dotcloud.yml": "www:\n  type: static\n  approot: site\n"
+                             "api:\n  type: nodejs\n  approot: api\n"}
+    repo = git_repo(tmp_path / "mixed", files)
+    r = dplatform.push("alice", repo, "mixed")
+    assert r.code == 0, r.text
+    api = answer(dplatform, "api.mixed.localhost")
+    assert api["in_container"] is True and api["node"] == "/usr/bin/node"
+    status, body, _ = dplatform.get("mixed.localhost")
+    assert status == 200 and "static in docker" in body
+    images = {c.labels["dotcloud.instance"].split("-", 1)[1]: c.attrs["Config"]["Image"]
+              for c in app_containers(engine, dplatform.data, "mixed")}
+    assert images == {"www.0": "python:3.12-slim", "api.0": "node:22-slim"}
