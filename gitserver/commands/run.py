@@ -60,6 +60,8 @@ def run(ctx: CommandContext, args: Args) -> int:
         raise CommandNotFound(f"{argv[0][:80]}: permission denied") from None
     except OSError as exc:
         raise DotcloudError(f"cannot run {argv[0][:80]}: {exc.strerror}") from None
+    except ValueError:   # a NUL byte in an argument
+        raise DotcloudError("a command's arguments cannot contain NUL bytes") from None
     try:
         code = _pump(ctx, proc, time.monotonic() + ctx.settings.build_timeout)
     finally:
