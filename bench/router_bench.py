@@ -131,7 +131,25 @@ def start_router(work: Path, upstream_port: int, cpu: int, access_log: bool):
     raise RuntimeError("router did not start")
 
 
-def wrk(port: int, path: str, duration: int, connections: int, cpu: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_pid(master: subprocess.Popen) -> int:
+    """The single nginx worker under a master process."""
+    for _ in range(50):
+        children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.1)
+    raise RuntimeError("no nginx worker")
+
+
+def wrk(port: int, path: str, duration: int, connections: int, cpu: int,
+        measured_pid: int | None = None) -> dict:
+    before = cpu_seconds(measured_pid) if measured_pid else 0.0
     out = subprocess.run(
         ["taskset", "-c", str(cpu), "wrk", "-t2", f"-c{connections}", f"-d{duration}s",
          "--latency", "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}{path}"],
@@ -142,8 +160,11 @@ def wrk(port: int, path: str, duration: int, connections: int, cpu: int) -> dict
     mb = float(transfer.group(1)) * {"B": 1 / 1048576, "KB": 1 / 1024, "MB": 1, "GB": 1024}[transfer.group(2)]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    cpu_us = ((cpu_seconds(measured_pid) - before) * 1e6 / requests) if measured_pid else 0.0
     return {"rps": rps, "p99_ms": p99, "mb_s": mb, "non2xx": int(errors.group(1)) if errors else 0,
-            "socket_errors": socket_errors.group(1) if socket_errors else "", "raw": out}
+            "socket_errors": socket_errors.group(1) if socket_errors else "", "raw": out,
+            "cpu_us": cpu_us}
 
 
 def _ms(text: str) -> float:
@@ -184,8 +205,9 @@ def main() -> int:
         up_port, ngx_port = free_port(), free_port()
         procs.append(start_nginx(work, "upstream", upstream_block(up_port, work / "docroot"),
                                  args.other_cpu))
-        procs.append(start_nginx(work, "proxy", nginx_proxy_block(ngx_port, up_port),
-                                 args.proxy_cpu, args.access_log))
+        nginx_proxy = start_nginx(work, "proxy", nginx_proxy_block(ngx_port, up_port),
+                                  args.proxy_cpu, args.access_log)
+        procs.append(nginx_proxy)
         router, router_port = start_router(work, up_port, args.proxy_cpu, args.access_log)
         procs.append(router)
         for port in (up_port, ngx_port, router_port):
@@ -193,12 +215,14 @@ def main() -> int:
         for port in (ngx_port, router_port):
             check(port, "/", len(SMALL_BODY))
             check(port, "/big", 1 << 20)
+        measured = {"nginx": (ngx_port, worker_pid(nginx_proxy)),
+                    "router": (router_port, router.pid)}
         results = {}
         for label, path in (("small", "/"), ("1MiB", "/big")):
             for rnd in range(args.rounds):
-                for name, port in (("nginx", ngx_port), ("router", router_port)):
+                for name, (port, pid) in measured.items():
                     wrk(port, path, 2, args.connections, args.other_cpu)     # warm-up
-                    r = wrk(port, path, args.duration, args.connections, args.other_cpu)
+                    r = wrk(port, path, args.duration, args.connections, args.other_cpu, pid)
                     results.setdefault((label, name), []).append(r)
         print(f"cores: proxy under test on CPU {args.proxy_cpu} (nginx: 1 worker; router: 1 process); "
               f"upstream nginx (1 worker) and wrk -t2 -c{args.connections} on CPU {args.other_cpu}; "
@@ -207,12 +231,16 @@ def main() -> int:
             n = _best(results[(label, "nginx")])
             r = _best(results[(label, "router")])
             print(f"\n[{label} responses] wrk -t2 -c{args.connections} -d{args.duration}s")
-            print(f"  {'':8} {'req/s':>10} {'p99 ms':>8} {'MB/s':>8} {'errors':>8}")
+            print(f"  {'':8} {'req/s':>10} {'p99 ms':>8} {'MB/s':>8} {'CPU us/req':>11} {'errors':>7}")
             for name, x in (("nginx", n), ("router", r)):
                 print(f"  {name:8} {x['rps']:10.0f} {x['p99_ms']:8.2f} {x['mb_s']:8.1f} "
-                      f"{x['non2xx']:>8} {x['socket_errors']}")
+                      f"{x['cpu_us']:11.1f} {x['non2xx']:>7} {x['socket_errors']}")
             print(f"  ratio router/nginx: req/s {r['rps'] / n['rps']:.3f}, "
-                  f"p99 {r['p99_ms'] / n['p99_ms']:.2f}x")
+                  f"p99 {r['p99_ms'] / n['p99_ms']:.2f}x, "
+                  f"CPU per request {r['cpu_us'] / n['cpu_us']:.2f}x")
+            print("  all runs (req/s): nginx "
+                  + ", ".join(f"{x['rps']:.0f}" for x in results[(label, "nginx")])
+                  + "; router " + ", ".join(f"{x['rps']:.0f}" for x in results[(label, "router")]))
         return 0
     finally:
         for p in procs:

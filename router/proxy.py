@@ -96,7 +96,9 @@ class ClientConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            if not self.closing:
+            if not self.queue:
+                self.close()            # already answered (an error page): nothing to tunnel
+            elif not self.closing:
                 self.upgrade_buf = [data[exc.args[0]:]]
                 self._pause(_PAUSE_UPGRADE)
         except httptools.HttpParserCallbackError as exc:
@@ -145,10 +147,12 @@ class ClientConnection(asyncio.Protocol):
         if self.closing:
             return
         parser = self.parser
+        upgrading = parser.should_upgrade()
+        # after an Upgrade request the connection is a tunnel or it is closed
         exchange = self.router.open_exchange(
             self, parser.get_method(), self.url, self.headers,
-            parser.get_http_version() == "1.1", parser.should_keep_alive(),
-            parser.should_upgrade(), self.begin_at)
+            parser.get_http_version() == "1.1", parser.should_keep_alive() and not upgrading,
+            upgrading, self.begin_at)
         self.headers = []
         self.parsing = exchange
         queue = self.queue

@@ -235,3 +235,40 @@ def test_access_log_and_metrics(hello):
     assert hello.admin_get("/nothing")[0] == 404
     # the admin port serves no app, whatever the Host
     assert b"dotcloud_router" not in hello.request("hello.localhost", "/metrics")[2]
+
+
+def test_pool_idle_connections_expire_and_drain_closes_them(upstreams, start_router):
+    a = upstreams("a")
+    router = start_router(table_for(1, a), env={"DOTCLOUD_ROUTER_POOL_IDLE_TIMEOUT": "0.5"})
+    first = json.loads(router.request("app.localhost")[2])["client_port"]
+    assert json.loads(router.request("app.localhost")[2])["client_port"] == first   # pooled
+    time.sleep(1.5)
+    second = json.loads(router.request("app.localhost")[2])["client_port"]
+    assert second != first                      # the idle one was closed, a new one opened
+    router2 = start_router(table_for(1, a))
+    port = json.loads(router2.request("app.localhost")[2])["client_port"]
+    assert router2.control({"op": "drain", "backends": [["127.0.0.1", a.port]], "timeout": 1}) == \
+        {"ok": True, "drained": True, "in_flight": 0}
+    assert json.loads(router2.request("app.localhost")[2])["client_port"] != port
+
+
+def test_sigterm_lets_in_flight_requests_finish(upstreams, start_router):
+    a = upstreams("a")
+    router = start_router(table_for(1, a))
+    result = {}
+    slow = threading.Thread(target=lambda: result.update(r=router.request("app.localhost", "/slow?delay=1")))
+    slow.start()
+    time.sleep(0.3)
+    assert router.stop(signal.SIGTERM) == 0
+    slow.join()
+    assert result["r"][0] == 200
+    # after the stop nothing listens any more
+    import pytest
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", router.port), timeout=2).close()
+
+
+def test_upgrade_to_unknown_host_is_404_and_closed(hello):
+    raw = hello.raw(b"GET /chat HTTP/1.1\r\nHost: nope.localhost\r\nConnection: Upgrade\r\n"
+                    b"Upgrade: websocket\r\n\r\nearly bytes")
+    assert raw.startswith(b"HTTP/1.1 404") and b"Connection: close" in raw
