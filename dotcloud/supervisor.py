@@ -10,6 +10,7 @@ each daemon's).
 
 It only starts and watches processes; it never reads the store.
 """
+import ctypes
 import os
 import select
 import signal
@@ -31,6 +32,7 @@ FAILURE_WINDOW = 60.0
 RESTART_FIRST = 0.1
 RESTART_MAX = 10.0
 IDLE_WAKE = 1.0
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def free_port(bind: str) -> int:
@@ -79,6 +81,9 @@ class Supervisor:
 
     def run(self) -> int:
         wake = self._install_signals()
+        # Shims outlive a runtime that is killed; as their subreaper we reap
+        # them when they exit, whoever runs the apps by then.
+        _become_subreaper()
         for name in DAEMONS:
             self.start(name)
         s = self.settings
@@ -130,6 +135,24 @@ class Supervisor:
             if now >= at:
                 del self.due[name]
                 self.start(name)
+        self._reap_orphans()
+
+    def _reap_orphans(self) -> None:
+        """Reap children that are not our daemons (shims orphaned by a runtime
+        that died), leaving the daemons' exits to their Popen objects."""
+        daemons = {p.pid for p in self.procs.values()}
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None or info.si_pid in daemons:
+                return
+            try:
+                os.waitpid(info.si_pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            log.info("orphan_reaped", pid=info.si_pid, status=info.si_status)
 
     def _write_pids(self) -> None:
         try:
@@ -155,6 +178,13 @@ class Supervisor:
                     proc.wait()
                 log.info("daemon_stopped", daemon=name, status=proc.returncode)
         (self.settings.run_dir / "up.json").unlink(missing_ok=True)
+
+
+def _become_subreaper() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: orphans go to init, as they would anyway
 
 
 def _drain(fd: int) -> None:
