@@ -35,6 +35,9 @@ from runtime import docker_engine
 from runtime.shimlog import LineSplitter
 
 KEEPALIVE = ["sleep", "infinity"]
+# stdout and stderr on one pipe inside, as on the host: the engine streams
+# two pipes as separate frames, and their lines would lose their order.
+MERGED = ["/bin/sh", "-c", 'exec "$@" 2>&1', "sh"]
 # A build inherits the platform's certificate settings (buildpacks.base
 # passes them through, so builds reach registries behind a TLS-inspecting
 # proxy); they name files of this host, mounted read-only where they say.
@@ -70,8 +73,9 @@ class DockerExecutor:
         deadline = time.monotonic() + timeout
         api = self.client.api
         try:
-            exec_id = api.exec_create(self.container.id, list(argv), environment=dict(env),
-                                      workdir=str(cwd), user=self.user)["Id"]
+            exec_id = api.exec_create(self.container.id, MERGED + list(argv),
+                                      environment=dict(env), workdir=str(cwd),
+                                      user=self.user)["Id"]
             stream = api.exec_start(exec_id, stream=True)
         except docker_engine.ENGINE_ERRORS as e:
             raise OSError(f"docker exec in {self.image}: {e}") from None

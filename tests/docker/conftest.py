@@ -48,7 +48,7 @@ def dplatform(engine, tmp_path_factory):
     yield p
     p.stop()
     for container in engine.containers.list(all=True, filters={"label": data_label(p.data)}):
-        container.remove(force=True)
+        docker_engine.remove(engine, container.id)     # a launcher may be removing it too
     shutil.rmtree(root / "data" / "releases", ignore_errors=True)
 
 

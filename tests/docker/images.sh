@@ -29,7 +29,7 @@ common="ca-certificates"
 build() {  # build NAME DEBOOTSTRAP_PACKAGES [APT_PACKAGES]
   # debootstrap cannot resolve some dependency chains (npm's), so those
   # packages are installed afterwards by apt inside a container of the root.
-  local name="$1" packages="$2" extra="${3:-}" file root stage
+  local name="$1" packages="$2" extra="${3:-}" file root stage old
   if [ "$force" = 0 ] && docker image inspect "$name" >/dev/null 2>&1; then
     echo "images: $name already present"
     return
@@ -46,7 +46,7 @@ build() {  # build NAME DEBOOTSTRAP_PACKAGES [APT_PACKAGES]
     debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" \
       > "$root.log" 2>&1 || { tail -30 "$root.log" >&2; rm -rf "$root"; exit 1; }
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
-      "$root"/usr/share/doc "$root"/usr/share/man "$root"/usr/share/info
+      "$root"/usr/share/doc "$root"/usr/share/man "$root"/usr/share/info "$root"/usr/share/locale
     tar -C "$root" -cf "$file.tmp" .
     rm -rf "$root" "$root.log"
     if [ -n "$extra" ]; then
@@ -63,7 +63,12 @@ build() {  # build NAME DEBOOTSTRAP_PACKAGES [APT_PACKAGES]
   else
     echo "images: importing $name from $file"
   fi
+  old="$(docker image inspect -f '{{.Id}}' "$name" 2>/dev/null || true)"
   docker import "$file" "$name" >/dev/null
+  # The image replaced by --force, unless a container still uses it.
+  if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' "$name")" ]; then
+    docker rmi "$old" >/dev/null 2>&1 || true
+  fi
   [ -n "$cache" ] || rm -f "$file"
   echo "images: $name ready"
 }

@@ -1,13 +1,17 @@
 """The docker runtime end to end: pushes build in the base image, instances are
 containers on the host network, served through the router, supervised by the shim."""
 import json
+import os
 import re
+import signal
 import time
 
 import pytest
 from conftest import app_containers
 from loadgen import Load
 from platform_helpers import git_repo
+
+from dotcloud.control import ControlUnavailable, request
 
 pytestmark = pytest.mark.docker
 
@@ -123,6 +127,27 @@ def test_killed_container_is_restarted_by_the_shim(dplatform, engine, where):
     assert r.code == 0, r.text
     log = (dplatform.data / "logs" / "where" / "www.0.log").read_text()
     assert "killed by SIGKILL" in log
+
+
+def test_killed_runtime_leaves_the_container_serving_and_adopts_it(dplatform, engine, where):
+    before = [c.id for c in app_containers(engine, dplatform.data, "where")]
+    runtime_json = dplatform.data / "run" / "runtime.json"
+    old = json.loads(runtime_json.read_text())["pid"]
+    os.kill(old, signal.SIGKILL)
+    assert answer(dplatform, "where.localhost")["in_container"] is True
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            pid = json.loads(runtime_json.read_text())["pid"]
+            if pid != old and request(dplatform.data / "run" / "runtime.sock",
+                                      {"op": "reconcile"}, timeout=30).get("ok"):
+                break
+        except (OSError, ValueError, ControlUnavailable):
+            pass
+        assert time.monotonic() < deadline, "no new runtime daemon"
+        time.sleep(0.2)
+    assert [c.id for c in app_containers(engine, dplatform.data, "where")] == before
+    assert answer(dplatform, "where.localhost")["in_container"] is True
 
 
 NODE_SERVER = '''
