@@ -1,18 +1,19 @@
 """Release commands: restart, revisions, deploy, rollback.
 
 Each deploy goes through the pipeline under the app's deploy lock
-(deploying.py), so it is zero-downtime and never runs beside a push.
-`revisions` only reads.
+(deploying.py), so it is zero-downtime and never runs beside a push; a
+one-service restart goes through the runtime (restarts.py). `revisions`
+only reads.
 """
 import re
 
 from dotcloud import names
 from dotcloud.errors import NotFound, UsageError
 
-from . import queries
 from .context import Args, Command, CommandContext
 from .deploying import change_and_release, redeploy
 from .output import iso, short_rev, table, when
+from .restarts import restart_service
 
 RELEASE_RE = re.compile(r"v?(\d{1,9})")
 REVISION_RE = re.compile(r"[0-9a-f]{4,40}|rsync-\d{1,20}")
@@ -21,14 +22,16 @@ DEPLOYABLE = ("built", "active", "retired")
 
 def restart(ctx: CommandContext, args: Args) -> int:
     app = ctx.app(args.positional[0])
-    service = names.service(args.positional[1]) if len(args.positional) > 1 else None
-    if service is not None:
-        known = queries.services(ctx.settings, ctx.store, app.name)
-        if service not in known:
-            raise NotFound(f"{app.name} has no service '{service}'")
-    what = f"restart {service}" if service else "restart"
-    ctx.audit_detail = service or ""
-    if not change_and_release(ctx, app.name, what, lambda: None, lambda: None):
+    if len(args.positional) > 1:
+        service = names.service(args.positional[1])
+        ctx.audit_detail = service
+        labels = restart_service(ctx, app, service)
+        if args.json:
+            ctx.emit({"name": app.name, "service": service, "restarted": labels})
+        else:
+            ctx.say(f"restarted {', '.join(labels)} of {app.name}")
+        return 0
+    if not change_and_release(ctx, app.name, "restart", lambda: None, lambda: None):
         raise NotFound(f"{app.name} has nothing deployed yet; push code first")
     return _deployed(ctx, args, app.name, "restarted")
 
@@ -109,7 +112,8 @@ def rollback(ctx: CommandContext, args: Args) -> int:
 
 COMMANDS = (
     Command("restart", restart, "APP [SERVICE]",
-            "restart the app's instances as a new generation (zero-downtime)", 1, 2),
+            "restart the app as a new generation (zero-downtime), or one service's "
+            "instances in place, one at a time", 1, 2),
     Command("revisions", revisions, "APP", "every release: revision, time, who, status", 1, 1),
     Command("deploy", deploy, "APP REV",
             "deploy an earlier release (v3) or revision again, without building", 2, 2),

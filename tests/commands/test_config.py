@@ -36,7 +36,8 @@ def test_var_set_reaches_the_app_without_downtime_and_keeps_values_exact(cmd, pl
 def test_var_names_are_checked(cmd, app):
     for bad, why in (("DOTCLOUD_PROJECT=x", "reserved"), ("1ABC=x", "invalid variable name"),
                      ("A-B=x", "invalid variable name"), ("$(id)=x", "invalid variable name"),
-                     ("NOEQUALS", "expected NAME=VALUE")):
+                     ("NOEQUALS", "expected NAME=VALUE"),
+                     ("BIG=" + "x" * 70000, "longer than 65536 bytes")):
         r = cmd("alice", "var", "set", app, bad)
         assert r.code != 0 and why in r.err, (bad, r.err)
     r = cmd("alice", "var", "unset", app, "NOT_THERE")

@@ -3,6 +3,8 @@ import pytest
 from conftest import ENV_APP, deploy_env_app, unique
 from platform_helpers import git_repo
 
+from dotcloud.locks import AppLock
+
 
 @pytest.fixture(scope="module")
 def versions(platform, tmp_path_factory):
@@ -56,7 +58,18 @@ def test_rollback_deploy_and_restart(cmd, platform, versions):
     after = cmd.json("alice", "status", versions)["instances"]
     assert {i["pid"] for i in after if i["role"] == "active"}.isdisjoint(before)
     assert body(platform, versions) == "one", "a restart keeps the code"
-    assert cmd.json("alice", "restart", versions, "www")["release"] == 7
+
+    # One service: its instances restart in place, no new release.
+    [inst] = [i for i in cmd.json("alice", "status", versions)["instances"] if i["role"] == "active"]
+    doc = cmd.json("alice", "restart", versions, "www")
+    assert doc == {"name": versions, "service": "www", "restarted": ["www.0"]}
+    [again] = [i for i in cmd.json("alice", "status", versions)["instances"] if i["role"] == "active"]
+    assert (again["id"], again["port"], again["state"]) == (inst["id"], inst["port"], "running")
+    assert again["pid"] != inst["pid"]
+    assert cmd.json("alice", "revisions", versions)["releases"][0]["number"] == 6
+    assert body(platform, versions) == "one"
+    r = cmd("alice", "restart", versions, "www")
+    assert "[www.0] Stopping..." in r.out and "restarted www.0 of" in r.out
     r = cmd("alice", "restart", versions, "db")
     assert r.code == 1 and "has no service 'db'" in r.err
 
@@ -95,3 +108,39 @@ def test_failed_config_release_is_undone(cmd, platform, tmp_path):
     assert revs[0]["status"] == "failed" and revs[1]["active"]
     r = cmd("alice", "rollback", name)
     assert r.code == 1 and "no earlier release" in r.err
+    r = cmd("alice", "deploy", name, f"v{revs[0]['number']}")
+    assert r.code == 2 and "is failed; it cannot be deployed" in r.err
+
+
+def test_a_command_waits_for_the_deploy_lock_and_says_so(cmd, platform, app):
+    from test_logs_status import read_until, wait_for
+    lock = AppLock(platform.data / "run", app)
+    assert lock.try_acquire()
+    try:
+        proc = cmd.popen("alice", "var", "set", app, "WAITED=yes")
+        read_until(proc, "waiting for it to finish")
+        assert cmd.json("alice", "var", "list", app)["variables"] == {}, "nothing changed yet"
+    finally:
+        lock.release()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert b"Done waiting" in out and b"Application fully deployed" in out
+    assert cmd.json("alice", "var", "list", app)["variables"] == {"WAITED": "yes"}
+    assert platform.get(f"{app}.localhost", "/WAITED")[1] == "yes"
+
+    # A client that gives up while waiting changes nothing.
+    releases = len(cmd.json("alice", "revisions", app)["releases"])
+    assert lock.try_acquire()
+    try:
+        proc = cmd.popen("alice", "var", "unset", app, "WAITED")
+        read_until(proc, "waiting for it to finish")
+        proc.kill()
+        proc.wait()
+        assert wait_for(lambda: any("client went away" in e["detail"] for e in
+                                    cmd.json("alice", "audit", app, "-n", "5")["entries"]))
+    finally:
+        lock.release()
+    assert cmd.json("alice", "var", "list", app)["variables"] == {"WAITED": "yes"}
+    assert len(cmd.json("alice", "revisions", app)["releases"]) == releases
+    assert cmd("alice", "var", "unset", app, "WAITED").code == 0
+

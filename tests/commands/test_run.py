@@ -35,6 +35,8 @@ def test_run_passes_stdin(cmd, app):
 def test_run_errors(cmd, app):
     r = cmd("alice", "run", app, "www", "--", "no-such-program-here")
     assert r.code == 127 and "no-such-program-here: command not found" in r.err
+    r = cmd("alice", "run", app, "www", "--", "/")
+    assert r.code == 127 and "/: permission denied" in r.err
     r = cmd("alice", "run", app, "db", "--", "true")
     assert r.code == 1 and "has no service 'db'" in r.err
     r = cmd("alice", "run", app, "www")

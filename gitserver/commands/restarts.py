@@ -1,0 +1,91 @@
+"""`restart APP SERVICE`: restarts one service's instances in place, one at a
+time, through the runtime's desired state (stop, wait, run, wait until it
+answers), under the app's deploy lock.
+
+A whole-app `restart APP` is a new generation instead (deploying.py); this
+is for one service, data services included, which a new generation would
+not necessarily restart. It only writes desired state; the runtime daemon
+stops and starts the processes. It never touches another app's instances.
+"""
+import http.client
+import time
+
+from dotcloud.errors import DeployError, NotFound
+from dotcloud.models import Instance
+
+from . import queries
+from .context import CommandContext
+from .deploying import app_lock
+
+POLL = 0.1
+START_TIMEOUT = 30.0
+
+
+def restart_service(ctx: CommandContext, app, service: str) -> list[str]:
+    """Restart every active instance of service; return their labels."""
+    known = (queries.manifest(ctx.settings, ctx.store, app.name) or {}).get("services", {})
+    if service not in known:
+        raise NotFound(f"{app.name} has no service '{service}'"
+                       + (f" (services: {', '.join(sorted(known))})" if known else ""))
+    info = known[service]
+    health = (info.get("spec", {}).get("healthcheck") or {}).get("path", "/")
+    http = health if info.get("http") else None
+    done = []
+    with app_lock(ctx, app.name):
+        current = ctx.store.app(app.name)
+        instances = [li.instance for li in queries.live_instances(ctx.store, current)
+                     if li.role == "active" and li.instance.service == service]
+        if not instances:
+            raise NotFound(f"service '{service}' of {app.name} has no instance to restart")
+        for inst in sorted(instances, key=lambda i: i.number):
+            _restart_one(ctx, app.name, inst, http)
+            done.append(inst.label)
+    return done
+
+
+def _restart_one(ctx: CommandContext, app: str, inst: Instance, http: str | None) -> None:
+    """http: the health path of an HTTP service, None for a worker."""
+    ctx.progress(f"[{inst.label}] Stopping...")
+    ctx.store.set_desired([inst.id], "stop")
+    queries.poke_runtime(ctx.settings)
+    stop_by = time.monotonic() + ctx.settings.stop_grace + 10
+    _wait(ctx, inst, lambda i: i.state == "stopped", stop_by, "did not stop")
+    ctx.progress(f"[{inst.label}] Starting...")
+    ctx.store.set_desired([inst.id], "run")
+    queries.poke_runtime(ctx.settings)
+    start_by = time.monotonic() + START_TIMEOUT
+    _wait(ctx, inst, lambda i: i.state == "running" and i.pid is not None, start_by,
+          "did not start")
+    if http is not None:
+        host = f"{app}.{ctx.settings.domain}" if inst.service == "www" else \
+            f"{inst.service}.{app}.{ctx.settings.domain}"
+        _wait(ctx, inst, lambda i: _answers(i.port, http, host), start_by, "is not responsive")
+    ctx.progress(f"[{inst.label}] Restarted")
+
+
+def _wait(ctx: CommandContext, inst: Instance, done, deadline: float, failure: str) -> None:
+    while True:
+        current = ctx.store.instance(inst.id)
+        if current is None:
+            raise DeployError(f"{inst.label} disappeared during the restart")
+        if done(current):
+            return
+        if current.state in ("crashed", "backoff") and current.desired == "run":
+            raise DeployError(f"{inst.label} crashed after the restart "
+                              f"(last exit {current.last_exit}); see: logs {inst.app} "
+                              f"{inst.label}")
+        if time.monotonic() > deadline:
+            raise DeployError(f"{inst.label} {failure} in time")
+        time.sleep(POLL)
+
+
+def _answers(port: int, path: str, host: str) -> bool:
+    """Any HTTP answer below 500 counts, as for a deploy's health check."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", path, headers={"Host": host, "User-Agent": "dotcloud-restart"})
+        return conn.getresponse().status < 500
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
