@@ -53,6 +53,9 @@ class Exchange:
     finished = False
     up_keep = False
     until_close = False
+    body_expected = 0     # Content-Length of the response
+    body_seen = 0         # of it, passed through the parser
+    body_left = 0         # still to come, passed on without the parser
 
     def __init__(self, client, method: bytes, url: bytes, req, keep_alive: bool,
                  http11: bool, begin: float, route=None, target=None, error: int = 0,
@@ -219,6 +222,8 @@ class Exchange:
         head = self.router.response_heads(status, raw[start:end], self.method == b"HEAD",
                                           self.http11, self.keep_alive)
         self.mode = head.mode
+        if head.mode == headers.LENGTH:
+            self.body_expected = headers.content_length(raw[start:end])
         self.until_close = head.until_close
         self.client_keep = head.keep_alive
         self.out.append(head.head)
@@ -233,6 +238,7 @@ class Exchange:
         if self.mode == headers.CHUNKED:
             self.out += (b"%x\r\n" % len(body), body, b"\r\n")
         else:
+            self.body_seen += len(body)
             self.out.append(body)
 
     def on_message_complete(self) -> None:
@@ -247,6 +253,25 @@ class Exchange:
 
     def upstream_data(self, data: bytes) -> None:
         self.client.activity += 1
+        left = self.body_left
+        if left:
+            # the rest of a Content-Length body: counted and passed on as it came,
+            # without a copy through the parser
+            size = len(data)
+            if size < left:
+                self.body_left = left - size
+                self.bytes_out += size
+                self.client.transport.write(data)
+                return
+            if size > left:
+                data = data[:left]
+                self.up_keep = False     # bytes beyond the response: never reuse this one
+            self.body_left = 0
+            self.bytes_out += left
+            self.client.transport.write(data)
+            self.resp_done = True
+            self._finish(reusable=True)
+            return
         if not self.resp_started:
             # keep the raw head until it is complete: it is forwarded as it came
             raw = self.rraw
@@ -270,6 +295,8 @@ class Exchange:
             self._flush()
         if self.resp_done:
             self._finish(reusable=True)
+        elif self.mode == headers.LENGTH and self.resp_started:
+            self.body_left = self.body_expected - self.body_seen
 
     def _flush(self) -> None:
         out = self.out

@@ -146,7 +146,6 @@ def _lines_re(names) -> "re.Pattern":
 
 _HOP_LINES_RE = _lines_re(HOP_BY_HOP)
 _HOP_LINES_BUT_UPGRADE_RE = _lines_re(HOP_BY_HOP - {b"connection", b"upgrade"})
-_CONTENT_LENGTH_RE = _lines_re({b"content-length"})
 _CONNECTION_VALUES_RE = re.compile(rb"\r\nconnection:([^\r]*)", re.I)
 
 
@@ -215,6 +214,14 @@ def rewrite_response(status: int, head: bytes, *, head_request: bool,
     parts.append(b"\r\n")
     until_close = mode in (CHUNKED, UNTIL_CLOSE) and not upstream_chunked
     return ResponseHead(b"".join(parts), mode, keep_alive, until_close)
+
+
+_CONTENT_LENGTH_VALUE_RE = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.I)
+
+
+def content_length(head: bytes) -> int:
+    """The Content-Length of a head the parser has already validated."""
+    return int(_CONTENT_LENGTH_VALUE_RE.search(head).group(1))
 
 
 def _http11(head: bytes) -> bytes:
