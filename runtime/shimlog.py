@@ -16,6 +16,7 @@ import os
 import time
 
 MAX_LINE = 16 * 1024
+WRITE_CHUNK = 64 * 1024
 
 
 def timestamp(now: float) -> str:
@@ -79,15 +80,29 @@ class InstanceLog:
         if not lines:
             return
         prefix = f"{timestamp(time.time() if now is None else now)} {name}: "
-        data = "".join(prefix + line + "\n" for line in lines).encode("utf-8", "replace")
+        chunk, size = [], 0
         try:
-            self._ensure_open()
-            os.write(self.fd, data)
-            if os.fstat(self.fd).st_size > self.max_bytes:
-                self._rotate()
+            for line in lines:
+                record = (prefix + line + "\n").encode("utf-8", "replace")
+                chunk.append(record)
+                size += len(record)
+                # Whole records per write (appends of several shims never mix
+                # inside a line), in chunks, so a file outgrows max_bytes by
+                # one chunk at most before it is rotated.
+                if size >= WRITE_CHUNK:
+                    self._append(b"".join(chunk))
+                    chunk, size = [], 0
+            if chunk:
+                self._append(b"".join(chunk))
         except OSError as e:
             self.on_error("log_write_failed", e)
             self.close()
+
+    def _append(self, data: bytes) -> None:
+        self._ensure_open()
+        os.write(self.fd, data)
+        if os.fstat(self.fd).st_size > self.max_bytes:
+            self._rotate()
 
     def close(self) -> None:
         if self.fd is not None:

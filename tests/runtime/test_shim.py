@@ -283,7 +283,7 @@ def test_shim_survives_what_its_children_do(shims, tmp_path):
     wait_until(lambda: all(gone(pid) for pid in leftovers[:-1]), what="leftovers killed")
     assert shimctl.alive(inst.pid_path, inst.spec_path) == inst.pid
     assert inst.stop() == 0
-    assert os.path.getsize(inst.log_path) <= 200_000 + 64 * 1024 + 4096
+    assert os.path.getsize(inst.log_path) <= 200_000 + 64 * 1024 + 1100
     assert not Path(f"{inst.log_path}.2").exists()
 
 
@@ -332,7 +332,7 @@ def test_rotation_by_size_keeps_the_newest(shims, tmp_path):
     assert os.path.exists(base + ".1") and os.path.exists(base + ".2")
     assert not os.path.exists(base + ".3")
     for path in (base, base + ".1", base + ".2"):
-        assert os.path.getsize(path) <= 50_000 + 64 * 1024 + 4096
+        assert os.path.getsize(path) <= 50_000 + 64 * 1024 + 200  # a chunk and a record
     kept = [t for p in paths for _, t in inst.records(p)]
     numbers = [int(t[5:10]) for t in kept if t.startswith("line ")]
     assert numbers == list(range(numbers[0], 3000))

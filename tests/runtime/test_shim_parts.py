@@ -143,6 +143,15 @@ def test_log_writes_records_and_rotates(tmp_path):
     log.close()
 
 
+def test_log_rotates_within_one_big_write(tmp_path):
+    path = tmp_path / "a.log"
+    log = InstanceLog(str(path), max_bytes=100_000, keep=10)
+    log.write("w", ["x"] * 40_000, now=0)  # 1.2 MB of records from one read
+    sizes = [os.path.getsize(f"{path}.{n}") for n in range(1, 10) if os.path.exists(f"{path}.{n}")]
+    assert len(sizes) >= 9
+    assert all(100_000 < size <= 100_000 + 64 * 1024 + 40 for size in sizes)
+
+
 def test_log_keep_zero_only_truncates(tmp_path):
     path = tmp_path / "a.log"
     log = InstanceLog(str(path), max_bytes=60, keep=0)
