@@ -33,75 +33,21 @@ import signal
 import subprocess
 import sys
 import time
-from collections import deque
 
 from dotcloud.fsutil import write_atomic, write_json
 from runtime import shimctl
-from runtime.shimlog import InstanceLog, LineSplitter
-from runtime.shimspec import ProcessSpec, ShimSpec, SpecError, load
+from runtime.shimlog import InstanceLog
+from runtime.shimproc import (PR_SET_CHILD_SUBREAPER, TAIL_CHARS, TAIL_LINES, Process, Stream,
+                              describe_exit, launch, seconds, signal_group)
+from runtime.shimspec import ShimSpec, SpecError, load
 
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
 # Worst last: the top-level state is the worst state of any process.
 STATE_RANK = {"stopped": 0, "running": 1, "starting": 2, "backoff": 3, "crashed": 4}
-TAIL_LINES = 10
-TAIL_CHARS = 500
 READ_SIZE = 64 * 1024
 KILL_WAIT = 2.0
 STOP_POLL = 0.05
 LEFTOVER_POLL = 0.1
 EXIT_FAILED_TO_START = 127
-
-
-def describe_exit(code: int) -> str:
-    if code >= 0:
-        return f"exited status={code}"
-    try:
-        return f"killed by {signal.Signals(-code).name}"
-    except ValueError:
-        return f"killed by signal {-code}"
-
-
-def seconds(value: float) -> str:
-    """2.0 -> '2.0', 0.05 -> '0.05': short, but exact enough for small test delays."""
-    text = f"{value:.2f}".rstrip("0")
-    return text + "0" if text.endswith(".") else text
-
-
-class Process:
-    """Supervision state of one named process (mutable: it is the shim's bookkeeping)."""
-
-    def __init__(self, spec: ProcessSpec, delay: float):
-        self.spec = spec
-        self.name = spec.name
-        self.state = "starting"
-        self.popen = None
-        self.started_at = None
-        self.started_mono = 0.0
-        self.restarts = 0
-        self.unstable = 0  # restarts since it last ran for stable_after seconds
-        self.delay = delay
-        self.restart_at = None
-        self.stable_at = None
-        self.last_exit = None
-        self.last_exit_at = None
-        self.leftover_group = None  # the group of the last run, sent SIGTERM after it exited
-        self.tail = deque(maxlen=TAIL_LINES)
-
-    def status(self) -> dict:
-        return {"pid": self.popen.pid if self.popen else None, "state": self.state,
-                "started_at": self.started_at, "restarts": self.restarts,
-                "last_exit": self.last_exit, "last_exit_at": self.last_exit_at,
-                "last_lines": list(self.tail)}
-
-
-class Stream:
-    """The read end of one process's stdout or stderr pipe."""
-
-    def __init__(self, fd: int, process: Process):
-        self.fd = fd
-        self.process = process
-        self.splitter = LineSplitter()
 
 
 class Shim:
@@ -201,7 +147,7 @@ class Shim:
         for proc in self.processes:
             # Forget a group as soon as it is empty: its number is free for
             # reuse then, and a SIGKILL must never reach a stranger's group.
-            if proc.leftover_group is not None and not _signal_group(proc.leftover_group, 0):
+            if proc.leftover_group is not None and not signal_group(proc.leftover_group, 0):
                 proc.leftover_group = None
             if proc.stable_at is not None and now >= proc.stable_at:
                 self._became_stable(proc)
@@ -216,44 +162,23 @@ class Shim:
     # -- processes ------------------------------------------------------
 
     def _start(self, proc: Process) -> None:
-        pipes = [os.pipe(), os.pipe()]
         proc.started_at = time.time()
         proc.started_mono = time.monotonic()
         try:
-            proc.popen = subprocess.Popen(
-                list(proc.spec.argv), cwd=proc.spec.cwd, env=dict(proc.spec.env),
-                stdin=subprocess.DEVNULL, stdout=pipes[0][1], stderr=pipes[1][1],
-                close_fds=True, start_new_session=True, preexec_fn=self._child_setup())
+            proc.popen, fds = launch(proc.spec, self.libc)
         except (OSError, subprocess.SubprocessError, ValueError) as e:
-            for r, w in pipes:
-                os.close(r)
-                os.close(w)
             self._exited(proc, EXIT_FAILED_TO_START, f"failed to start ({e})")
             return
-        for r, w in pipes:
-            os.close(w)
-            os.set_blocking(r, False)
-            self.selector.register(r, selectors.EVENT_READ, Stream(r, proc))
+        for fd in fds:
+            self.selector.register(fd, selectors.EVENT_READ, Stream(fd, proc))
         proc.state = "crashed" if proc.unstable >= self.spec.crash_loop_restarts else "running"
         proc.stable_at = proc.started_mono + self.spec.stable_after
         self._event(proc, f"started pid={proc.popen.pid}")
 
     def _kill_leftovers(self, proc: Process) -> None:
         group, proc.leftover_group = proc.leftover_group, None
-        if group is not None and _signal_group(group, signal.SIGKILL):
+        if group is not None and signal_group(group, signal.SIGKILL):
             self._event(proc, f"killed what was left of process group {group}")
-
-    def _child_setup(self):
-        prctl = self.libc.prctl
-        shim_pid = os.getpid()
-
-        def setup():
-            # Ignored signals survive exec; the app gets SIGHUP as usual.
-            signal.signal(signal.SIGHUP, signal.SIG_DFL)
-            prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-            if os.getppid() != shim_pid:
-                os.kill(os.getpid(), signal.SIGKILL)  # the shim died before prctl
-        return setup
 
     def _reap(self) -> None:
         while True:
@@ -285,7 +210,7 @@ class Shim:
         # What it left in its group (gunicorn's workers, say) may be in the
         # middle of answering a request: ask them to finish and go now, and
         # kill what is left just before the restart.
-        if pgid is not None and _signal_group(pgid, signal.SIGTERM):
+        if pgid is not None and signal_group(pgid, signal.SIGTERM):
             proc.leftover_group = pgid
             reason += ", stopping the processes it left in its group"
         if now - proc.started_mono >= self.spec.stable_after:
@@ -334,7 +259,7 @@ class Shim:
             proc.state = "stopping"
             groups.append(proc.popen.pid)
             self._event(proc, f"stopping (got {name}, sending SIGTERM)")
-            _signal_group(proc.popen.pid, signal.SIGTERM)
+            signal_group(proc.popen.pid, signal.SIGTERM)
         self.stop_groups = tuple(groups)
         self._write_status()
 
@@ -342,7 +267,7 @@ class Shim:
         now = time.monotonic()
         running = [p for p in self.processes if p.popen is not None]
         # Emptied groups are dropped at once: their numbers may be reused.
-        groups = self.stop_groups = tuple(g for g in self.stop_groups if _signal_group(g, 0))
+        groups = self.stop_groups = tuple(g for g in self.stop_groups if signal_group(g, 0))
         if not running and not groups:
             self.done = True
         elif self.kill_deadline is None and now >= self.stop_deadline:
@@ -350,7 +275,7 @@ class Shim:
                 self._event(proc, f"still running after {seconds(self.spec.stop_grace)}s, "
                                   "sending SIGKILL")
             for group in groups:
-                _signal_group(group, signal.SIGKILL)
+                signal_group(group, signal.SIGKILL)
             self.kill_deadline = now + KILL_WAIT
         elif self.kill_deadline is not None and now >= self.kill_deadline:
             self._warn("shim_kill_timeout", left=[p.popen.pid for p in running])
@@ -424,17 +349,6 @@ class Shim:
             logs.configure()
             self.logger = logs.get("shim", instance=self.spec.instance)
         self.logger.warning(event, **fields)
-
-
-def _signal_group(pgid: int, signum: int) -> bool:
-    """Signal a process group; False when it has no process left."""
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # a member changed its user: it still exists
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:

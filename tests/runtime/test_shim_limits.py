@@ -1,5 +1,4 @@
 """Resource limits for builds and one-off commands, with real commands."""
-import os
 import resource
 import shutil
 import subprocess

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from runtime.shim import describe_exit, seconds
+from runtime.shimproc import describe_exit, seconds
 from runtime.shimlog import InstanceLog, LineSplitter, timestamp
 from runtime.shimspec import ShimSpec, SpecError, load, parse
 
