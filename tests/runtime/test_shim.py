@@ -447,7 +447,7 @@ def test_unwritable_status_and_log_do_not_stop_the_shim(tmp_path):
         web = wait_until(lambda: [p for p in children_of(shim.pid)], what="web started")
         assert shim.poll() is None
     finally:
-        shim.terminate()
+        shim.send_signal(signal.SIGINT)  # Ctrl-C stops it like SIGTERM
         _, err = shim.communicate(timeout=DEADLINE)
     assert shim.returncode == 0
     assert "status_write_failed" in err and "log_write_failed" in err
