@@ -13,7 +13,7 @@ from dotcloud.errors import DotcloudError, InvalidName, NotFound, UsageError
 from . import queries
 from .context import Args, Command, CommandContext
 from .deploying import change_and_release
-from .output import table
+from .output import shown, table
 
 MAX_VALUE = 64 * 1024
 MAX_INSTANCES = 20
@@ -39,17 +39,29 @@ def var_list(ctx: CommandContext, args: Args) -> int:
     return 0
 
 
-def var_set(ctx: CommandContext, args: Args) -> int:
-    app = ctx.app(args.positional[0])
-    values: dict[str, str] = {}
-    for pair in args.positional[1:]:
-        if "=" not in pair:
-            raise UsageError(f"expected NAME=VALUE, not '{pair[:40]}'; usage: var set APP K=V ...")
-        key, value = pair.split("=", 1)
-        names.variable(key)
+def parse_assignments(words: tuple[str, ...]) -> dict[str, str]:
+    """K=V words. ssh joins its arguments with spaces, so an unquoted
+    `K=hello world` arrives as two words: a word without '=' continues the
+    value before it."""
+    pairs: list[list[str]] = []
+    for word in words:
+        if "=" in word:
+            key, value = word.split("=", 1)
+            pairs.append([names.variable(key), value])
+        elif pairs:
+            pairs[-1][1] += " " + word
+        else:
+            raise UsageError(f"expected NAME=VALUE, not '{shown(word)}'; usage: var set APP K=V ...")
+    values = dict(pairs)
+    for key, value in values.items():
         if len(value) > MAX_VALUE:
             raise InvalidName(f"the value of {key} is longer than {MAX_VALUE} bytes")
-        values[key] = value
+    return values
+
+
+def var_set(ctx: CommandContext, args: Args) -> int:
+    app = ctx.app(args.positional[0])
+    values = parse_assignments(args.positional[1:])
     old = ctx.store.variables(app.name)
     ctx.audit_detail = " ".join(sorted(values))
     deployed = change_and_release(

@@ -80,7 +80,7 @@ def test_keys_over_ssh(cmd, platform, tmp_path):
     r = cmd("bob", "keys", "add", name, input=pub)
     assert r.code == 1 and "only an admin can add keys" in r.err
     r = cmd("alice", "keys", "add", name, input=pub)
-    assert r.code == 0 and f"added key SHA256:" in r.out, r.text
+    assert r.code == 0 and "added key SHA256:" in r.out, r.text
     platform.keys[name] = key
     assert cmd.json(name, "list") == {"apps": []}, "the new key gets in"
     keys = cmd.json(name, "keys", "list")["keys"]

@@ -33,6 +33,15 @@ def test_var_set_reaches_the_app_without_downtime_and_keeps_values_exact(cmd, pl
                                                         "var set EMPTY GREETING WILD"]
 
 
+def test_unquoted_values_with_spaces(platform, cmd, app):
+    """ssh joins its words with spaces; `var set APP K=hello world` still means one value."""
+    r = platform.ssh("alice", "var", "set", app, "SPACED=hello big  world", "OTHER=1")
+    assert r.code == 0, r.text
+    assert cmd.json("alice", "var", "list", app)["variables"] == {"SPACED": "hello big world",
+                                                                  "OTHER": "1"}
+    assert cmd("alice", "var", "unset", app, "SPACED", "OTHER").code == 0
+
+
 def test_var_names_are_checked(cmd, app):
     for bad, why in (("DOTCLOUD_PROJECT=x", "reserved"), ("1ABC=x", "invalid variable name"),
                      ("A-B=x", "invalid variable name"), ("$(id)=x", "invalid variable name"),

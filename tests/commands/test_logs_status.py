@@ -5,7 +5,7 @@ import select
 import time
 
 import pytest
-from conftest import ENV_APP, deploy_env_app, unique
+from conftest import deploy_env_app, unique
 
 # www serves; its "flaky" process prints a line and exits 3 a moment after each start.
 CRASHY_YML = """www:

@@ -164,3 +164,12 @@ def test_follower_sees_new_lines_rotation_and_new_instances(tmp_path):
     assert [l.text for l in follower.read()] == ["partial", "last of old file", "new instance",
                                                  "first of new file"]
     follower.close()
+
+
+def test_assignments_join_words_that_ssh_split():
+    from gitserver.commands.config import parse_assignments
+    assert parse_assignments(("A=hello", "big", "world", "B=", "C=x=y")) == \
+        {"A": "hello big world", "B": "", "C": "x=y"}
+    for bad in (("loose", "A=1"), ("DOTCLOUD_X=1",), ("A-B=1",), ("A=" + "x" * 70000,)):
+        with pytest.raises(Exception):
+            parse_assignments(bad)
