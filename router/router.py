@@ -12,6 +12,7 @@ from time import monotonic
 from pathlib import Path
 
 from . import headers, table as tables
+from .accesslog import AccessLog
 from .exchange import Exchange
 from .metrics import Metrics
 from .settings import Settings
@@ -33,6 +34,7 @@ class Router:
         self.connections = set()
         self.request_ids = headers.RequestIds()
         self.response_heads = headers.ResponseHeads()
+        self.access_log = AccessLog(loop=loop) if settings.access_log else None
         self._hosts = {}
         self._ticker = None
 
@@ -101,10 +103,10 @@ class Router:
         app = route.app if route is not None else NO_APP
         duration = (now or monotonic()) - ex.begin
         self.metrics.observe(app, ex.status, duration)
-        if self.settings.access_log:
+        if self.access_log is not None:
             target = ex.target
-            self.log.info(
-                "request", app=app, service=route.service if route is not None else NO_APP,
+            self.access_log.request(
+                app=app, service=route.service if route is not None else NO_APP,
                 instance=_instance(route, target), method=ex.method.decode("latin-1"),
                 path=ex.url.decode("latin-1"), status=ex.status, bytes=ex.bytes_out,
                 duration_ms=round(duration * 1000, 2),
@@ -138,10 +140,16 @@ class Router:
                 except Exception:
                     self.log.exception("router_bug", where="timeout_check")
             self.targets.sweep()
+            self.flush_log()
+
+    def flush_log(self) -> None:
+        if self.access_log is not None:
+            self.access_log.flush()
 
     def stop_clock(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
+        self.flush_log()
 
     def in_flight_total(self) -> int:
         return sum(t.in_flight for t in self.targets.all())

@@ -267,8 +267,16 @@ class RouterProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def log_events(self, event: str) -> list[str]:
-        return [line for line in self.log().splitlines() if f"event='{event}'" in line]
+    def log_events(self, event: str, match: str = "", wait: float = 5.0) -> list[str]:
+        """Lines of this event (containing match); waits a little for one to
+        appear, since access lines are written in batches."""
+        deadline = time.monotonic() + wait
+        while True:
+            lines = [line for line in self.log().splitlines()
+                     if f"event='{event}'" in line and match in line]
+            if lines or time.monotonic() >= deadline:
+                return lines
+            time.sleep(0.05)
 
     def stop(self, sig=signal.SIGTERM) -> int:
         if self.proc.poll() is None:

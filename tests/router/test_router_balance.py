@@ -138,7 +138,7 @@ def test_idle_timeout_cuts_a_stalled_response(upstreams, start_router):
     resp = conn.getresponse()
     with pytest.raises(http.client.IncompleteRead):
         resp.read()
-    assert any("idle timeout" in line for line in router.log_events("request"))
+    assert router.log_events("request", match="idle timeout")
 
 
 def test_invalid_upstream_response_is_502(hello):

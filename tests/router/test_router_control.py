@@ -147,7 +147,7 @@ def test_websocket_passthrough_survives_a_swap(upstreams, start_router):
         with connect(f"ws://app.localhost:{router.port}/chat", sock=sock2) as ws:
             ws.send("three")
             assert ws.recv(timeout=5) == "wb:three"
-        assert any("status=101" in line for line in router.log_events("request"))
+        assert router.log_events("request", match="status=101")
     finally:
         ws_a.stop()
         ws_b.stop()
@@ -219,7 +219,7 @@ def test_access_log_and_metrics(hello):
     hello.request("hello.localhost", "/echo?q=1")
     hello.request("nope.localhost")
     hello.request("empty.localhost")
-    line = [l for l in hello.log_events("request") if "path='/echo?q=1'" in l][0]
+    line = hello.log_events("request", match="path='/echo?q=1'")[0]
     for field in ("app='hello'", "service='www'", "instance='a#0'", "status=200", "bytes=",
                   "duration_ms=", "request_id=", "method='GET'"):
         assert field in line
