@@ -5,7 +5,8 @@
 `executor_for(settings, app, service, service_type, release_dir)` is a
 context manager giving the executor a build uses (buildpacks.executor's
 protocol): the host's for the process runtime; for the docker runtime one
-build container per service build, started from the base image on the
+build container per service build, started at its first step (a build
+that reuses everything from the cache needs none) from the base image on the
 host network, as the platform's user, with the release directory and the
 dependency cache bind-mounted read-write at the same paths, so whatever
 a step writes there is where the release and the instances expect it. Each
@@ -48,17 +49,38 @@ END = object()
 
 
 class DockerExecutor:
-    """Runs steps in one build container (mutable only through its tool lookups)."""
+    """Runs steps in one container, started at the first step (mutable: its
+    container and tool lookups), so a build that reuses everything from the
+    cache costs no container at all. `close()` removes it."""
 
     python = "python3"
 
-    def __init__(self, client, container, image: str, image_id: str, user: str):
+    def __init__(self, client, image: str, image_id: str, name: str, create: dict):
         self.client = client
-        self.container = container
         self.image = image
         self.identity = f"docker image {image_id}"
-        self.user = user
+        self.name = name
+        self.create = create
+        self.user = create["user"]
+        self.container = None
         self.tools: dict[str, str | None] = {}
+
+    def _started(self):
+        if self.container is None:
+            try:
+                docker_engine.remove(self.client, self.name)   # left by a killed build
+                self.container = self.client.containers.run(
+                    self.image, KEEPALIVE, name=self.name, detach=True, **self.create)
+            except docker_engine.ENGINE_ERRORS as e:
+                raise OSError(f"no container from {self.image}: {docker_engine.short(e)}") \
+                    from None
+            logs.get("docker").info("container_started", container=self.name)
+        return self.container
+
+    def close(self) -> None:
+        if self.container is not None:
+            self.container = None
+            docker_engine.remove(self.client, self.name)
 
     def tool(self, name: str, path: str) -> str | None:
         if name not in self.tools:
@@ -73,7 +95,7 @@ class DockerExecutor:
         deadline = time.monotonic() + timeout
         api = self.client.api
         try:
-            exec_id = api.exec_create(self.container.id, MERGED + list(argv),
+            exec_id = api.exec_create(self._started().id, MERGED + list(argv),
                                       environment=dict(env), workdir=str(cwd),
                                       user=self.user)["Id"]
             stream = api.exec_start(exec_id, stream=True)
@@ -104,7 +126,8 @@ class DockerExecutor:
 
     def _kill(self) -> None:
         try:
-            self.container.kill()
+            if self.container is not None:
+                self.container.kill()
         except docker_engine.ENGINE_ERRORS:
             pass  # already gone: what it ran is gone with it
 
@@ -157,22 +180,15 @@ def executor_for(settings, app: str, service: str, service_type: str, release_di
     name = docker_engine.container_name(settings.data, app, release_dir.name, purpose, service)
     cache = settings.data / "cache"
     cache.mkdir(parents=True, exist_ok=True)
+    executor = DockerExecutor(client, image, image_id, name, {
+        "network_mode": "host", "user": docker_engine.user(),
+        "labels": {docker_engine.LABEL_DATA: docker_engine.data_id(settings.data),
+                   "dotcloud.app": app, f"dotcloud.{purpose}": service},
+        "volumes": _volumes(release_dir, cache, *([home] if home else []))})
     try:
-        docker_engine.remove(client, name)    # left by a build that was killed
-        container = client.containers.run(
-            image, KEEPALIVE, name=name, detach=True, network_mode="host",
-            user=docker_engine.user(),
-            labels={docker_engine.LABEL_DATA: docker_engine.data_id(settings.data),
-                    "dotcloud.app": app, f"dotcloud.{purpose}": service},
-            volumes=_volumes(release_dir, cache, *([home] if home else [])))
-    except docker_engine.ENGINE_ERRORS as e:
-        raise error(f"cannot start a {purpose} container from {image}: "
-                    f"{docker_engine.short(e)}") from None
-    log.info("container_started", purpose=purpose, container=name)
-    try:
-        yield DockerExecutor(client, container, image, image_id, docker_engine.user())
+        yield executor
     finally:
         try:
-            docker_engine.remove(client, name)
+            executor.close()
         except docker_engine.ENGINE_ERRORS as e:
             log.warning("container_not_removed", purpose=purpose, container=name, error=str(e))

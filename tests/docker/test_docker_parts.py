@@ -92,11 +92,12 @@ def test_build_steps_run_in_the_image_and_fail_like_host_steps(engine, tmp_path)
     release = s.data / "releases" / "app" / "v1"
     release.mkdir(parents=True)
     lines = []
+    name = docker_engine.container_name(s.data, "app", "v1", "build", "www")
     with executor_for(s, "app", "www", "python", release) as ex:
-        name = docker_engine.container_name(s.data, "app", "v1", "build", "www")
-        assert engine.containers.get(name).attrs["HostConfig"]["NetworkMode"] == "host"
         assert ex.identity != HOST.identity and ex.python == "python3"
+        assert not engine.containers.list(all=True, filters={"name": name})   # no step yet
         assert ex.tool("sh", "/usr/bin:/bin") in ("/bin/sh", "/usr/bin/sh")
+        assert engine.containers.get(name).attrs["HostConfig"]["NetworkMode"] == "host"
         assert ex.tool("no-such-tool", "/usr/bin:/bin") is None
         check_step("hello", ("/bin/sh", "-c", "echo one; echo two >&2; test -f /.dockerenv; "
                              "pwd > made-here"), cwd=release, env={"PATH": "/usr/bin:/bin"},
