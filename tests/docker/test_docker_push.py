@@ -175,3 +175,27 @@ def test_nodejs_and_static_services_run_in_their_images(dplatform, engine, tmp_p
     images = {c.labels["dotcloud.instance"].split("-", 1)[1]: c.attrs["Config"]["Image"]
               for c in app_containers(engine, dplatform.data, "mixed")}
     assert images == {"www.0": "python:3.12-slim", "api.0": "node:22-slim"}
+
+
+def test_failing_build_step_in_the_image_rejects_the_push(dplatform, where):
+    git_repo(where, {"dotcloud.yml": "www:\n  type: python\n  postbuild: echo in-image; exit 4\n"},
+             "bad postbuild")
+    r = dplatform.push("alice", where, "where")
+    assert r.code != 0
+    assert "(build failed: postbuild failed (exit 4))" in r.err, r.err
+    assert "[www] in-image" in r.err
+    assert answer(dplatform, "where.localhost")["version"] == "v2"
+
+
+def test_release_crashing_in_its_container_is_rejected(dplatform, engine, where):
+    before = [c.id for c in app_containers(engine, dplatform.data, "where")]
+    git_repo(where, dict(where_app("v3"), **{"wsgi.py": "import no_such_module_here\n"}), "crash")
+    r = dplatform.push("alice", where, "where")
+    assert r.code != 0
+    assert "[remote rejected] main -> main (deploy failed: www.0" in r.err, r.err
+    assert "no_such_module_here" in r.err, "the container's last log lines are shown"
+    assert answer(dplatform, "where.localhost")["version"] == "v2"
+    deadline = time.monotonic() + 60
+    while [c.id for c in app_containers(engine, dplatform.data, "where")] != before:
+        assert time.monotonic() < deadline, "the failed release's container was not removed"
+        time.sleep(0.2)
