@@ -36,6 +36,7 @@ class RequestHead(NamedTuple):
     chunked: bool         # body arrives (and leaves) chunked
     has_body: bool
     upgrade: bytes | None  # Upgrade header value when the client asked for one
+    content_length: int    # of a body framed by Content-Length, else 0
 
 
 class ResponseHead(NamedTuple):
@@ -73,7 +74,7 @@ def rewrite_request(method: bytes, target: bytes, headers: list, client_ip: byte
                     trusted: frozenset, upgrading: bool, new_id) -> RequestHead:
     """Build the head sent upstream; raise BadRequest for what must not pass."""
     parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-    host = xff = xfp = xfh = rid = upgrade = None
+    host = xff = xfp = xfh = rid = upgrade = length = None
     chunked = has_body = False
     drop = None
     for name, value in headers:
@@ -87,6 +88,7 @@ def rewrite_request(method: bytes, target: bytes, headers: list, client_ip: byte
             parts += (name, b": ", value, b"\r\n")
         elif low == b"content-length":
             has_body = value != b"0"
+            length = value
             parts += (name, b": ", value, b"\r\n")
         elif low == b"transfer-encoding":
             if chunked or value.strip().lower() != b"chunked":
@@ -126,7 +128,8 @@ def rewrite_request(method: bytes, target: bytes, headers: list, client_ip: byte
     else:
         upgrade = None
     parts.append(b"\r\n")
-    return RequestHead(b"".join(parts), host, rid, chunked, has_body, upgrade)
+    return RequestHead(b"".join(parts), host, rid, chunked, has_body, upgrade,
+                       int(length) if length is not None and not chunked else 0)
 
 
 def _without(parts: list, drop: set) -> list:

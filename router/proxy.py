@@ -29,7 +29,7 @@ class ClientConnection(asyncio.Protocol):
         "parsing", "url", "headers", "header_bytes", "in_head", "fresh", "head_bytes",
         "begin_at", "reject", "paused", "write_paused", "closing", "upgrade_buf",
         "tunnel", "activity", "seen_activity", "progress_at", "idle_since",
-        "pending_error", "head_limit")
+        "pending_error", "head_limit", "body_expected", "body_seen", "body_left")
 
     def __init__(self, router):
         self.router = router
@@ -59,6 +59,9 @@ class ClientConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.pending_error = None
         self.head_limit = self.settings.max_request_line + self.settings.max_header_bytes
+        self.body_expected = 0     # Content-Length of the request body being received
+        self.body_seen = 0         # of it, seen by the parser
+        self.body_left = 0         # still to come, passed on without the parser
 
     # -- connection events -------------------------------------------------
 
@@ -91,6 +94,23 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.closing:
             return
+        left = self.body_left
+        if left:
+            # the rest of a Content-Length body: counted and passed on as it came,
+            # without a copy through the parser
+            size = len(data)
+            exchange = self.parsing
+            if size < left:
+                self.body_left = left - size
+                exchange.request_body(data)
+                return
+            self.body_left = 0
+            self.parsing = None
+            exchange.request_body(data if size == left else data[:left])
+            exchange.request_complete()
+            if size == left or self.closing:
+                return
+            data = data[left:]       # a pipelined request follows
         if self.in_head:
             self.head_bytes += len(data)
         try:
@@ -112,6 +132,12 @@ class ClientConnection(asyncio.Protocol):
         else:
             if self.in_head and self.head_bytes > self.head_limit:
                 self._reject(431, "request head too large")
+            elif self.body_expected and self.parsing is not None:
+                # this body continues beyond what the parser saw: the rest
+                # bypasses it, and a fresh parser takes the next request
+                self.body_left = self.body_expected - self.body_seen
+                self.body_expected = 0
+                self.parser = httptools.HttpRequestParser(self)
 
     # -- httptools request callbacks ---------------------------------------
 
@@ -155,6 +181,9 @@ class ClientConnection(asyncio.Protocol):
             upgrading, self.begin_at)
         self.headers = []
         self.parsing = exchange
+        req = exchange.req
+        self.body_expected = req.content_length if req is not None and not upgrading else 0
+        self.body_seen = 0
         queue = self.queue
         queue.append(exchange)
         if len(queue) == 1:
@@ -163,11 +192,13 @@ class ClientConnection(asyncio.Protocol):
             self._pause(_PAUSE_PIPELINE)
 
     def on_body(self, body):
+        self.body_seen += len(body)
         exchange = self.parsing
         if exchange is not None:
             exchange.request_body(body)
 
     def on_message_complete(self):
+        self.body_expected = 0
         exchange, self.parsing = self.parsing, None
         if exchange is not None:
             exchange.request_complete()

@@ -2,6 +2,7 @@
 import hashlib
 import json
 import socket
+import time
 
 from routerkit import read_response, status_of
 
@@ -212,3 +213,22 @@ def test_absolute_form_for_the_same_host_is_accepted(hello):
                     b"Connection: close\r\n\r\n")
     assert status_of(raw) == 200
     assert echo(raw.partition(b"\r\n\r\n")[2])["path"] == "/echo?abs=1"
+
+
+def test_body_split_across_reads_then_pipelined_requests(hello):
+    body = bytes(range(256)) * 64            # 16 KiB
+    with socket.create_connection(("127.0.0.1", hello.port), timeout=10) as s:
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: hello.localhost\r\nContent-Length: %d\r\n\r\n"
+                  % len(body) + body[:1000])
+        time.sleep(0.2)                      # the rest arrives in later reads
+        s.sendall(body[1000:9000])
+        time.sleep(0.2)
+        # the end of the body and two more requests in one segment
+        s.sendall(body[9000:] + b"POST /upload HTTP/1.1\r\nHost: hello.localhost\r\n"
+                  b"Content-Length: 5\r\n\r\nhello" + b"GET /echo?last HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
+        f = s.makefile("rb")
+        first, second, third = (read_response(f) for _ in range(3))
+    assert echo(first[2])["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert echo(second[2])["body_len"] == 5
+    assert echo(third[2])["path"] == "/echo?last"
+    assert [path for _, path, _ in hello.up.seen] == ["/upload", "/upload", "/echo?last"]
