@@ -6,13 +6,15 @@ platform's own paths bind-mounted at the same place, so every path a build
 writes into a release means the same inside and outside. Containers are
 named and labelled after the data directory they belong to, so two
 platforms on one engine never touch each other's containers. This module
-never starts or stops a container.
+never starts a container; it removes only the platform's own (`sweep`).
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import time
+from datetime import datetime
 from pathlib import Path
 
 import docker
@@ -82,6 +84,43 @@ def remove(client: docker.DockerClient, name: str) -> bool:
             return True
         raise
     return True
+
+
+def sweep(client: docker.DockerClient, data: Path, keep: set[str], build_age: float,
+          now: float | None = None) -> list[str]:
+    """Remove the containers of this data directory that nothing will use again.
+
+    `keep` holds the names of the instance containers that may still be
+    used: those of every instance that should run or whose shim is still
+    alive (its launcher removes its own container when it ends). Every
+    other instance container goes, running or not (a shim killed -9 leaves
+    its container behind); a build or postinstall container goes when it
+    stopped or is older than `build_age` seconds (its pipeline died).
+    Returns the names removed. Containers of other data directories, and
+    anything not made by the platform, are never touched.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    for c in client.containers.list(all=True, filters={"label": f"{LABEL_DATA}={data_id(data)}"}):
+        name = c.name
+        if "dotcloud.instance" in c.labels:
+            if name in keep:
+                continue
+        else:
+            created = _created(c.attrs.get("Created", ""))
+            if c.status == "running" and now - created < build_age:
+                continue
+        if remove(client, name):
+            removed.append(name)
+    return removed
+
+
+def _created(stamp: str) -> float:
+    """The engine's RFC 3339 time (nanoseconds, Z) as a timestamp; 0 if unreadable."""
+    try:
+        return datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        return 0.0
 
 
 def user() -> str:

@@ -81,6 +81,17 @@ def wrap(settings, *, app: str, service_type: str, instance: str, processes: dic
     return wrapped
 
 
+def container_names(spec: dict) -> list[str]:
+    """The containers an instance spec (as written by the deployer) runs in; none
+    when its processes were not wrapped (the process runtime)."""
+    names = []
+    for proc in (spec.get("processes") or {}).values():
+        argv = list(proc.get("argv") or [])
+        if len(argv) > 2 and argv[1] == str(Path(__file__).resolve()):
+            names.append(parse(argv[2:]).name)
+    return names
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="docker_launcher")
     parser.add_argument("--image", required=True)

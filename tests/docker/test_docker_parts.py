@@ -1,9 +1,11 @@
 """The docker runtime's parts on a real engine: the build executor and the launcher,
 with their error paths; and the pure argv building of `wrap`."""
+import io
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -174,3 +176,65 @@ def test_launcher_reports_a_missing_image(engine, tmp_path):
     assert proc.returncode == docker_launcher.EXIT_ENGINE
     assert "[docker] cannot start container" in err and "missing" in err
     assert os.path.basename(str(LAUNCHER)) == "docker_launcher.py"
+
+
+# -- sweeping what dead shims and pipelines left ------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_image(engine):
+    """An image of one empty file: enough for containers that are never started."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo("placeholder"), io.BytesIO(b""))
+    name = "dotcloud-test/tiny:1"
+    engine.api.import_image_from_data(buf.getvalue(), repository="dotcloud-test/tiny", tag="1")
+    yield name
+    engine.images.remove(name, force=True)
+
+
+def test_sweep_removes_only_this_platforms_unused_containers(engine, tiny_image, tmp_path):
+    data, other = tmp_path / "data", tmp_path / "other"
+    mine = {docker_engine.LABEL_DATA: docker_engine.data_id(data)}
+
+    def make(name, labels, image=tiny_image, command=("x",), start=False):
+        c = engine.containers.create(image, list(command), name=name, labels=labels,
+                                     network_mode="host")
+        if start:
+            c.start()
+        return name
+
+    wanted = make(docker_engine.container_name(data, "a", "g2-www.0", "web"),
+                  dict(mine, **{"dotcloud.instance": "g2-www.0"}))
+    orphan = make(docker_engine.container_name(data, "a", "g1-www.0", "web"),
+                  dict(mine, **{"dotcloud.instance": "g1-www.0"}))
+    dead_build = make(docker_engine.container_name(data, "a", "v1", "build", "www"),
+                      dict(mine, **{"dotcloud.build": "www"}))
+    live_build = make(docker_engine.container_name(data, "a", "v2", "build", "www"),
+                      dict(mine, **{"dotcloud.build": "www"}), image="python:3.12-slim",
+                      command=("sleep", "600"), start=True)
+    foreign = make(docker_engine.container_name(other, "a", "g1-www.0", "web"),
+                   {docker_engine.LABEL_DATA: docker_engine.data_id(other),
+                    "dotcloud.instance": "g1-www.0"})
+    try:
+        removed = docker_engine.sweep(engine, data, keep={wanted}, build_age=3600)
+        assert sorted(removed) == sorted([orphan, dead_build])
+        left = {c.name for c in engine.containers.list(all=True)}
+        assert {wanted, live_build, foreign} <= left and not {orphan, dead_build} & left
+        # A build container older than the longest build belongs to a dead pipeline.
+        later = time.time() + 7200
+        assert docker_engine.sweep(engine, data, keep={wanted}, build_age=3600,
+                                   now=later) == [live_build]
+    finally:
+        for name in (wanted, orphan, dead_build, live_build, foreign):
+            docker_engine.remove(engine, name)
+
+
+def test_container_names_of_a_spec(tmp_path):
+    s = settings(tmp_path)
+    procs = {"web": {"argv": ["a"], "cwd": str(tmp_path), "env": {}},
+             "jobs": {"argv": ["b"], "cwd": str(tmp_path), "env": {}}}
+    wrapped = docker_launcher.wrap(s, app="app", service_type="python", instance="g1-www.0",
+                                   processes=procs, home=tmp_path)
+    assert docker_launcher.container_names({"processes": wrapped}) == [
+        docker_engine.container_name(s.data, "app", "g1-www.0", p) for p in ("web", "jobs")]
+    assert docker_launcher.container_names({"processes": procs}) == []
