@@ -26,14 +26,17 @@ from dotcloud.settings import Settings
 from dotcloud.state import Store
 
 from . import leftovers, shimctl
+from .shim import describe_exit
+from .shimlog import InstanceLog
 
 log = logs.get("runtime")
-# A shim that dies sooner than this after its start counts as a failed start.
-SHIM_QUICK = 1.0
-# Failed starts are forgotten once a shim has lived this long.
+# A shim that dies sooner than this after its start died unstable (backoff);
+# failures are forgotten once a shim has lived this long.
 SHIM_STABLE = 10.0
 SHIM_BACKOFF_MAX = 30.0
 SHIM_CRASH_LOOP = 3
+LOG_MAX_BYTES = 10 * 1024 * 1024
+LOG_KEEP = 3
 # How long what a dead shim left running may take to finish its requests.
 LEFTOVER_GRACE = 2.0
 # Instance states the runtime is waiting to see change: worth a quick next pass.
@@ -45,7 +48,7 @@ class Spawn:
     """The runtime's bookkeeping of one instance's last shim start (mutable)."""
     pid: int | None        # None once it was found dead
     at: float              # time.monotonic() of the start
-    failures: int = 0      # failed starts in a row (reset once one lives SHIM_STABLE)
+    failures: int = 0      # deaths in a row before SHIM_STABLE (reset once one lives it)
     retry_at: float = 0.0
 
 
@@ -152,6 +155,8 @@ class Reconciler:
                 return False
             log.warning("instance_leftovers_stopping", app=inst.app, instance=inst.label,
                         id=inst.id, pids=pids)
+            self._note(inst, f"stopping what the dead shim left running (pids "
+                             f"{' '.join(map(str, pids))}), SIGKILL in {LEFTOVER_GRACE:g}s")
             self.terminating[inst.id] = now
             return True
         if now - asked < LEFTOVER_GRACE and leftovers.find(tag):
@@ -165,17 +170,22 @@ class Reconciler:
 
     def _shim_died(self, inst: Instance, spawn: Spawn, now: float, status: dict) -> None:
         code = self.exits.pop(spawn.pid, None)
-        # A shim that never reported, or died at once, failed to start (a bad
-        # spec, a broken interpreter): starting it again at once would spin.
-        # One that ran and was killed is replaced without delay.
-        quick = status.get("shim_pid") != spawn.pid or now - spawn.at < SHIM_QUICK
-        spawn.failures = spawn.failures + 1 if quick else 0
-        spawn.retry_at = now + self._delay(spawn.failures)
+        # A shim that dies again before it lived SHIM_STABLE is restarted with
+        # backoff, and one that never reported (a bad spec, a broken
+        # interpreter) failed to start at all: starting it at once would spin.
+        # One that ran and was killed once is replaced without delay.
+        reported = status.get("shim_pid") == spawn.pid
+        spawn.failures = spawn.failures + 1 if now - spawn.at < SHIM_STABLE else 1
+        delay = 0.0 if reported and spawn.failures == 1 else self._delay(spawn.failures)
+        spawn.retry_at = now + delay
         log.warning("instance_shim_died", app=inst.app, instance=inst.label, id=inst.id,
-                    shim=spawn.pid, status=code, failures=spawn.failures,
-                    restarting_in=round(max(0.0, spawn.retry_at - now), 2))
+                    shim=spawn.pid, status=code, failures=spawn.failures, reported=reported,
+                    restarting_in=delay)
+        how = "" if code is None else f" ({describe_exit(code)})"
+        self._note(inst, f"the instance's shim (pid {spawn.pid}) died{how}; the runtime "
+                         f"starts a new one in {delay:.1f}s")
         spawn.pid = None
-        fields = {"state": self._failed_state(spawn.failures) if quick else "starting",
+        fields = {"state": self._failed_state(spawn.failures) if delay else "starting",
                   "pid": None}
         if code is not None:
             fields["last_exit"] = code
@@ -235,6 +245,19 @@ class Reconciler:
             self.store.observe(inst.id, **fields)
         return fields["state"]
 
+    def _note(self, inst: Instance, text: str) -> None:
+        """A platform event in the instance's own log, beside its output."""
+        try:
+            spec = json.loads(inst.spec)
+            path = self.settings.data / "logs" / spec["log"]
+            names = list(spec["processes"])
+        except (ValueError, KeyError, TypeError):
+            return  # a row too broken to have a log
+        out = InstanceLog(str(path), LOG_MAX_BYTES, LOG_KEEP, on_error=lambda *_: None)
+        for name in names:
+            out.write(name, [f"[dotcloud] {text}"])
+        out.close()
+
     def _write_spec(self, inst: Instance, spec_path: Path, pid_path: Path,
                     status_path: Path) -> None:
         spec = json.loads(inst.spec)
@@ -247,8 +270,8 @@ class Reconciler:
             "instance": f"{inst.app}.{inst.label}#{inst.id}",
             "processes": processes,
             "log_path": str(log_path),
-            "log_max_bytes": 10 * 1024 * 1024,
-            "log_keep": 3,
+            "log_max_bytes": LOG_MAX_BYTES,
+            "log_keep": LOG_KEEP,
             "status_path": str(status_path),
             "pid_path": str(pid_path),
             "stop_grace": self.settings.stop_grace,
