@@ -8,10 +8,12 @@ Everything it knows can be read back from the store and the shims' files,
 so killing the daemon loses nothing: a restarted daemon adopts the shims it
 finds through their pid files.
 
-A shim that dies soon after it was started (a bad spec, a broken
-interpreter) is started again with backoff, and reported `backoff`, then
-`crashed`; one instance's trouble never stops the pass for the others. It
-must never start a second shim for an instance whose shim is alive.
+A shim that was killed is replaced at once, after what it left running
+(gunicorn's workers, holding the instance's port) is stopped; one that dies
+again soon, or never even reported (a bad spec, a broken interpreter), is
+started again with backoff and reported `backoff`, then `crashed`. One
+instance's trouble never stops the pass for the others. It must never start
+a second shim for an instance whose shim is alive.
 """
 import json
 import signal
