@@ -19,6 +19,12 @@ def deploy(platform, tmp_path, app, body, name=None):
     return repo
 
 
+def redeploy(platform, repo, app, body) -> None:
+    git_repo(repo, python_app(body), body)
+    r = platform.push("alice", repo, app)
+    assert r.code == 0, r.text
+
+
 def serves(platform, host, body) -> bool:
     """A good answer through the router on a fresh connection."""
     try:
@@ -47,9 +53,7 @@ def test_kill_ssh_daemon_under_load(own_platform, tmp_path):
         p.wait_listening()
         load.wait_ok(50)
         # A push through the restarted daemon, still under load.
-        git_repo(repo, python_app("rssh v2"), "v2")
-        r = p.push("alice", repo, "rssh")
-        assert r.code == 0, r.text
+        redeploy(p, repo, "rssh", "rssh v2")
         load.wait_ok(50)
     print(f"\nkill -9 ssh: {load.summary()}; new ssh pid {new}")
     assert load.failures == 0, load.errors[:5]
@@ -77,9 +81,7 @@ def test_kill_runtime_daemon_under_load(own_platform, tmp_path):
         assert shims_for(p.data, inst.id) == [shim]
         assert process_pid(p.data, inst.id) == master
         # The new runtime deploys and retires generations as the old one did.
-        git_repo(repo, python_app("rrt v2"), "v2")
-        r = p.push("alice", repo, "rrt")
-        assert r.code == 0, r.text
+        redeploy(p, repo, "rrt", "rrt v2")
         load.wait_ok(50)
     print(f"\nkill -9 runtime: {load.summary()}")
     assert load.failures == 0, load.errors[:5]

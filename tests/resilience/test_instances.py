@@ -33,11 +33,17 @@ def push(platform, repo: Path, app: str) -> None:
     assert r.code == 0, r.text
 
 
+def two_instances(platform, tmp_path, app):
+    """Deploy `app` (answering its name) with two instances; return them and
+    the app process pid of the first."""
+    push(platform, git_repo(tmp_path / app, {**python_app(app), "dotcloud.yml": TWO}), app)
+    first, second = instances(platform.data, app)
+    return first, second, process_pid(platform.data, first.id)
+
+
 def test_kill_one_of_two_instances_under_load(own_platform, tmp_path):
     p = own_platform
-    push(p, git_repo(tmp_path / "two", {**python_app("two"), "dotcloud.yml": TWO}), "two")
-    first, second = instances(p.data, "two")
-    master = process_pid(p.data, first.id)
+    first, second, master = two_instances(p, tmp_path, "two")
     mark = log_mark(p)
     with Load(p.http_port, "two.localhost", clients=6) as load:
         load.wait_ok(100)
@@ -68,9 +74,7 @@ def test_kill_one_of_two_instances_under_load(own_platform, tmp_path):
 def test_kill_shim_under_load(own_platform, tmp_path):
     """The runtime starts a new shim, after killing what the old one left behind."""
     p = own_platform
-    push(p, git_repo(tmp_path / "shim", {**python_app("shim"), "dotcloud.yml": TWO}), "shim")
-    first, _ = instances(p.data, "shim")
-    master = process_pid(p.data, first.id)
+    first, _, master = two_instances(p, tmp_path, "shim")
     mark = log_mark(p)
     with Load(p.http_port, "shim.localhost", clients=6) as load:
         load.wait_ok(100)
