@@ -16,8 +16,9 @@ ALIASES = {
     "-n": "lines", "--lines": "lines",
     "--force": "force",
     "--admin": "admin",
+    "--timeout": "timeout",
 }
-VALUED = {"lines"}
+VALUED = {"lines", "timeout"}
 
 
 def split_json(argv: list[str]) -> tuple[list[str], bool]:

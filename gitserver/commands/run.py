@@ -22,6 +22,7 @@ from runtime.limits import preexec
 
 from . import queries
 from .context import SEND_ERRORS, Args, Command, CommandContext
+from .parse import int_option
 
 POLL = 0.2
 READ_SIZE = 64 * 1024
@@ -34,12 +35,18 @@ class CommandNotFound(DotcloudError):
     exit_status = 127
 
 
+class TimedOut(DotcloudError):
+    exit_status = 124   # as timeout(1)
+
+
 def run(ctx: CommandContext, args: Args) -> int:
     app = ctx.app(args.positional[0])
     service = names.service(args.positional[1])
     argv = list(args.rest or ())
     if not argv:
         raise DotcloudError("nothing to run; usage: run APP SERVICE -- COMMAND ...")
+    limit = int(ctx.settings.build_timeout)
+    timeout = int_option(args, "timeout", limit, 1, limit)
     inst = _first_instance(ctx, app, service)
     spec = json.loads(inst.spec)
     processes = spec.get("processes") or {}
@@ -52,7 +59,7 @@ def run(ctx: CommandContext, args: Args) -> int:
             argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, close_fds=True,
             preexec_fn=preexec(ctx.settings.build_memory_bytes,
-                               int(ctx.settings.build_timeout), NOFILE))
+                               timeout, NOFILE))
     except FileNotFoundError:
         raise CommandNotFound(f"{argv[0][:80]}: command not found in {service}'s "
                               "environment") from None
@@ -63,15 +70,14 @@ def run(ctx: CommandContext, args: Args) -> int:
     except ValueError:   # a NUL byte in an argument
         raise DotcloudError("a command's arguments cannot contain NUL bytes") from None
     try:
-        code = _pump(ctx, proc, time.monotonic() + ctx.settings.build_timeout)
+        code = _pump(ctx, proc, time.monotonic() + timeout)
     finally:
         _kill_group(proc.pid)
         proc.wait()
         for pipe in (proc.stdout, proc.stderr):
             pipe.close()
     if code is None:
-        raise DotcloudError(f"{argv[0][:80]} did not finish in "
-                            f"{int(ctx.settings.build_timeout)}s; killed")
+        raise TimedOut(f"{argv[0][:80]} did not finish in {timeout}s; killed")
     ctx.audit_detail += f" (exit {code})"
     return code
 
@@ -154,6 +160,7 @@ def _kill_group(pgid: int) -> None:
 
 
 COMMANDS = (
-    Command("run", run, "APP SERVICE -- COMMAND ...",
-            "run a one-off command in a service's environment", 2, 2, takes_rest=True),
+    Command("run", run, "APP SERVICE [--timeout SECONDS] -- COMMAND ...",
+            "run a one-off command in a service's environment", 2, 2, options=("timeout",),
+            takes_rest=True),
 )

@@ -42,13 +42,26 @@ def test_run_errors(cmd, app):
     r = cmd("alice", "run", app, "www")
     assert r.code == 1 and "nothing to run" in r.err
     r = cmd("alice", "run", app, "www", "ls")
-    assert r.code == 2 and "usage: run APP SERVICE -- COMMAND" in r.err
+    assert r.code == 2 and "usage: run APP SERVICE [--timeout SECONDS] -- COMMAND" in r.err
+    r = cmd("alice", "run", app, "www", "--timeout", "0", "--", "true")
+    assert r.code == 2 and "--timeout must be between 1 and" in r.err
     r = cmd("alice", "run", app, "../www", "--", "true")
     assert r.code == 1 and "invalid service name" in r.err
     empty = unique("norun")
     assert cmd("alice", "create", empty).code == 0
     r = cmd("alice", "run", empty, "www", "--", "true")
     assert r.code == 1 and "nothing is deployed yet" in r.err
+
+
+def test_run_is_killed_at_its_timeout(cmd, app):
+    marker = unique_sleep()
+    t0 = time.monotonic()
+    r = cmd("alice", "run", app, "www", "--timeout", "1", "--", "sh", "-c",
+            f"echo begun; sleep {marker}")
+    assert r.code == 124, r.text
+    assert r.out == "begun\n" and "sh did not finish in 1s; killed" in r.err
+    assert pids_with(marker) == []
+    print(f"run --timeout 1 returned after {time.monotonic() - t0:.2f}s")
 
 
 def test_run_is_killed_when_the_client_hangs_up(cmd, app):
