@@ -9,6 +9,7 @@ import os
 import shutil
 
 import pytest
+from dockerkit import data_label
 from platform_helpers import Platform
 
 from dotcloud.settings import Settings
@@ -50,12 +51,3 @@ def dplatform(engine, tmp_path_factory):
     for container in engine.containers.list(all=True, filters={"label": data_label(p.data)}):
         docker_engine.remove(engine, container.id)     # a launcher may be removing it too
     shutil.rmtree(root / "data" / "releases", ignore_errors=True)
-
-
-def data_label(data) -> str:
-    return f"{docker_engine.LABEL_DATA}={docker_engine.data_id(data)}"
-
-
-def app_containers(engine, data, app: str) -> list:
-    """The running containers of an app's instances on one platform."""
-    return engine.containers.list(filters={"label": [data_label(data), f"dotcloud.app={app}"]})

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import data_label
+from dockerkit import data_label
 
 from buildpacks.executor import HOST
 from buildpacks.steps import check_step

@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from conftest import app_containers
+from dockerkit import app_containers
 from loadgen import Load
 from platform_helpers import git_repo
 
