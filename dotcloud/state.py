@@ -180,6 +180,12 @@ class Store:
                 self.db.execute("INSERT OR REPLACE INTO scales(app, service, instances) VALUES(?,?,?)",
                                 (app, service, n))
 
+    def unset_scales(self, app: str, services) -> None:
+        """Back to the build file's instance count for these services."""
+        with self.tx():
+            for service in services:
+                self.db.execute("DELETE FROM scales WHERE app=? AND service=?", (app, service))
+
     def domains(self, app: str | None = None) -> list[tuple[str, str, str]]:
         rows = (self._all("SELECT * FROM domains WHERE app=? ORDER BY domain", (app,)) if app
                 else self._all("SELECT * FROM domains ORDER BY domain"))
