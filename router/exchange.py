@@ -20,6 +20,7 @@ from .upstream import UpstreamConnection
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 PENDING_LIMIT = 256 * 1024     # request body buffered while connecting
 MAX_RESPONSE_HEAD = 64 * 1024
+SAFE_REUSE_AGE = 1.0           # seconds idle a pooled connection may be for a non-retryable request
 
 
 class _BadHead(Exception):
@@ -131,7 +132,12 @@ class Exchange:
     def _acquire(self) -> None:
         self.attempts += 1
         target = self.target
-        conn = target.take_idle(monotonic(), self.client.settings.pool_idle_timeout)
+        max_age = self.client.settings.pool_idle_timeout
+        if self.method not in IDEMPOTENT or self.req.has_body:
+            # what cannot be retried avoids connections the app may be closing for
+            # idleness right now (gunicorn's keep-alive is 2 s, node's 5 s)
+            max_age = min(max_age, SAFE_REUSE_AGE)
+        conn = target.take_idle(monotonic(), max_age)
         if conn is not None:
             self._attach(conn, reused=True)
         else:

@@ -272,3 +272,16 @@ def test_upgrade_to_unknown_host_is_404_and_closed(hello):
     raw = hello.raw(b"GET /chat HTTP/1.1\r\nHost: nope.localhost\r\nConnection: Upgrade\r\n"
                     b"Upgrade: websocket\r\n\r\nearly bytes")
     assert raw.startswith(b"HTTP/1.1 404") and b"Connection: close" in raw
+
+
+def test_request_that_cannot_be_retried_avoids_long_idle_connections(upstreams, start_router):
+    a = upstreams("a")
+    router = start_router(table_for(1, a))
+    first = json.loads(router.request("app.localhost")[2])["client_port"]
+    time.sleep(1.3)
+    # a GET could be retried if the app closed this connection meanwhile: it reuses it
+    assert json.loads(router.request("app.localhost")[2])["client_port"] == first
+    time.sleep(1.3)
+    # a POST with a body could not: it gets a fresh connection
+    posted = json.loads(router.request("app.localhost", method="POST", body=b"x")[2])
+    assert posted["client_port"] != first and posted["body_len"] == 1
