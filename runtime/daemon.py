@@ -13,6 +13,7 @@ fails is logged and the next one runs.
 import fcntl
 import json
 import os
+import select
 import signal
 import socket
 import threading
@@ -39,16 +40,19 @@ class Daemon:
         self.stop_apps = stop_apps
         self.store = Store(settings.db_path)
         self.reconciler = Reconciler(settings, self.store)
-        self.wake = threading.Event()
-        self.stopping = threading.Event()
+        # Signals and control requests wake the loop through this pipe: a
+        # handler that took a lock could deadlock with the loop holding it.
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.stopping = False
         self.passes = 0
         self.in_pass = False
         self.done = threading.Condition()
 
     def run(self) -> None:
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
-        signal.signal(signal.SIGCHLD, lambda *_: self.wake.set())
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # only to wake the loop
         lock = self._lock()
         if lock is None:
             return
@@ -58,10 +62,9 @@ class Daemon:
         threading.Thread(target=self._serve_control, args=(sock,), daemon=True).start()
         log.info("runtime_started", pid=os.getpid())
         busy = True
-        while not self.stopping.is_set():
-            self.wake.wait(BUSY_TICK if busy else TICK)
+        while not self.stopping:
+            self._sleep(BUSY_TICK if busy else TICK)
             with self.done:
-                self.wake.clear()
                 self.in_pass = True
             busy = self._pass()
             with self.done:
@@ -75,15 +78,32 @@ class Daemon:
         log.info("runtime_stopped", apps_left_running=not self.stop_apps)
 
     def _on_stop(self, signum, frame) -> None:
-        self.stopping.set()
-        self.wake.set()
+        self.stopping = True
+
+    def _sleep(self, timeout: float) -> None:
+        """Until a signal or a request wakes us, or timeout."""
+        try:
+            select.select([self.wake_r], [], [], timeout)
+        except InterruptedError:
+            pass
+        try:
+            while os.read(self.wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _wake(self) -> None:
+        try:
+            os.write(self.wake_w, b"w")
+        except BlockingIOError:
+            pass  # the pipe is full: the loop has plenty to wake it
 
     def _lock(self) -> int | None:
         """Hold DATA/run/runtime.lock for the daemon's life; None if told to stop first."""
         fd = os.open(self.settings.run_dir / "runtime.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                      0o600)
         waiting = False
-        while not self.stopping.is_set():
+        while not self.stopping:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return fd
@@ -91,7 +111,7 @@ class Daemon:
                 if not waiting:
                     log.warning("runtime_waiting", reason="another runtime holds runtime.lock")
                     waiting = True
-                self.stopping.wait(LOCK_POLL)
+                self._sleep(LOCK_POLL)
         os.close(fd)
         return None
 
@@ -123,7 +143,7 @@ class Daemon:
         return sock
 
     def _serve_control(self, sock: socket.socket) -> None:
-        while not self.stopping.is_set():
+        while not self.stopping:
             try:
                 conn, _ = sock.accept()
             except OSError:
@@ -156,7 +176,7 @@ class Daemon:
         with self.done:
             # A pass already running may have read the store before the caller wrote it.
             target = self.passes + (2 if self.in_pass else 1)
-            self.wake.set()
+            self._wake()
             return self.done.wait_for(lambda: self.passes >= target, timeout)
 
 
