@@ -131,10 +131,7 @@ def scale(ctx: CommandContext, args: Args) -> int:
 
 def _restore_scales(ctx: CommandContext, app: str, old: dict, changed: dict) -> None:
     ctx.store.set_scales(app, {s: old[s] for s in changed if s in old})
-    with ctx.store.tx():
-        for service in changed:
-            if service not in old:
-                ctx.store.db.execute("DELETE FROM scales WHERE app=? AND service=?", (app, service))
+    ctx.store.unset_scales(app, [s for s in changed if s not in old])
 
 
 # -- domains ------------------------------------------------------------

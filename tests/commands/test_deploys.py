@@ -4,6 +4,7 @@ from conftest import ENV_APP, deploy_env_app, unique
 from platform_helpers import git_repo
 
 from dotcloud.locks import AppLock
+from dotcloud.state import Store
 
 
 @pytest.fixture(scope="module")
@@ -96,20 +97,30 @@ def test_nothing_deployed_yet(cmd):
 def test_failed_config_release_is_undone(cmd, platform, tmp_path):
     """A var set whose deploy fails leaves the variables as they were."""
     name = unique("fragile")
+    broken = 'os.environ.get("BROKEN") or os.environ["DOTCLOUD_SERVICE_ID"] == "1"'
     app = ENV_APP.replace('start_response("200 OK"',
-                          'start_response("500 No" if os.environ.get("BROKEN") else "200 OK"')
+                          f'start_response("500 No" if {broken} else "200 OK"')
     yml = "www:\n  type: python\n  healthcheck: {path: /, timeout: 2}\n"
     deploy_env_app(platform, tmp_path, name, {"wsgi.py": app, "dotcloud.yml": yml})
     r = cmd("alice", "var", "set", name, "BROKEN=1")
     assert r.code == 1 and "deploy failed: www.0 not responsive" in r.err, r.text
     assert cmd.json("alice", "var", "list", name)["variables"] == {}
     assert platform.get(f"{name}.localhost")[:2] == (200, "env app")
-    revs = cmd.json("alice", "revisions", name)["releases"]
+    revs = [r for r in cmd.json("alice", "revisions", name)["releases"] if r["number"] <= 2]
     assert revs[0]["status"] == "failed" and revs[1]["active"]
     r = cmd("alice", "rollback", name)
     assert r.code == 1 and "no earlier release" in r.err
     r = cmd("alice", "deploy", name, f"v{revs[0]['number']}")
     assert r.code == 2 and "is failed; it cannot be deployed" in r.err
+
+    r = cmd("alice", "scale", name, "www=2")
+    assert r.code == 1 and "deploy failed: www.1 not responsive" in r.err, r.text
+    store = Store(platform.data / "dotcloud.db")
+    try:
+        assert store.scales(name) == {}, "the failed scale was undone"
+    finally:
+        store.close()
+    assert cmd.json("alice", "scale", name, "www=1")["scales"] == {"www": 1}
 
 
 def test_a_command_waits_for_the_deploy_lock_and_says_so(cmd, platform, app):
