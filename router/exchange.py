@@ -411,12 +411,7 @@ class Exchange:
         if self.resp_started:
             self._abort_response(detail or log)
             return
-        if self.connecting is not None:
-            self.connecting.cancel()
-            self.connecting = None
-        up, self.upstream = self.upstream, None
-        if up is not None:
-            up.abort()
+        self._drop_upstream()
         self.status = status
         self.detail = log or detail
         body_pending = self.req is None or (self.req.has_body and not self.req_done)
@@ -425,6 +420,15 @@ class Exchange:
         self.out.append(pages.render(status, self.client_keep, detail))
         self._flush()
         self._finish(reusable=False)
+
+    def _drop_upstream(self) -> None:
+        """Stop connecting, and cut the upstream connection: its state is unknown."""
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        up, self.upstream = self.upstream, None
+        if up is not None:
+            up.abort()
 
     def _abort_response(self, detail: str) -> None:
         """The response cannot complete: cut the client connection so it sees that."""
@@ -440,12 +444,7 @@ class Exchange:
             return
         self.finished = True
         self.rparser = None
-        if self.connecting is not None:
-            self.connecting.cancel()
-            self.connecting = None
-        up, self.upstream = self.upstream, None
-        if up is not None:
-            up.abort()
+        self._drop_upstream()
         if not self.resp_done:
             self.detail = self.detail or "client closed the connection"
             self.status = self.status or CLIENT_GONE
