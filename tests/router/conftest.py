@@ -43,12 +43,18 @@ def _hello_table(up) -> dict:
 
 
 @pytest.fixture
-def hello(upstreams, start_router):
-    """A router serving app 'hello' (www, api service, a custom domain) from one upstream."""
+def own_hello(upstreams, start_router):
+    """A router of its own serving app 'hello' (www, api service, a custom domain)."""
     up = upstreams("a")
     router = start_router(_hello_table(up))
     router.up = up
     return router
+
+
+@pytest.fixture
+def hello(own_hello):
+    """The 'hello' router a test may change (modules may override this with fresh_hello)."""
+    return own_hello
 
 
 @pytest.fixture(scope="module")
@@ -67,4 +73,5 @@ def fresh_hello(shared_hello):
     """shared_hello with the upstream's request record cleared."""
     shared_hello.up.hits = 0
     shared_hello.up.seen.clear()
+    shared_hello.up.connections.clear()
     return shared_hello

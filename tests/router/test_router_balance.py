@@ -141,13 +141,15 @@ def test_idle_timeout_cuts_a_stalled_response(upstreams, start_router):
     assert router.log_events("request", match="idle timeout")
 
 
-def test_invalid_upstream_response_is_502(hello):
+def test_invalid_upstream_response_is_502(fresh_hello):
+    hello = fresh_hello
     status, _, body = hello.request("hello.localhost", "/garbage")
     assert status == 502 and b"invalid response" in body
     assert hello.request("hello.localhost")[0] == 200
 
 
-def test_upstream_dying_mid_response_cuts_the_client(hello):
+def test_upstream_dying_mid_response_cuts_the_client(fresh_hello):
+    hello = fresh_hello
     raw = hello.raw(b"GET /die HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: 100000" in head

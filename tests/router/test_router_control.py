@@ -153,7 +153,8 @@ def test_websocket_passthrough_survives_a_swap(upstreams, start_router):
         ws_b.stop()
 
 
-def test_upgrade_refused_by_upstream_is_relayed(hello):
+def test_upgrade_refused_by_upstream_is_relayed(fresh_hello):
+    hello = fresh_hello
     raw = hello.raw(b"GET /echo HTTP/1.1\r\nHost: hello.localhost\r\nConnection: Upgrade\r\n"
                     b"Upgrade: websocket\r\n\r\n")
     assert raw.startswith(b"HTTP/1.1 200")
@@ -268,7 +269,8 @@ def test_sigterm_lets_in_flight_requests_finish(upstreams, start_router):
         socket.create_connection(("127.0.0.1", router.port), timeout=2).close()
 
 
-def test_upgrade_to_unknown_host_is_404_and_closed(hello):
+def test_upgrade_to_unknown_host_is_404_and_closed(fresh_hello):
+    hello = fresh_hello
     raw = hello.raw(b"GET /chat HTTP/1.1\r\nHost: nope.localhost\r\nConnection: Upgrade\r\n"
                     b"Upgrade: websocket\r\n\r\nearly bytes")
     assert raw.startswith(b"HTTP/1.1 404") and b"Connection: close" in raw

@@ -4,7 +4,15 @@ import json
 import socket
 import time
 
+import pytest
+
 from routerkit import read_response, status_of
+
+
+@pytest.fixture
+def hello(fresh_hello):
+    """These tests do not change the router: they share one."""
+    return fresh_hello
 
 
 def echo(body: bytes) -> dict:
@@ -61,7 +69,8 @@ def test_pipelined_requests_answered_in_order(hello):
     assert echo(results[3][2])["path"] == "/echo?n=4"
 
 
-def test_pipelined_requests_each_routed_by_their_own_host(hello, upstreams):
+def test_pipelined_requests_each_routed_by_their_own_host(own_hello, upstreams):
+    hello = own_hello
     other = upstreams("other")
     table = {"version": 2, "routes": {
         "hello.localhost": {"app": "hello", "service": "www", "backends": [hello.up.backend()]},
