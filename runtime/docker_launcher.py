@@ -133,15 +133,14 @@ class Launcher:
             say(f"cannot start container {self.opts.name}: {e}")
             self._remove()
             return EXIT_ENGINE
-        pumps = self._pump()
+        pump = self._pump()
         threading.Thread(target=self._wait, daemon=True).start()
         stopped = False
         while not self.exited.wait(0.2):
             if self.stop_requested.is_set() and not stopped:
                 stopped = True
                 self._stop()
-        for pump in pumps:
-            pump.join(PUMP_JOIN)
+        pump.join(PUMP_JOIN)    # the rest of its output, once it exited
         self._remove()
         return EXIT_ENGINE if self.status is None else self.status
 
@@ -163,7 +162,7 @@ class Launcher:
                                              stream=True, logs=False, demux=True)
         self.container.start()
 
-    def _pump(self) -> list[threading.Thread]:
+    def _pump(self) -> threading.Thread:
         stream = self.stream
 
         def copy():
@@ -176,7 +175,7 @@ class Launcher:
                 pass  # the engine went away; the wait below says how it ended
         thread = threading.Thread(target=copy, daemon=True)
         thread.start()
-        return [thread]
+        return thread
 
     def _wait(self) -> None:
         try:
