@@ -50,6 +50,8 @@ def test_a_second_user_cannot_touch_an_app_until_it_is_shared(cmd, platform, app
     assert cmd(user, "var", "unset", app, "BY").code == 0
 
     # Unshared: back to nothing.
+    assert cmd.json("alice", "share", app, "bob")["shared_with"] == ["bob", user]
+    assert cmd.json("alice", "unshare", app, "bob") == {"name": app, "shared_with": [user]}
     r = cmd("alice", "unshare", app, user)
     assert r.code == 0 and f"{user} can no longer use {app}" in r.out
     assert cmd(user, "info", app).code == 1

@@ -8,7 +8,7 @@ def test_help_lists_every_command_and_shows_one(cmd):
     r = cmd("alice", "help")
     assert r.code == 0, r.text
     for word in ("list", "create APP", "destroy APP --force", "var set APP NAME=VALUE",
-                 "logs APP [SERVICE[.N]] [-n LINES] [-f]", "run APP SERVICE -- COMMAND",
+                 "logs APP [SERVICE[.N]] [-n LINES] [-f]", "run APP SERVICE [--timeout SECONDS] -- COMMAND",
                  "keys add NAME", "share APP USER", "help [COMMAND]"):
         assert word in r.out
     r = cmd("alice", "help", "var")
@@ -102,6 +102,9 @@ def test_destroy_needs_force_then_removes_everything(cmd, platform, tmp_path):
     assert r.code == 1 and f"no app named '{name}'" in r.err
 
     # The name is free again, for anyone, with nothing of the old app.
+    assert cmd("bob", "create", name).code == 0
+    assert cmd("bob", "destroy", name, "--force").out == \
+        f"destroyed {name} (0 instance(s) stopped)\n"
     assert cmd("bob", "create", name).code == 0
     info = cmd.json("bob", "info", name)
     assert info["owner"] == "bob" and info["release"] is None

@@ -59,6 +59,9 @@ def test_var_set_before_the_first_push_waits_for_it(cmd, platform, tmp_path):
     assert cmd("alice", "create", name).code == 0
     r = cmd("alice", "var", "set", name, "GREETING=early bird")
     assert r.code == 0 and "applies at the next push" in r.out
+    doc = cmd.json("alice", "var", "set", name, "LATER=1")
+    assert doc == {"name": name, "variables": {"GREETING": "early bird", "LATER": "1"},
+                   "deployed": False, "release": None}
     deploy_env_app(platform, tmp_path, name)
     assert platform.get(f"{name}.localhost", "/GREETING")[:2] == (200, "early bird")
 
@@ -111,6 +114,11 @@ def test_domains(cmd, platform, app):
         assert r.code != 0 and why in r.err, (bad, r.err)
     r = cmd("alice", "domain", "add", app, "api", "api.example.com")
     assert r.code == 1 and "no HTTP service 'api'" in r.err
+    doc = cmd.json("alice", "domain", "add", app, "www", f"json.{domain}")
+    assert doc == {"name": app, "domain": f"json.{domain}", "service": "www",
+                   "url": f"http://json.{domain}:{platform.http_port}/"}
+    assert cmd("alice", "domain", "rm", app, f"json.{domain}").out.strip() == \
+        f"json.{domain} no longer routes to {app}"
 
     doc = cmd.json("alice", "domain", "rm", app, domain)
     assert doc == {"name": app, "domain": domain, "removed": True}

@@ -39,9 +39,8 @@ def test_revisions_text_and_json(cmd, versions):
 
 def test_rollback_deploy_and_restart(cmd, platform, versions):
     assert body(platform, versions) == "two"
-    r = cmd("alice", "rollback", versions)
-    assert r.code == 0, r.text
-    assert "Deploying release v1" in r.out and "rolled back to v1" in r.out
+    doc = cmd.json("alice", "rollback", versions)
+    assert doc["release"] == 3 and doc["url"] == f"http://{versions}.localhost:{platform.http_port}/"
     assert body(platform, versions) == "one"
 
     revs = cmd.json("alice", "revisions", versions)["releases"]
@@ -50,7 +49,8 @@ def test_rollback_deploy_and_restart(cmd, platform, versions):
     doc = cmd.json("alice", "deploy", versions, two[:7])
     assert doc["revision"] == two and doc["release"] == 4
     assert body(platform, versions) == "two"
-    assert cmd("alice", "deploy", versions, "v1").code == 0
+    r = cmd("alice", "deploy", versions, "v1")
+    assert r.code == 0 and "deployed from v1: now running release v5" in r.out
     assert body(platform, versions) == "one"
 
     before = {i["pid"] for i in cmd.json("alice", "status", versions)["instances"]}
@@ -71,6 +71,9 @@ def test_rollback_deploy_and_restart(cmd, platform, versions):
     assert body(platform, versions) == "one"
     r = cmd("alice", "restart", versions, "www")
     assert "[www.0] Stopping..." in r.out and "restarted www.0 of" in r.out
+    r = cmd("alice", "rollback", versions)
+    assert r.code == 0 and "Deploying release v5" in r.out, r.text
+    assert f"{versions} rolled back to v5: now running release v7" in r.out
     r = cmd("alice", "restart", versions, "db")
     assert r.code == 1 and "has no service 'db'" in r.err
 
