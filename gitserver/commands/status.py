@@ -1,9 +1,11 @@
-"""`status APP`: every live instance with its state, shim pid, port, uptime,
-restarts and last exit; for an instance that crashes or restarts, its last
-log lines, so a crash loop explains itself.
+"""`status APP`: every live instance with its state, shim pid (and container
+names under the docker runtime), port, uptime, restarts and last exit; for
+an instance that crashes or restarts, its last log lines, so a crash loop
+explains itself.
 
 Read-only: it reads the store, the shims' status files and the logs.
 """
+import json
 import time
 
 from . import queries
@@ -22,6 +24,7 @@ def status(ctx: CommandContext, args: Args) -> int:
     for live in queries.live_instances(ctx.store, app):
         inst = live.instance
         shim = queries.instance_status(ctx.settings, inst)
+        containers = container_names(inst)
         running = inst.state in ("running", "crashed", "backoff", "starting") and inst.started
         row = {
             "service": inst.service, "number": inst.number, "instance": inst.label,
@@ -30,7 +33,9 @@ def status(ctx: CommandContext, args: Args) -> int:
             "started": iso(inst.started) if running else None,
             "uptime_seconds": round(now - inst.started, 1) if running else None,
             "restarts": inst.restarts, "last_exit": inst.last_exit,
-            "processes": {name: {k: p.get(k) for k in ("pid", "state", "restarts", "last_exit")}
+            "processes": {name: dict({k: p.get(k) for k in ("pid", "state", "restarts",
+                                                            "last_exit")},
+                                     container=containers.get(name))
                           for name, p in shim.get("processes", {}).items()},
             "last_lines": [],
         }
@@ -44,9 +49,13 @@ def status(ctx: CommandContext, args: Args) -> int:
     if not rows:
         ctx.say(f"{app.name} has no instances (nothing deployed yet?)")
         return 0
-    ctx.out(table(["INSTANCE", "STATE", "PID", "PORT", "UPTIME", "RESTARTS", "LAST EXIT", "ROLE"],
+    docker = any(p["container"] for r in rows for p in r["processes"].values())
+    ctx.out(table(["INSTANCE", "STATE", "PID", "PORT", "UPTIME", "RESTARTS", "LAST EXIT", "ROLE"]
+                  + (["CONTAINERS"] if docker else []),
                   [[r["instance"], r["state"], r["pid"], r["port"],
                     duration(r["uptime_seconds"]), r["restarts"], r["last_exit"], r["role"]]
+                   + ([",".join(p["container"] or "-" for p in r["processes"].values())]
+                      if docker else [])
                    for r in rows]))
     for r in rows:
         if r["state"] in TROUBLED:
@@ -56,6 +65,19 @@ def status(ctx: CommandContext, args: Args) -> int:
             for line in r["last_lines"]:
                 ctx.say(f"  {line}")
     return 0
+
+
+def container_names(inst) -> dict[str, str]:
+    """process -> container name, for instances of the docker runtime (whose
+    processes are runtime/docker_launcher.py ... --name NAME ... -- ARGV)."""
+    found = {}
+    for name, proc in (json.loads(inst.spec).get("processes") or {}).items():
+        argv = list(proc.get("argv") or [])
+        if len(argv) > 1 and argv[1].endswith("docker_launcher.py") and "--name" in argv:
+            at = argv.index("--name") + 1
+            if at < len(argv):
+                found[name] = argv[at]
+    return found
 
 
 COMMANDS = (

@@ -173,3 +173,16 @@ def test_assignments_join_words_that_ssh_split():
     for bad in (("loose", "A=1"), ("DOTCLOUD_X=1",), ("A-B=1",), ("A=" + "x" * 70000,)):
         with pytest.raises(Exception):
             parse_assignments(bad)
+
+
+def test_container_names_of_docker_instances():
+    import json as _json
+    from types import SimpleNamespace
+    from gitserver.commands.status import container_names
+    spec = {"processes": {
+        "web": {"argv": ["/usr/bin/python3", "/x/runtime/docker_launcher.py", "--image", "py",
+                         "--name", "dotcloud-abc-www-web", "--", "gunicorn"]},
+        "plain": {"argv": ["gunicorn", "--name", "not-a-container"]}}}
+    inst = SimpleNamespace(spec=_json.dumps(spec))
+    assert container_names(inst) == {"web": "dotcloud-abc-www-web"}
+    assert container_names(SimpleNamespace(spec="{}")) == {}
