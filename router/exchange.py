@@ -218,18 +218,18 @@ class Exchange:
             raise _BadHead
         end += 4
         self.rpos = end
+        raw = raw[start:end] if start or end < len(raw) else raw
         if status < 200 and status != 101:
             if self.http11:
-                self.out.append(headers.interim_head(raw[start:end]))
+                self.out.append(headers.interim_head(raw))
             self.interim = True
             return
         self.status = status
         self.up_keep = self.rparser.should_keep_alive()
-        head = self.router.response_heads(status, raw[start:end], self.method == b"HEAD",
+        head = self.router.response_heads(status, raw, self.method == b"HEAD",
                                           self.http11, self.keep_alive)
         self.mode = head.mode
-        if head.mode == headers.LENGTH:
-            self.body_expected = headers.content_length(raw[start:end])
+        self.body_expected = head.content_length
         self.until_close = head.until_close
         self.client_keep = head.keep_alive
         self.out.append(head.head)

@@ -44,6 +44,7 @@ class ResponseHead(NamedTuple):
     mode: int             # NO_BODY, LENGTH, CHUNKED or UNTIL_CLOSE
     keep_alive: bool      # the client connection stays open after this response
     until_close: bool     # the upstream body ends when the upstream closes
+    content_length: int = 0   # when mode is LENGTH
 
 
 class RequestIds:
@@ -216,7 +217,8 @@ def rewrite_response(status: int, head: bytes, *, head_request: bool,
         parts.append(b"Connection: keep-alive\r\n")
     parts.append(b"\r\n")
     until_close = mode in (CHUNKED, UNTIL_CLOSE) and not upstream_chunked
-    return ResponseHead(b"".join(parts), mode, keep_alive, until_close)
+    return ResponseHead(b"".join(parts), mode, keep_alive, until_close,
+                        content_length(head) if mode == LENGTH else 0)
 
 
 _CONTENT_LENGTH_VALUE_RE = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.I)
