@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dotcloud import logs
-from dotcloud.fsutil import write_atomic, write_json
+from dotcloud.fsutil import read_json, write_atomic, write_json
 from dotcloud.models import Instance
 from dotcloud.settings import Settings
 from dotcloud.state import Store
@@ -62,6 +62,7 @@ class Reconciler:
         self.spawns: dict[int, Spawn] = {}     # instance id -> its last shim start
         self.exits: dict[int, int] = {}        # reaped shim pid -> exit code
         self.terminating: dict[int, float] = {}  # instance id -> when its leftovers got SIGTERM
+        self.before: dict[int, tuple[int, int]] = {}  # instance id -> (shim, restarts before it)
 
     def paths(self, inst: Instance) -> tuple[Path, Path, Path]:
         d = self.settings.data / "instances" / str(inst.id)
@@ -207,6 +208,7 @@ class Reconciler:
         spec_path, pid_path, status_path = self.paths(inst)
         self.spawns.pop(inst.id, None)
         self.terminating.pop(inst.id, None)
+        self.before.pop(inst.id, None)
         pid = shimctl.alive(pid_path, spec_path)
         if pid is None:
             self.stopping.pop(inst.id, None)
@@ -235,7 +237,8 @@ class Reconciler:
                  if p.get("last_exit") is not None]
         fields = {
             "state": status.get("state", inst.state),
-            "restarts": sum(p.get("restarts", 0) for p in procs),
+            "restarts": self._restarts_before(inst, shim) + sum(p.get("restarts", 0)
+                                                                for p in procs),
             "last_exit": max(exits)[1] if exits else None,
             "started": min((p.get("started_at") or 0 for p in procs), default=None) or None,
         }
@@ -246,6 +249,15 @@ class Reconciler:
                          last_exit=fields["last_exit"])
             self.store.observe(inst.id, **fields)
         return fields["state"]
+
+    def _restarts_before(self, inst: Instance, shim: int) -> int:
+        """Restarts of the instance before its current shim (which counts from 0)."""
+        known = self.before.get(inst.id)
+        if known is None or known[0] != shim:
+            spec = read_json(self.paths(inst)[0]) or {}
+            before = spec.get("restarts_before", 0) if isinstance(spec, dict) else 0
+            known = self.before[inst.id] = (shim, before if isinstance(before, int) else 0)
+        return known[1]
 
     def _note(self, inst: Instance, text: str) -> None:
         """A platform event in the instance's own log, beside its output."""
@@ -266,6 +278,9 @@ class Reconciler:
         log_path = self.settings.data / "logs" / spec["log"]
         log_path.parent.mkdir(parents=True, exist_ok=True)
         marker = leftovers.tag(self.settings.data, inst.id)
+        # A new shim for an instance that ran before: its start is a restart
+        # too, and the count goes on from what the store last saw.
+        before = inst.restarts + 1 if status_path.exists() else 0
         processes = {name: dict(proc, env={**proc["env"], leftovers.TAG: marker})
                      for name, proc in spec["processes"].items()}
         write_json(spec_path, {
@@ -281,4 +296,5 @@ class Reconciler:
             "backoff_max": 30.0,
             "stable_after": 30.0,
             "crash_loop_restarts": 3,
+            "restarts_before": before,   # the runtime's, not the shim's
         })

@@ -92,6 +92,8 @@ def test_kill_shim_under_load(own_platform, tmp_path):
     assert shims_for(p.data, first.id) == [shim]
     assert not alive(master)
     wait_until(lambda: instance(p.data, first.id).state == "running", 5, "state running")
+    # The new shim counts from 0; the instance's count goes on (status shows it).
+    wait_until(lambda: instance(p.data, first.id).restarts == 1, 5, "the restart counted")
     log = instance_log(p.data, "shim", "www.0")
     assert (f"web: [dotcloud] the instance's shim (pid {first.pid}) died (killed by SIGKILL); "
             "the runtime starts a new one in 0.0s") in log, log[-2000:]
