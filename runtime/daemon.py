@@ -72,6 +72,9 @@ class Daemon:
                 self.in_pass = False
                 self.done.notify_all()
         sock.close()
+        # Nobody answers there any more: callers see "not running", not a hang.
+        for name in ("runtime.sock", "runtime.json"):
+            (self.settings.run_dir / name).unlink(missing_ok=True)
         if self.stop_apps:
             log.info("runtime_stopping_apps")
             self.reconciler.stop_all(self.settings.stop_grace + 2)

@@ -37,7 +37,8 @@ def test_ctrl_c_stops_daemons_and_apps(fresh_platform, tmp_path):
         assert not alive(pid), f"{name} still running"
     assert not alive(inst.pid) and not alive(master)
     assert not listening(inst.port) and not listening(p.http_port)
-    assert not (p.data / "run" / "up.json").exists()
+    for name in ("up.json", "runtime.json", "runtime.sock", "router.sock"):
+        assert not (p.data / "run" / name).exists(), name
 
     # The next `up` starts what the store says should run.
     p.start()
