@@ -19,7 +19,7 @@ from .parse import int_option
 
 DEFAULT_LINES = 100
 MAX_LINES = 10000
-POLL = 0.25
+POLL = 0.1   # a stat and a read per followed file: cheap, and lines show within 0.1s
 RESCAN_EVERY = 2.0
 SELECTOR_RE = re.compile(r"([^.]+)(?:\.(\d{1,4}))?")
 
