@@ -9,7 +9,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable
 
-from dotcloud.errors import DeployError
+from dotcloud.errors import DeployError, NotFound
 from dotcloud.locks import AppLock
 
 from .. import pipeline
@@ -31,6 +31,9 @@ def app_lock(ctx: CommandContext, app: str):
                     raise DeployError("the client went away while waiting for the deploy lock")
                 time.sleep(POLL)
             ctx.progress(f"---> Done waiting ({time.monotonic() - started:.1f}s); continuing")
+            if ctx.store.app(app) is None:
+                # Destroyed while we waited: nothing may be written for it any more.
+                raise NotFound(f"no app named '{app}' that you can access")
         yield lock
     finally:
         lock.release()

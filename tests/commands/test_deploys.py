@@ -158,3 +158,23 @@ def test_a_command_waits_for_the_deploy_lock_and_says_so(cmd, platform, app):
     assert len(cmd.json("alice", "revisions", app)["releases"]) == releases
     assert cmd("alice", "var", "unset", app, "WAITED").code == 0
 
+
+
+def test_an_app_destroyed_while_a_command_waits_gets_nothing_written(cmd, platform):
+    from test_logs_status import read_until
+    name = unique("gone")
+    assert cmd("alice", "create", name).code == 0
+    lock = AppLock(platform.data / "run", name)
+    assert lock.try_acquire()
+    store = Store(platform.data / "dotcloud.db")
+    try:
+        proc = cmd.popen("alice", "var", "set", name, "ORPHAN=1")
+        read_until(proc, "waiting for it to finish")
+        store.delete_app(name)   # what destroy does, under the lock it holds
+        lock.release()
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1 and f"no app named '{name}'".encode() in err
+        assert store.variables(name) == {}
+    finally:
+        lock.release()
+        store.close()
