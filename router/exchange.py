@@ -144,30 +144,45 @@ class Exchange:
             self.connecting = self.client.loop.create_task(self._connect(target))
 
     async def _connect(self, target) -> None:
+        try:
+            await self._connect_to(target)
+        except Exception:
+            # never leave a client waiting on a request nobody handles any more
+            self.router.log.exception("router_bug", where="connect")
+            self.connecting = None
+            self.respond_error(502)
+
+    async def _connect_to(self, target) -> None:
         loop = self.client.loop
-        timed_out = False
+        reason = "refused"
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(lambda: UpstreamConnection(target),
                                        target.host, target.port),
                 self.client.settings.connect_timeout)
         except asyncio.TimeoutError:
-            timed_out = True
+            reason = "timeout"
         except OSError:
             pass
         else:
             self.connecting = None
-            target.mark_up()
             if self.finished:
                 conn.close()
+                return
+            if not conn.usable():
+                # reset as soon as it was accepted (an instance going away with
+                # connections in its backlog): nothing was sent, so like a refusal
+                conn.close()
+                reason = "reset_on_accept"
             else:
+                target.mark_up()
                 self._attach(conn, reused=False)
-            return
+                return
         self.connecting = None
         if not self.finished:
-            self.router.upstream_failed(target, "timeout" if timed_out else "refused")
+            self.router.upstream_failed(target, reason)
             target.mark_down(monotonic(), self.client.settings.down_seconds)
-            self._try_next(504 if timed_out else 502)
+            self._try_next(504 if reason == "timeout" else 502)
 
     def _try_next(self, status: int) -> None:
         tried = self.tried

@@ -42,7 +42,7 @@ class Target:
         idle = self.idle
         while idle:
             conn = idle.pop()
-            if not conn.closed and now - conn.idle_since < max_idle_age:
+            if conn.usable() and now - conn.idle_since < max_idle_age:
                 return conn
             conn.close()
         return None

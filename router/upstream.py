@@ -82,6 +82,11 @@ class UpstreamConnection(asyncio.Protocol):
             self.read_paused = False
             self.transport.resume_reading()
 
+    def usable(self) -> bool:
+        """Open and not closing: safe to write a request to."""
+        return (not self.closed and self.transport is not None
+                and not self.transport.is_closing())
+
     def close(self):
         self.closed = True
         self.exchange = None

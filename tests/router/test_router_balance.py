@@ -155,3 +155,51 @@ def test_upstream_dying_mid_response_cuts_the_client(fresh_hello):
     assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: 100000" in head
     assert body == b"partial"             # then the router closed the connection
     assert hello.request("hello.localhost")[0] == 200
+
+
+class InstantResetter:
+    """Resets every connection the moment it is accepted, before reading a byte:
+    an instance going away with connections still in its backlog."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            conn.close()
+
+    def backend(self):
+        return {"id": "instant#0", "host": "127.0.0.1", "port": self.port}
+
+
+def test_connections_reset_on_accept_are_retried_and_never_hang(upstreams, start_router):
+    a = upstreams("a")
+    resetter = InstantResetter()
+    router = start_router(
+        routes(1, {"app.localhost": ("app", "www", [resetter.backend(), a.backend()])}),
+        env={"DOTCLOUD_ROUTER_DOWN_SECONDS": "0.001"})    # keep trying the resetter
+    results = []
+
+    def client():
+        for _ in range(25):
+            try:
+                results.append(router.request("app.localhost", "/echo", timeout=10)[0])
+            except Exception as exc:          # a hang shows up here as a timeout
+                results.append(repr(exc))
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * 200
+    assert "router_bug" not in router.log()
+    assert router.log_events("upstream_failed")
+    resetter.sock.close()
