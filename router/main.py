@@ -36,6 +36,10 @@ async def _serve(data_dir: Path, bind: str, port: int, admin_port: int | None,
                  settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     log = logs.get("router")
+    # before anything announces the router: a signal from then on stops it cleanly
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     run_dir = data_dir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     router = Router(settings, run_dir / "routes.json", loop, log)
@@ -71,9 +75,6 @@ async def _serve(data_dir: Path, bind: str, port: int, admin_port: int | None,
     gc.freeze()
     gc.set_threshold(20000, 50, 100)
 
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
 
     log.info("router_stopping", in_flight=router.in_flight_total())
