@@ -86,7 +86,8 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data):
         tunnel = self.tunnel
         if tunnel is not None:
-            tunnel.transport.write(data)
+            if not tunnel.closed:
+                tunnel.transport.write(data)
             return
         self.activity += 1
         if self.upgrade_buf is not None:

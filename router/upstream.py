@@ -32,7 +32,8 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data):
         peer = self.peer
         if peer is not None:
-            peer.transport.write(data)
+            if not peer.closing:
+                peer.transport.write(data)
             return
         exchange = self.exchange
         if exchange is None:
