@@ -42,8 +42,11 @@ def free_port(bind: str) -> int:
 
 
 def restart_delay(failures: int) -> float:
-    """Seconds before restarting a daemon that died `failures` times lately."""
-    return min(RESTART_FIRST * 2 ** (max(failures, 1) - 1), RESTART_MAX)
+    """Seconds before restarting a daemon that died `failures` times lately:
+    at once the first time, then 0.1 s, doubling up to RESTART_MAX."""
+    if failures <= 1:
+        return 0.0
+    return min(RESTART_FIRST * 2 ** (failures - 2), RESTART_MAX)
 
 
 class Supervisor:

@@ -139,8 +139,8 @@ def test_leftovers_are_found_by_exact_tag_only(tmp_path):
 
 
 def test_up_restart_delays_grow_and_are_capped():
-    delays = [restart_delay(n) for n in range(1, 12)]
-    assert delays[0] == 0.1 and delays == sorted(delays) and delays[-1] == 10
+    delays = [restart_delay(n) for n in range(1, 14)]
+    assert delays[:3] == [0.0, 0.1, 0.2] and delays == sorted(delays) and delays[-1] == 10
 
 
 def test_the_runtime_daemon_waits_for_the_lock(tmp_path):
