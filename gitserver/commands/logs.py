@@ -40,8 +40,12 @@ def logs(ctx: CommandContext, args: Args) -> int:
     log_dir = ctx.settings.data / "logs" / app.name
     follower = Follower(log_dir, service, number)
     try:
-        ends = follower.start() if "follow" in args.flags else {}
-        found = sources(log_dir, service, number)
+        if "follow" in args.flags:
+            # The tail ends where following starts: no line shown twice or lost.
+            ends = follower.start()
+            found = {label: follower.files[label].path for label in ends}
+        else:
+            ends, found = {}, sources(log_dir, service, number)
         if not found and "follow" not in args.flags:
             what = f" for {args.positional[1]}" if service else ""
             ctx.err(f"no logs yet{what}\n")
