@@ -137,7 +137,11 @@ class Supervisor:
         for name, at in list(self.due.items()):
             if now >= at:
                 del self.due[name]
-                self.start(name)
+                try:
+                    self.start(name)
+                except OSError as exc:  # out of processes or descriptors: try again
+                    log.error("daemon_start_failed", daemon=name, error=str(exc))
+                    self.due[name] = now + RESTART_MAX
         self._reap_orphans()
 
     def _reap_orphans(self) -> None:
