@@ -2,6 +2,7 @@
 an app, and count what the client saw."""
 import json
 import os
+import socket
 import subprocess
 import time
 
@@ -150,3 +151,17 @@ def test_kill_runtime_during_a_deploy(own_platform, tmp_path):
     for inst in instances(p.data, "rmid"):
         wait_until(lambda: shims_for(p.data, inst.id) == [instance(p.data, inst.id).pid], 10,
                    f"instance {inst.id}: one shim, recorded")
+
+
+def test_runtime_control_socket_refuses_garbage(own_platform):
+    p = own_platform
+    sock_path = p.data / "run" / "runtime.sock"
+    pid = daemon_pid(p.data, "runtime")
+    for garbage in (b"not json\n", b"[1, 2]\n", b'{"op": "explode"}\n', b"\xff\xfe\n"):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(str(sock_path))
+            s.sendall(garbage)
+            reply = json.loads(s.makefile("rb").readline())
+        assert reply["ok"] is False and reply["error"], (garbage, reply)
+    assert runtime_ping(p.data) == pid
