@@ -51,6 +51,8 @@ def create(ctx: CommandContext, args: Args) -> int:
     ctx.audit_app = name
     if not ctx.store.create_app(name, ctx.user):
         raise DotcloudError(f"an app named '{name}' already exists")
+    # Files of an earlier app of this name (a destroy cut short) are not the new owner's.
+    remove_files(ctx, name)
     remote = remote_url(ctx, name)
     if args.json:
         ctx.emit({"name": name, "owner": ctx.user, "remote": remote,
@@ -80,10 +82,7 @@ def destroy(ctx: CommandContext, args: Args) -> int:
         routes.publish(ctx.settings, ctx.store)
         queries.poke_runtime(ctx.settings)
         stopped = _wait_stopped(ctx, instances)
-        data = ctx.settings.data
-        for path in (data / "repos" / f"{app.name}.git", data / "releases" / app.name,
-                     data / "homes" / app.name, data / "logs" / app.name):
-            shutil.rmtree(path, ignore_errors=True)
+        remove_files(ctx, app.name)
     ctx.audit_detail = f"{len(instances)} instance(s)"
     if args.json:
         ctx.emit({"name": app.name, "destroyed": True, "instances_stopped": len(instances),
@@ -93,6 +92,14 @@ def destroy(ctx: CommandContext, args: Args) -> int:
         if not stopped:
             ctx.say("warning: some instances are still stopping; the runtime finishes the job")
     return 0
+
+
+def remove_files(ctx: CommandContext, app: str) -> None:
+    """The app's repository, releases, homes and logs (app is a validated name)."""
+    data = ctx.settings.data
+    for path in (data / "repos" / f"{app}.git", data / "releases" / app, data / "homes" / app,
+                 data / "logs" / app):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _wait_stopped(ctx: CommandContext, ids: list[int]) -> bool:

@@ -2,6 +2,7 @@
 import time
 
 from conftest import deploy_env_app, unique
+from platform_helpers import git_repo, python_app
 
 
 def test_help_lists_every_command_and_shows_one(cmd):
@@ -113,6 +114,21 @@ def test_destroy_needs_force_then_removes_everything(cmd, platform, tmp_path):
     audit = cmd.json("alice", "audit", name)["entries"]
     assert any(e["action"] == "destroy" and e["user"] == "alice" and "ok" in e["detail"]
                for e in audit)
+
+
+def test_create_clears_files_left_by_an_earlier_app_of_that_name(cmd, platform, tmp_path):
+    name = unique("leftover")
+    for sub in (f"repos/{name}.git", f"releases/{name}/v1/src", f"homes/{name}", f"logs/{name}"):
+        (platform.data / sub).mkdir(parents=True)
+    (platform.data / "logs" / name / "www.0.log").write_text(
+        "2026-11-25T19:30:01.123Z web: a secret of the old owner\n")
+    assert cmd("bob", "create", name).code == 0
+    assert cmd("bob", "logs", name).out == ""
+    assert not (platform.data / "releases" / name).exists()
+    deploy = git_repo(tmp_path / name, python_app("fresh"))
+    r = platform.push("bob", deploy, name)
+    assert r.code == 0, r.text   # v1 builds: nothing was left in its way
+    assert platform.get(f"{name}.localhost")[1] == "fresh"
 
 
 def _alive(pid: int) -> bool:
