@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from resilience_helpers import alive, shims_for, wait_until
@@ -45,6 +46,18 @@ def add(store, argv, app="unit", number=0, desired="run", spec=None):
         "env": ENV, "home": "/tmp", "log": f"{app}/www.{number}.log"})
     store.set_desired([inst.id], desired)
     return inst
+
+
+def _sleepers(tag: str) -> list[int]:
+    """Tagged `sleep` processes (found by name: pids wrap around)."""
+    found = []
+    for pid in leftovers.find(tag):
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep\0"):
+                found.append(pid)
+        except OSError:
+            pass
+    return found
 
 
 def _reap_children():
@@ -87,8 +100,7 @@ def test_dead_shim_is_replaced_after_its_leftovers_stop(rig):
     rec.reconcile()
     shim = store.instance(inst.id).pid
     tag = leftovers.tag(settings.data, inst.id)
-    wait_until(lambda: len(leftovers.find(tag)) == 2, 10, "the shell and its sleep")
-    sleeper = max(leftovers.find(tag))
+    [sleeper] = wait_until(lambda: _sleepers(tag), 10, "the shell's background sleep")
     os.kill(shim, signal.SIGKILL)
     wait_until(lambda: not alive(shim) and _reap_children() is None, 10, "the shim to die")
     assert alive(sleeper), "the background sleep outlives the shim"
