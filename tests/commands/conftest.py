@@ -61,9 +61,9 @@ def deploy_env_app(platform, tmp_path, name: str, extra: dict | None = None):
     return repo
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def app(platform, tmp_path_factory):
-    """An app of alice's, deployed once per module, for tests that do not change it."""
+    """An app of alice's, deployed once, for tests that leave it as they found it."""
     name = unique("shared")
     deploy_env_app(platform, tmp_path_factory.mktemp("apps"), name)
     return name
