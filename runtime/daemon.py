@@ -24,6 +24,7 @@ from dotcloud.fsutil import write_json
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
+from . import sweeper
 from .reconcile import Reconciler
 
 log = logs.get("runtime")
@@ -60,6 +61,8 @@ class Daemon:
                    {"pid": os.getpid(), "started": time.time()})
         sock = self._listen()
         threading.Thread(target=self._serve_control, args=(sock,), daemon=True).start()
+        if self.settings.runtime == "docker":
+            sweeper.start(self.settings, threading.Event())
         log.info("runtime_started", pid=os.getpid())
         busy = True
         while not self.stopping:
