@@ -145,7 +145,9 @@ def test_kill_runtime_during_a_deploy(own_platform, tmp_path):
     assert load.failures == 0, load.errors[:5]
     assert set(load.bodies) <= {"rmid v1", "rmid v2"}
     assert p.get("rmid.localhost")[:2] == (200, "rmid v2")
-    assert daemon_pid(p.data, "runtime") not in (None, old)
+    # The push may go live before `up` has restarted the runtime: the old one
+    # started the new shims before it died.
+    wait_until(lambda: daemon_pid(p.data, "runtime") not in (None, old), 10, "a new runtime")
     # One shim per instance, recorded (once the new runtime has adopted it,
     # when the old one started it and died before it could record it).
     for inst in instances(p.data, "rmid"):
