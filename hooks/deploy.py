@@ -90,11 +90,13 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
         for inst, _ in created:
             progress.line(f"[{inst.label}] Waiting for the instance to become responsive...")
         checks = [_check(settings, app, inst, info) for inst, info in created]
-        wait_responsive(store, checks, lambda c: None)
+        wait_responsive(store, checks)
         t0 = progress.mark("health", t0)
-    except DeployError:
+    except BaseException as exc:
+        # Whatever stopped us, the new generation must not linger half-started.
         teardown(settings, store, gen)
-        _show_failure(settings, app, created, progress)
+        if isinstance(exc, DeployError):
+            _show_failure(settings, app, created, progress)
         raise
     for inst, _ in created:
         progress.line(f"[{inst.label}] Re-routing traffic to the new build...")

@@ -37,9 +37,9 @@ def probe(port: int, path: str, host: str, timeout: float = 2.0) -> int | None:
         conn.close()
 
 
-def wait_responsive(store: Store, checks: list[Check], on_ready) -> None:
+def wait_responsive(store: Store, checks: list[Check]) -> None:
     """Wait until every instance is responsive; raise DeployError naming the
-    first that crashed or timed out. on_ready(check) is called once for each."""
+    first that crashed or timed out."""
     started = time.monotonic()
     pending = {c.instance_id: c for c in checks}
     while pending:
@@ -49,7 +49,6 @@ def wait_responsive(store: Store, checks: list[Check], on_ready) -> None:
                 raise DeployError(f"{check.label} crashed at boot ({_exit(inst.last_exit)})")
             if _ready(inst, check):
                 del pending[iid]
-                on_ready(check)
                 continue
             if time.monotonic() - started > check.timeout:
                 raise DeployError(f"{check.label} not responsive after {check.timeout:g}s")
