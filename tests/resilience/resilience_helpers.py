@@ -155,22 +155,4 @@ def _json(path: Path):
 # closing with connections in its backlog, as when a dead shim's workers
 # stop), the router writes to the closed transport, the task dies and the
 # request is never answered: the client times out.
-ROUTER_WRITE_ON_CLOSED = "unable to perform operation on <TCPTransport closed=True"
-
-
-def log_mark(platform) -> int:
-    """Where the platform's log ends now (for only_known_router_bug)."""
-    return (platform.data.parent / "up.log").stat().st_size
-
-
-def only_known_router_bug(platform, load, since: int) -> bool:
-    """True when every failure of `load` is a client timeout and the router
-    logged the write-on-closed-transport bug after `since`: a known router
-    bug, reported, not the runtime's doing."""
-    if not load.errors or any("timed out" not in f.error for f in load.errors):
-        return False
-    with open(platform.data.parent / "up.log", "rb") as f:
-        f.seek(since)
-        log = f.read().decode(errors="replace")
-    return ROUTER_WRITE_ON_CLOSED in log and "_attach" in log
 

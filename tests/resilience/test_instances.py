@@ -6,11 +6,10 @@ import re
 import time
 from pathlib import Path
 
-import pytest
 from loadgen import Load
 from platform_helpers import git_repo, python_app
 from resilience_helpers import (alive, daemon_pid, get_direct, instance, instance_log, instances,
-                                kill9, log_mark, only_known_router_bug, process_pid, runtime_pass,
+                                kill9, process_pid, runtime_pass,
                                 shims_for, wait_until)
 
 from dotcloud.state import Store
@@ -44,7 +43,6 @@ def two_instances(platform, tmp_path, app):
 def test_kill_one_of_two_instances_under_load(own_platform, tmp_path):
     p = own_platform
     first, second, master = two_instances(p, tmp_path, "two")
-    mark = log_mark(p)
     with Load(p.http_port, "two.localhost", clients=6) as load:
         load.wait_ok(100)
         kill9(master)
@@ -57,8 +55,7 @@ def test_kill_one_of_two_instances_under_load(own_platform, tmp_path):
         load.wait_ok(100)
     print(f"\nkill -9 of one instance's app process: back after {back_after:.2f}s; "
           f"{load.summary()}")
-    router_bug = only_known_router_bug(p, load, mark)
-    assert load.failures == 0 or router_bug, load.errors[:5]
+    assert load.failures == 0, load.errors[:5]
     assert set(load.bodies) == {"two"}
     assert instance(p.data, first.id).pid == first.pid, "the shim restarted it, not the runtime"
     assert alive(new) and process_pid(p.data, second.id)
@@ -67,15 +64,12 @@ def test_kill_one_of_two_instances_under_load(own_platform, tmp_path):
     assert f"[dotcloud] started pid={master}" in log
     assert re.search(r"Z web: \[dotcloud\] killed by SIGKILL, .*restarting in 1\.0s", log), log
     assert f"[dotcloud] started pid={new}" in log
-    if router_bug:
-        pytest.xfail(f"a router bug, not the runtime's, cost requests: {load.summary()}")
 
 
 def test_kill_shim_under_load(own_platform, tmp_path):
     """The runtime starts a new shim, after killing what the old one left behind."""
     p = own_platform
     first, _, master = two_instances(p, tmp_path, "shim")
-    mark = log_mark(p)
     with Load(p.http_port, "shim.localhost", clients=6) as load:
         load.wait_ok(100)
         kill9(first.pid)
@@ -87,8 +81,7 @@ def test_kill_shim_under_load(own_platform, tmp_path):
         back_after = time.monotonic() - killed_at
         load.wait_ok(100)
     print(f"\nkill -9 of one instance's shim: back after {back_after:.2f}s; {load.summary()}")
-    router_bug = only_known_router_bug(p, load, mark)
-    assert load.failures == 0 or router_bug, load.errors[:5]
+    assert load.failures == 0, load.errors[:5]
     assert shims_for(p.data, first.id) == [shim]
     assert not alive(master)
     wait_until(lambda: instance(p.data, first.id).state == "running", 5, "state running")
@@ -98,8 +91,6 @@ def test_kill_shim_under_load(own_platform, tmp_path):
     assert (f"web: [dotcloud] the instance's shim (pid {first.pid}) died (killed by SIGKILL); "
             "the runtime starts a new one in 0.0s") in log, log[-2000:]
     assert "web: [dotcloud] stopping what the dead shim left running (pids " in log
-    if router_bug:
-        pytest.xfail(f"a router bug, not the runtime's, cost requests: {load.summary()}")
 
 
 def test_crash_loop_is_reported_and_other_apps_serve(own_platform, tmp_path):
