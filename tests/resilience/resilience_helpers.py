@@ -149,10 +149,3 @@ def _json(path: Path):
     except (OSError, ValueError):
         return None
 
-
-# A router bug (router/exchange.py, Exchange._connect -> _attach): when an
-# instance resets a connection the moment it is accepted (a listening socket
-# closing with connections in its backlog, as when a dead shim's workers
-# stop), the router writes to the closed transport, the task dies and the
-# request is never answered: the client times out.
-
