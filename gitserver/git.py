@@ -14,6 +14,7 @@ from dulwich.repo import Repo
 from dulwich.server import Backend, ReceivePackHandler, UploadPackHandler
 
 from dotcloud import logs, names
+from dotcloud.appfiles import remove_app_files
 from dotcloud.errors import NotFound
 from dotcloud.locks import AppLock
 from dotcloud.settings import Settings
@@ -39,12 +40,15 @@ class AppBackend(Backend):
 
     def open_repository(self, path: str) -> Repo:
         app = names.app_from_path(path)
-        existing = self.store.app(app)
-        if existing is None and self.create:
-            self.store.create_app(app, self.user)
+        created = False
+        if self.store.app(app) is None and self.create:
+            created = self.store.create_app(app, self.user)
+        if created:
+            # Files an earlier app of this name left (a destroy cut short) are not ours.
+            remove_app_files(self.settings.data, app)
             self.store.audit(self.user, "create", app, "first push")
             log.info("app_created", app=app, user=self.user)
-        elif existing is None or not self.store.can_access(self.user, app):
+        elif self.store.app(app) is None or not self.store.can_access(self.user, app):
             raise NotFound(f"no app named '{app}' that you can access")
         path = repo_path(self.settings, app)
         if not (path / "HEAD").exists():

@@ -6,9 +6,9 @@ rows, repository, releases, homes and logs, and frees its name. It never
 removes a path built from an unvalidated name, and never while a deploy of
 the app holds its lock.
 """
-import shutil
 import time
 
+from dotcloud.appfiles import remove_app_files
 from dotcloud import names, routes
 from dotcloud.errors import DotcloudError, UsageError
 
@@ -96,10 +96,7 @@ def destroy(ctx: CommandContext, args: Args) -> int:
 
 def remove_files(ctx: CommandContext, app: str) -> None:
     """The app's repository, releases, homes and logs (app is a validated name)."""
-    data = ctx.settings.data
-    for path in (data / "repos" / f"{app}.git", data / "releases" / app, data / "homes" / app,
-                 data / "logs" / app):
-        shutil.rmtree(path, ignore_errors=True)
+    remove_app_files(ctx.settings.data, app)
 
 
 def _wait_stopped(ctx: CommandContext, ids: list[int]) -> bool:

@@ -158,3 +158,24 @@ def test_concurrent_pushes_wait_for_each_other(platform, tmp_path):
     assert second.code == 0, second.text
     assert "Another push to concur is in progress; waiting" in second.err
     assert platform.get("concur.localhost")[:2] == (200, "cc master")
+
+
+def test_first_push_ignores_files_an_earlier_app_left(platform, tmp_path):
+    """A destroy cut short can leave files behind; they never become the new app's."""
+    for leftover in (platform.data / "releases" / "reborn" / "v1" / "junk",
+                     platform.data / "repos" / "reborn.git" / "junk"):
+        leftover.parent.mkdir(parents=True)
+        leftover.write_text("old")
+    repo = git_repo(tmp_path / "reborn", python_app("reborn ok"))
+    r = platform.push("alice", repo, "reborn")
+    assert r.code == 0, r.text
+    assert platform.get("reborn.localhost")[:2] == (200, "reborn ok")
+    assert not (platform.data / "repos" / "reborn.git" / "junk").exists()
+
+
+def test_fetch_of_a_missing_app_creates_nothing(platform, tmp_path):
+    r = subprocess.run(["git", "clone", platform.remote("nosuchapp"), str(tmp_path / "c")],
+                       env=platform.git_env("alice"), capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "no app named 'nosuchapp'" in r.stderr
+    assert not (platform.data / "repos" / "nosuchapp.git").exists()
