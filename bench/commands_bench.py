@@ -2,7 +2,7 @@
 client, key exchange included), how fast `logs -n` reads a large log, and how
 soon `logs -f` shows a new line.
 
-    python tests/commands/bench_commands.py [--runs 20]
+    python bench/commands_bench.py [--runs 20]
 
 (Kept beside the tests it shares helpers with; pytest does not collect it.)
 
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from platform_helpers import Platform, git_repo, python_app  # noqa: E402
 
 LOG_LINE = "2026-11-25T19:30:01.123Z web: " + "x" * 90 + "\n"
