@@ -129,9 +129,12 @@ class Exchange:
 
     # -- choosing and reaching an instance ---------------------------------
 
-    def _acquire(self) -> None:
+    def _acquire(self, pooled: bool = True) -> None:
         self.attempts += 1
         target = self.target
+        if not pooled:
+            self.connecting = self.client.loop.create_task(self._connect(target))
+            return
         max_age = self.client.settings.pool_idle_timeout
         if self.method not in IDEMPOTENT or self.req.has_body:
             # what cannot be retried avoids connections the app may be closing for
@@ -342,18 +345,23 @@ class Exchange:
                 self._abort_response("upstream closed mid-response")
             return
         self.out = []
-        retry_same = self.reused
-        if self._retryable():
-            if not retry_same:
-                self.target.mark_down(monotonic(), self.client.settings.down_seconds)
-                self.router.upstream_failed(self.target, "reset")
-            self._reset_attempt()
-            if retry_same and self.attempts <= len(self.route.backends) + 1:
-                self._acquire()
-            else:
-                self._try_next(502)
-        else:
+        if self.reused:
+            # the instance may be gone with all its pooled connections: the others
+            # are as stale as this one, and trying them one by one would spend the
+            # tries the route's other instances are owed
+            self.target.close_idle()
+        if not self._retryable():
             self.respond_error(502, "the instance closed the connection")
+            return
+        self._reset_attempt()
+        if self.reused:
+            # not counted: a fresh connection to the same instance decides
+            self.attempts -= 1
+            self._acquire(pooled=False)
+        else:
+            self.target.mark_down(monotonic(), self.client.settings.down_seconds)
+            self.router.upstream_failed(self.target, "reset")
+            self._try_next(502)
 
     def _retryable(self) -> bool:
         return (self.body_sent == 0 and not self.req.has_body

@@ -75,6 +75,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _dispatch(self):
         server = self.server
+        if server.killed:
+            _reset(self.connection)
+            self.close_connection = True
+            return
         url = urlsplit(self.path)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         path = url.path
@@ -143,10 +147,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
         elif path == "/reset":
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            _reset(self.connection)
             self.close_connection = True
-            self.connection.close()
         elif path == "/stall":
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nten bytes.")
             self.wfile.flush()
@@ -162,6 +164,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
 
 
+def _reset(sock: socket.socket) -> None:
+    """Close with an RST (SO_LINGER 0), as the kernel does for a killed process."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()
+
+
 class Upstream(http.server.ThreadingHTTPServer):
     """A real HTTP/1.1 app instance on a free loopback port."""
 
@@ -171,6 +179,7 @@ class Upstream(http.server.ThreadingHTTPServer):
     def __init__(self, name: str):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.name = name
+        self.killed = False
         self.hits = 0
         self.seen = []
         self.connections = set()
@@ -192,6 +201,14 @@ class Upstream(http.server.ThreadingHTTPServer):
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
+
+    def kill(self) -> None:
+        """Die the way a killed instance does: new connections are refused and every
+        open one is reset. An open connection is reset when its next request
+        arrives, which is when a router that has not yet seen the reset finds
+        out (deterministically, instead of racing the router's read of the RST)."""
+        self.killed = True
+        self.stop()
 
 
 class WebSocketUpstream:

@@ -98,6 +98,30 @@ def test_idempotent_request_retried_after_reset_without_response(upstreams, star
     resetter.sock.close()
 
 
+def test_stale_pooled_connections_to_a_dead_instance_never_cost_the_healthy_one_its_try(
+        upstreams, start_router):
+    a, b = upstreams("a"), upstreams("b")
+    router = start_router(routes(1, {"app.localhost": ("app", "www", [a.backend()])}))
+    # several requests at once leave several keep-alive connections to a in the pool
+    threads = [threading.Thread(target=server_of, args=(router, "app.localhost",
+                                                        "/slow?delay=0.5"))
+               for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(a.connections) == 6
+    router.swap(routes(2, {"app.localhost": ("app", "www", [a.backend(), b.backend(1)])}))
+    a.kill()
+    # round robin sends the first of these to a: its stale connections and then
+    # its closed port fail, and each request is still answered by b
+    answers = [server_of(router) for _ in range(6)]
+    assert answers == [(200, "b")] * 6
+    status, _, _ = router.request("app.localhost", method="HEAD")
+    assert status == 200
+    assert "reason='refused'" in router.log_events("upstream_failed")[0]
+
+
 def test_first_byte_timeout_is_504(upstreams, start_router):
     a = upstreams("a")
     router = start_router(routes(1, {"app.localhost": ("app", "www", [a.backend()])}),
