@@ -207,7 +207,6 @@ class Exchange:
         self.upstream = conn
         self.reused = reused
         conn.exchange = self
-        self.rparser = httptools.HttpResponseParser(self)
         transport = conn.transport
         if self.pending:
             transport.writelines([self.req.head] + self.pending)
@@ -245,7 +244,7 @@ class Exchange:
         self.status = status
         self.up_keep = self.rparser.should_keep_alive()
         head = self.router.response_heads(status, raw, self.method == b"HEAD",
-                                          self.http11, self.keep_alive)
+                                          self.http11, self.keep_alive, self.up_keep)
         self.mode = head.mode
         self.body_expected = head.content_length
         self.until_close = head.until_close
@@ -296,6 +295,11 @@ class Exchange:
             self.resp_done = True
             self._finish(reusable=True)
             return
+        parser = self.rparser
+        if parser is None:
+            if self._known_response(data):
+                return
+            parser = self.rparser = httptools.HttpResponseParser(self)
         if not self.resp_started:
             # keep the raw head until it is complete: it is forwarded as it came
             raw = self.rraw
@@ -308,7 +312,7 @@ class Exchange:
                 self.rraw = data
                 self.rpos = 0
         try:
-            self.rparser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self._tunnel(data[exc.args[0]:])
             return
@@ -321,6 +325,42 @@ class Exchange:
             self._finish(reusable=True)
         elif self.mode == headers.LENGTH and self.resp_started:
             self.body_left = self.body_expected - self.body_seen
+
+    def _known_response(self, data: bytes) -> bool:
+        """The fast path: a response whose head arrived whole, is byte for byte one
+        the parser accepted before, and frames its body with Content-Length, is
+        forwarded head and body in one write without parsing it again."""
+        end = data.find(b"\r\n\r\n") + 4
+        if end < 4:
+            return False
+        size = len(data)
+        known = self.router.response_heads.known(data[:end] if end < size else data,
+                                                 self.method == b"HEAD", self.http11,
+                                                 self.keep_alive)
+        if known is None:
+            return False
+        head, status, up_keep = known
+        if head.mode != headers.LENGTH:
+            return False
+        length = head.content_length
+        body = size - end
+        if body > length:
+            return False        # more than this response: the parser decides
+        self.status = status
+        self.up_keep = up_keep
+        self.mode = headers.LENGTH
+        self.body_expected = length
+        self.client_keep = head.keep_alive
+        self.resp_started = True
+        out = head.head + data[end:] if body else head.head
+        self.bytes_out += len(out)
+        self.client.transport.write(out)
+        if body < length:
+            self.body_left = length - body
+            return True
+        self.resp_done = True
+        self._finish(reusable=True)
+        return True
 
     def _flush(self) -> None:
         out = self.out

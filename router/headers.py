@@ -156,24 +156,33 @@ _CONNECTION_VALUES_RE = re.compile(rb"\r\nconnection:([^\r]*)", re.I)
 class ResponseHeads:
     """rewrite_response remembered: an app's response heads repeat byte for byte
     (the Date header changes once a second), so most are a dictionary lookup.
-    Bounded: the memo is dropped whole when it fills up."""
+    With each rewritten head it keeps what the parser said of the original
+    (status, upstream keep-alive), so a head seen before can be forwarded
+    without parsing it again (see known). Bounded: the memo is dropped whole
+    when it fills up."""
 
     def __init__(self, size: int = 2048):
         self._size = size
         self._memo = {}
 
     def __call__(self, status: int, head: bytes, head_request: bool, client_http11: bool,
-                 keep_alive: bool) -> ResponseHead:
+                 keep_alive: bool, upstream_keep: bool) -> ResponseHead:
         key = (head, head_request, client_http11, keep_alive)
         memo = self._memo
         found = memo.get(key)
         if found is None:
             if len(memo) >= self._size:
                 memo.clear()
-            found = memo[key] = rewrite_response(
+            found = memo[key] = (rewrite_response(
                 status, head, head_request=head_request, client_http11=client_http11,
-                keep_alive=keep_alive)
-        return found
+                keep_alive=keep_alive), status, upstream_keep)
+        return found[0]
+
+    def known(self, head: bytes, head_request: bool, client_http11: bool,
+              keep_alive: bool):
+        """(ResponseHead, status, upstream keep-alive) for a head the parser has
+        accepted before, byte for byte, in the same circumstances; else None."""
+        return self._memo.get((head, head_request, client_http11, keep_alive))
 
 
 def rewrite_response(status: int, head: bytes, *, head_request: bool,

@@ -2,11 +2,12 @@
 import hashlib
 import json
 import socket
+import threading
 import time
 
 import pytest
 
-from routerkit import read_response, status_of
+from routerkit import read_response, routes, status_of
 
 
 @pytest.fixture
@@ -241,3 +242,65 @@ def test_body_split_across_reads_then_pipelined_requests(hello):
     assert echo(second[2])["body_len"] == 5
     assert echo(third[2])["path"] == "/echo?last"
     assert [path for _, path, _ in hello.up.seen] == ["/upload", "/upload", "/echo?last"]
+
+
+class SameHead:
+    """A keep-alive upstream whose every response has the same head (no Date):
+    the router forwards repeats without parsing them again. Bodies alternate
+    between one piece with the head and two pieces, the second sent later."""
+
+    HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nKeep-Alive: timeout=5\r\n"
+            b"Connection: keep-alive, X-Hop\r\nX-Hop: secret\r\nContent-Length: 10\r\n\r\n")
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.answered = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        with conn:
+            buf = b""
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                request, buf = buf.split(b"\r\n\r\n", 1)
+                self.answered += 1
+                if request.startswith(b"HEAD "):
+                    conn.sendall(self.HEAD)
+                elif self.answered % 2:
+                    conn.sendall(self.HEAD + b"helloworld")
+                else:
+                    conn.sendall(self.HEAD + b"hello")
+                    time.sleep(0.05)
+                    conn.sendall(b"world")
+
+    def backend(self):
+        return {"id": "same#0", "host": "127.0.0.1", "port": self.port}
+
+
+def test_repeated_response_heads_are_forwarded_the_same_way(start_router):
+    up = SameHead()
+    router = start_router(routes(1, {"app.localhost": ("app", "www", [up.backend()])}))
+    conn = router.connect()
+    for method in ("GET", "GET", "GET", "HEAD", "GET", "GET", "HEAD", "GET"):
+        conn.request(method, "/", headers={"Host": "app.localhost"})
+        resp = conn.getresponse()
+        body = resp.read()
+        assert resp.status == 200
+        assert body == (b"" if method == "HEAD" else b"helloworld")
+        assert resp.getheader("Content-Length") == "10"
+        assert resp.getheader("X-Hop") is None and resp.getheader("Keep-Alive") is None
+    conn.close()
+    up.sock.close()
