@@ -37,6 +37,7 @@ class RequestHead(NamedTuple):
     has_body: bool
     upgrade: bytes | None  # Upgrade header value when the client asked for one
     content_length: int    # of a body framed by Content-Length, else 0
+    own_id: bool = False   # request_id is ours (none valid was given): new for each request
 
 
 class ResponseHead(NamedTuple):
@@ -119,7 +120,8 @@ def rewrite_request(method: bytes, target: bytes, headers: list, client_ip: byte
     parts += (b"X-Forwarded-For: ", client_ip if xff is None else xff + b", " + client_ip,
               b"\r\nX-Forwarded-Proto: ", xfp or b"http",
               b"\r\nX-Forwarded-Host: ", xfh or host, b"\r\n")
-    if rid is None or not _REQUEST_ID_RE.fullmatch(rid):
+    own_id = rid is None or not _REQUEST_ID_RE.fullmatch(rid)
+    if own_id:
         rid = new_id()
     parts += (b"X-Request-Id: ", rid, b"\r\n")
     if chunked:
@@ -130,7 +132,17 @@ def rewrite_request(method: bytes, target: bytes, headers: list, client_ip: byte
         upgrade = None
     parts.append(b"\r\n")
     return RequestHead(b"".join(parts), host, rid, chunked, has_body, upgrade,
-                       int(length) if length is not None and not chunked else 0)
+                       int(length) if length is not None and not chunked else 0, own_id)
+
+
+def with_new_id(req: RequestHead, new_id) -> RequestHead:
+    """The same head for a repeat of the request, under a request id of its own."""
+    if not req.own_id:
+        return req
+    rid = new_id()
+    # the id line is the head's last when there is no body and no upgrade
+    head = req.head[:-len(req.request_id) - 4] + rid + b"\r\n\r\n"
+    return RequestHead(head, req.host, rid, False, False, None, 0, True)
 
 
 def _without(parts: list, drop: set) -> list:

@@ -29,7 +29,8 @@ class ClientConnection(asyncio.Protocol):
         "parsing", "url", "headers", "header_bytes", "in_head", "fresh", "head_bytes",
         "begin_at", "reject", "paused", "write_paused", "closing", "upgrade_buf",
         "tunnel", "activity", "seen_activity", "progress_at", "idle_since",
-        "pending_error", "head_limit", "body_expected", "body_seen", "body_left")
+        "pending_error", "head_limit", "body_expected", "body_seen", "body_left",
+        "messages")
 
     def __init__(self, router):
         self.router = router
@@ -62,6 +63,7 @@ class ClientConnection(asyncio.Protocol):
         self.body_expected = 0     # Content-Length of the request body being received
         self.body_seen = 0         # of it, seen by the parser
         self.body_left = 0         # still to come, passed on without the parser
+        self.messages = 0          # requests begun in the current read
 
     # -- connection events -------------------------------------------------
 
@@ -112,7 +114,17 @@ class ClientConnection(asyncio.Protocol):
             if size == left or self.closing:
                 return
             data = data[left:]       # a pipelined request follows
-        if self.in_head:
+        between = not self.in_head and self.parsing is None and not self.queue
+        if between:
+            # every earlier request answered and kept alive: a request seen
+            # before, whole in this read, needs neither the parser nor the
+            # rewriting again
+            known = self.router.known_request(data, self.client_ip)
+            if known is not None:
+                self._known_request(known)
+                return
+            self.messages = 0
+        elif self.in_head:
             self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
@@ -139,6 +151,18 @@ class ClientConnection(asyncio.Protocol):
                 self.body_left = self.body_expected - self.body_seen
                 self.body_expected = 0
                 self.parser = httptools.HttpRequestParser(self)
+            elif (between and self.messages == 1 and not self.in_head
+                  and self.parsing is None and len(self.queue) == 1 and not self.closing):
+                # exactly one whole request, and nothing else, was in this read
+                self.router.remember_request(data, self.queue[-1])
+
+    def _known_request(self, known) -> None:
+        """What the parser callbacks do for a request, without the parser."""
+        self.fresh = False
+        self.begin_at = now = monotonic()
+        exchange = self.router.open_known(self, known, now)
+        self._queue(exchange)
+        exchange.request_complete()
 
     # -- httptools request callbacks ---------------------------------------
 
@@ -148,6 +172,7 @@ class ClientConnection(asyncio.Protocol):
         self.header_bytes = 0
         self.in_head = True
         self.fresh = False
+        self.messages += 1
         self.head_bytes = 0
         self.begin_at = monotonic()
 
@@ -185,6 +210,9 @@ class ClientConnection(asyncio.Protocol):
         req = exchange.req
         self.body_expected = req.content_length if req is not None and not upgrading else 0
         self.body_seen = 0
+        self._queue(exchange)
+
+    def _queue(self, exchange) -> None:
         queue = self.queue
         queue.append(exchange)
         if len(queue) == 1:

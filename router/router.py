@@ -19,6 +19,8 @@ from .settings import Settings
 from .targets import Targets
 
 NO_APP = "-"
+KNOWN_REQUESTS = 1024        # requests remembered (the memo is dropped whole when full)
+KNOWN_REQUEST_MAX = 4096     # bytes: longer requests are not remembered
 _UNSEEN = object()
 
 
@@ -36,6 +38,7 @@ class Router:
         self.response_heads = headers.ResponseHeads()
         self.access_log = AccessLog(loop=loop) if settings.access_log else None
         self._hosts = {}
+        self._known = {}
         self._ticker = None
 
     # -- the table ---------------------------------------------------------
@@ -73,6 +76,10 @@ class Router:
         except headers.BadRequest as exc:
             return Exchange(client, method, url, None, keep_alive, http11, begin,
                             error=exc.args[0], detail=exc.args[1])
+        return self._route(client, method, url, req, keep_alive, http11, begin)
+
+    def _route(self, client, method: bytes, url: bytes, req: headers.RequestHead,
+               keep_alive: bool, http11: bool, begin: float) -> Exchange:
         host = self._hosts.get(req.host, _UNSEEN)
         if host is _UNSEEN:
             host = self._normalize(req.host)
@@ -87,6 +94,31 @@ class Router:
         target = self.targets.pick(route)
         target.in_flight += 1
         return Exchange(client, method, url, req, keep_alive, http11, begin, route, target)
+
+    # -- requests seen before ----------------------------------------------
+    # A client repeats its requests byte for byte (same path, same headers);
+    # what the parser and rewrite_request made of one is remembered under its
+    # bytes and the client's address, so a repeat skips both. Only whole
+    # requests without a body or an upgrade that were routed are remembered.
+
+    def remember_request(self, raw: bytes, ex: Exchange) -> None:
+        req = ex.req
+        if (len(raw) > KNOWN_REQUEST_MAX or ex.error or req.has_body or req.upgrade
+                or req.chunked):
+            return
+        known = self._known
+        if len(known) >= KNOWN_REQUESTS:
+            known.clear()
+        known[(raw, ex.client.client_ip)] = (ex.method, ex.url, req, ex.keep_alive, ex.http11)
+
+    def known_request(self, raw: bytes, client_ip: bytes):
+        return self._known.get((raw, client_ip))
+
+    def open_known(self, client, known, begin: float) -> Exchange:
+        """Route a repeat of a request remembered by remember_request."""
+        method, url, req, keep_alive, http11 = known
+        return self._route(client, method, url, headers.with_new_id(req, self.request_ids),
+                           keep_alive, http11, begin)
 
     def _normalize(self, raw: bytes):
         """Host header -> table key, remembered (a bounded cache of pure results)."""

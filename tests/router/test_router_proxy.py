@@ -304,3 +304,43 @@ def test_repeated_response_heads_are_forwarded_the_same_way(start_router):
         assert resp.getheader("X-Hop") is None and resp.getheader("Keep-Alive") is None
     conn.close()
     up.sock.close()
+
+
+def test_repeated_requests_are_rewritten_and_routed_each_time(own_hello, upstreams):
+    hello = own_hello
+    plain = b"GET /echo?same HTTP/1.1\r\nHost: hello.localhost\r\nAccept: */*\r\n\r\n"
+    given = (b"GET /echo?same HTTP/1.1\r\nHost: hello.localhost\r\nX-Request-Id: given-1\r\n"
+             b"X-Forwarded-For: 6.6.6.6\r\n\r\n")
+    closing = b"GET /echo?same HTTP/1.1\r\nHost: hello.localhost\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", hello.port), timeout=10) as s:
+        f = s.makefile("rb")
+        seen = []
+        for raw in (plain, given, plain, given, plain):
+            s.sendall(raw)
+            status, _, body = read_response(f)
+            assert status == 200
+            seen.append(echo(body))
+        # the route is looked up for every repeat: a swap moves the next one
+        other = upstreams("other")
+        hello.swap({"version": 2, "routes": {"hello.localhost": {
+            "app": "hello", "service": "www", "backends": [other.backend()]}}})
+        s.sendall(plain)
+        status, _, body = read_response(f)
+        assert status == 200 and echo(body)["server"] == "other"
+        for _ in range(2):
+            s.sendall(closing)
+            status, headers, _ = read_response(f)
+            assert status == 200 and headers["connection"] == "close"
+            assert f.read() == b""
+            s.close()
+            s = socket.create_connection(("127.0.0.1", hello.port), timeout=10)
+            f = s.makefile("rb")
+        s.close()
+    ids = [x["headers"]["x-request-id"] for x in seen]
+    assert ids[1] == ids[3] == "given-1"
+    assert len({ids[0], ids[2], ids[4]}) == 3 and "given-1" not in (ids[0], ids[2], ids[4])
+    for x in seen:
+        assert x["path"] == "/echo?same"
+        assert x["headers"]["x-forwarded-for"] == "127.0.0.1"     # a spoofed one is dropped
+        assert x["headers"]["x-forwarded-host"] == "hello.localhost"
+    assert [line for line in seen[0]["header_list"] if line[0] == "Accept"] == [["Accept", "*/*"]]
