@@ -1,22 +1,73 @@
-"""postgresql and redis: accepted by the parser, not built yet.
+"""postgresql and redis: data services, built from nothing but the host's servers.
 
-Data services need their own persistent data directories and connection
-variables, which later work adds; until then a push naming one fails early
-with a plain message, before any hook runs. This module never builds.
+A data service has no code to build: its buildpack only checks that the
+server binary exists and declares the one process that runs it. The process
+line holds two placeholders the deployer fills per instance: `{port}` and
+`{datadir}`, the service's persistent directory (DATA/services/APP/SERVICE,
+outside every release), where the deployer has already put the password,
+the redis config and the initialised postgres cluster (hooks/datastores.py).
+This module never creates data directories, passwords or databases.
 """
 from __future__ import annotations
+
+import glob
+import os
+import shutil
 
 from dotcloud.errors import BuildError
 
 from .base import Buildpack, BuildContext, BuildResult
 
+PG_GLOB = "/usr/lib/postgresql/*/bin"
+# postgres refuses to run as root; as root it runs in a user namespace where
+# it is this uid, mapped back to root outside, so the data directory (and the
+# root-only directories above it) stay root's and need no chown.
+PG_UID = "1000"
 
-class UnsupportedBuildpack(Buildpack):
+
+def pg_bin(name: str) -> str | None:
+    """A postgres program of the newest installed major version, else from PATH."""
+    dirs = sorted(glob.glob(PG_GLOB), key=lambda d: int(d.split("/")[-2]) if
+                  d.split("/")[-2].isdigit() else 0)
+    for d in reversed(dirs):
+        if os.access(os.path.join(d, name), os.X_OK):
+            return os.path.join(d, name)
+    return shutil.which(name)
+
+
+def unprivileged(argv: list[str]) -> list[str]:
+    """argv run as a non-root user when we are root (postgres insists)."""
+    if os.geteuid() != 0:
+        return argv
+    return ["unshare", "--user", f"--map-user={PG_UID}", f"--map-group={PG_UID}", *argv]
+
+
+class RedisBuildpack(Buildpack):
 
     def check(self, ctx: BuildContext) -> None:
-        raise BuildError(f"service '{ctx.service.name}': type {ctx.service.type} "
-                         "is not supported yet")
+        if shutil.which("redis-server") is None:
+            raise BuildError(f"service '{ctx.service.name}': type redis needs redis-server "
+                             "on the platform host (apt-get install redis-server)")
 
     def build(self, ctx: BuildContext) -> BuildResult:
         self.check(ctx)
-        raise AssertionError("unreachable")
+        ctx.log("Data service: nothing to build (redis-server of the host)")
+        argv = (shutil.which("redis-server"), "{datadir}/redis.conf", "--port", "{port}")
+        return BuildResult(processes={"redis": argv}, http=False)
+
+
+class PostgresqlBuildpack(Buildpack):
+
+    def check(self, ctx: BuildContext) -> None:
+        if pg_bin("postgres") is None or pg_bin("initdb") is None:
+            raise BuildError(f"service '{ctx.service.name}': type postgresql needs PostgreSQL "
+                             "on the platform host (apt-get install postgresql)")
+
+    def build(self, ctx: BuildContext) -> BuildResult:
+        self.check(ctx)
+        ctx.log("Data service: nothing to build (PostgreSQL of the host)")
+        # TCP on loopback only: no unix socket, whose path length the data
+        # directory's depth could exceed.
+        argv = unprivileged([pg_bin("postgres"), "-D", "{datadir}/pgdata", "-h", "127.0.0.1",
+                             "-p", "{port}", "-c", "unix_socket_directories="])
+        return BuildResult(processes={"postgresql": tuple(argv)}, http=False)

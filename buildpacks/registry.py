@@ -9,7 +9,7 @@ from types import MappingProxyType
 
 from .base import Buildpack
 from .custom import CustomBuildpack
-from .datastores import UnsupportedBuildpack
+from .datastores import PostgresqlBuildpack, RedisBuildpack
 from .nodejs import NodejsBuildpack
 from .python import PythonBuildpack
 from .spec import BuildfileError
@@ -21,8 +21,8 @@ BUILDPACKS = MappingProxyType({
     "nodejs": NodejsBuildpack(),
     "static": StaticBuildpack(),
     "custom": CustomBuildpack(),
-    "postgresql": UnsupportedBuildpack(),
-    "redis": UnsupportedBuildpack(),
+    "postgresql": PostgresqlBuildpack(),
+    "redis": RedisBuildpack(),
 })
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 def app_paths(data: Path, app: str) -> list[Path]:
     return [data / "repos" / f"{app}.git", data / "releases" / app, data / "homes" / app,
-            data / "logs" / app]
+            data / "logs" / app, data / "services" / app]
 
 
 def remove_app_files(data: Path, app: str) -> None:

@@ -301,6 +301,13 @@ class Store:
                 self.db.execute("UPDATE instances SET desired=?, updated=? WHERE id=?",
                                 (desired, time.time(), iid))
 
+    def move_instances(self, iids: list[int], gid: int) -> None:
+        """Hand running instances to another generation (kept data services)."""
+        with self.tx():
+            for iid in iids:
+                self.db.execute("UPDATE instances SET generation=?, updated=? WHERE id=?",
+                                (gid, time.time(), iid))
+
     def observe(self, iid: int, **fields) -> None:
         """Record what the runtime observed (state, pid, restarts, last_exit, started)."""
         cols = ", ".join(f"{k}=?" for k in fields)

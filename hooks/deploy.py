@@ -28,6 +28,7 @@ from dotcloud.state import Store
 from runtime import docker_launcher
 from runtime.docker_build import executor_for
 
+from . import datastores
 from .build import release_dir
 from .health import Check, wait_responsive
 from .progress import Progress
@@ -54,18 +55,28 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
     progress.step("Initializing new services... (This may take a few minutes)")
     scales = store.scales(app)
     created: list[tuple[Instance, dict]] = []
-    for service, info in manifest["services"].items():
-        spec = info["spec"]
-        count = scales.get(service, spec.get("instances", 1))
-        how = "scaling" if service in scales else "default scaling"
-        progress.step(f"Using {how} for service {service} ({count} instance(s)).")
-        for number in range(count):
-            label = f"{service}.{number}"
-            progress.line(f"[{label}] Initializing...")
-            inst = _create_instance(settings, store, app, gen, service, number, info,
-                                    variables, spec)
-            created.append((inst, info))
-            progress.line(f"[{label}] Service initialized")
+    try:
+        data_env, data_ports = _data_services(settings, store, app, gen, manifest, progress)
+        for service, info in manifest["services"].items():
+            spec = info["spec"]
+            if datastores.is_data(info):
+                if data_ports[service] is None:
+                    continue                  # kept running, not restarted
+                count, how = 1, "single-instance scaling"
+            else:
+                count = scales.get(service, spec.get("instances", 1))
+                how = "scaling" if service in scales else "default scaling"
+            progress.step(f"Using {how} for service {service} ({count} instance(s)).")
+            for number in range(count):
+                label = f"{service}.{number}"
+                progress.line(f"[{label}] Initializing...")
+                inst = _create_instance(settings, store, app, gen, service, number, info,
+                                        variables, spec, data_env, data_ports.get(service))
+                created.append((inst, info))
+                progress.line(f"[{label}] Service initialized")
+    except BaseException:
+        teardown(settings, store, gen)
+        raise
     progress.step("All services have been initialized. Deploying code...")
     try:
         for inst, info in created:
@@ -121,6 +132,10 @@ def retire(settings: Settings, store: Store, gen: Generation) -> None:
 
 
 def teardown(settings: Settings, store: Store, gen: Generation) -> None:
+    owner = store.app(gen.app)
+    if owner is not None and owner.generation != gen.id:
+        datastores.restore(store, gen.app, gen.id, owner.generation,
+                           lambda ids: _stop_and_wait(settings, store, ids))
     store.set_desired([i.id for i in store.instances(gen.app, generation=gen.id)], "stop")
     store.set_generation_state(gen.id, "failed")
     poke_runtime(settings, None)
@@ -136,7 +151,7 @@ def poke_runtime(settings: Settings, progress: Progress | None) -> None:
 
 
 def instance_env(settings: Settings, app: str, service: str, number: int, port: int | None,
-                 info: dict, variables: dict, home: Path) -> dict:
+                 info: dict, variables: dict, home: Path, data_env: dict | None = None) -> dict:
     env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8",
            "HOME": str(home)}
     env.update(info.get("env", {}))
@@ -146,29 +161,82 @@ def instance_env(settings: Settings, app: str, service: str, number: int, port: 
     if port is not None:
         env["PORT"] = str(port)
         env["PORT_WWW" if service == "www" else f"PORT_{service.upper()}"] = str(port)
+    env.update(data_env or {})
     env.update(variables)
     return env
 
 
-def _create_instance(settings, store, app, gen, service, number, info, variables, spec):
+def _create_instance(settings, store, app, gen, service, number, info, variables, spec,
+                     data_env, port=None):
     home = settings.data / "homes" / app / f"g{gen.id}-{service}.{number}"
     home.mkdir(parents=True, exist_ok=True)
+    data = datastores.is_data(info)
+    datadir = str(datastores.data_dir(settings, app, service))
     with store.tx():
-        port = _free_port(settings, store.ports_in_use())
+        if port is None:
+            port = _free_port(settings, store.ports_in_use())
         env = instance_env(settings, app, service, number, port if info["http"] else None,
-                           info, variables, home)
-        processes = {name: {"argv": [a.replace("{port}", str(port)) for a in argv],
+                           info, variables, home, data_env)
+        processes = {name: {"argv": [a.replace("{port}", str(port)).replace("{datadir}", datadir)
+                                     if data else a.replace("{port}", str(port)) for a in argv],
                             "cwd": info["src"], "env": env}
                      for name, argv in info["processes"].items()}
-        if settings.runtime == "docker":
+        # Data services run the host's own servers, never in an app container.
+        if settings.runtime == "docker" and not data:
             processes = docker_launcher.wrap(settings, app=app, service_type=info["spec"]["type"],
                                              instance=home.name, processes=processes, home=home)
+        extra = {"data_service": {"type": spec["type"], "born": gen.id}} if data else {}
         inst = store.add_instance(app, gen.id, service, number, port, {
             "processes": processes, "env": env, "home": str(home),
-            "log": f"{app}/{service}.{number}.log"})
+            "log": f"{app}/{service}.{number}.log", **extra})
     write_json(home / "environment.json", env)
     write_atomic(home / "environment.yml", yaml.safe_dump(env, default_flow_style=False).encode())
     return inst
+
+
+def _data_services(settings, store, app, gen, manifest, progress) -> tuple[dict, dict]:
+    """Ready every data service: keep (move into `gen`) a running instance whose
+    definition is unchanged, else stop it first and pick a port for a new one.
+    Returns the connection variables of them all, and service -> new port
+    (None: kept)."""
+    active = store.app(app).generation
+    olds = store.instances(app, generation=active) if active is not None else []
+    before = _active_services(settings, store, app)
+    env, ports = {}, {}
+    for service, info in manifest["services"].items():
+        if not datastores.is_data(info):
+            continue
+        kind = info["spec"]["type"]
+        creds = datastores.prepare(settings, app, service, kind)
+        running = [i for i in olds if i.service == service and i.desired == "run"]
+        if running and datastores.same_definition(before.get(service), info):
+            store.move_instances([i.id for i in running], gen.id)
+            progress.line(f"[{service}.0] Definition unchanged: kept running, not restarted")
+            port, ports[service] = running[0].port, None
+        else:
+            if running:
+                progress.line(f"[{service}.0] Definition changed: stopping the old instance "
+                              "first (brief interruption)")
+                if not _stop_and_wait(settings, store, [i.id for i in running]):
+                    raise DeployError(f"{service}.0: the old instance did not stop in "
+                                      f"{datastores.STOP_TIMEOUT:g}s")
+            port = ports[service] = _free_port(
+                settings, store.ports_in_use() | {p for p in ports.values() if p})
+        env.update(datastores.connection_env(service, kind, port, creds))
+    return env, ports
+
+
+def _active_services(settings: Settings, store: Store, app: str) -> dict:
+    active = store.active_release(app)
+    manifest = read_json(release_dir(settings, app, active.build) / "manifest.json") \
+        if active is not None else None
+    return manifest["services"] if manifest else {}
+
+
+def _stop_and_wait(settings: Settings, store: Store, ids: list[int]) -> bool:
+    store.set_desired(ids, "stop")
+    poke_runtime(settings, None)
+    return datastores.wait_stopped(store, ids)
 
 
 def _free_port(settings: Settings, used: set[int]) -> int:

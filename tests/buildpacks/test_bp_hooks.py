@@ -59,12 +59,12 @@ def test_hook_deadline(make_ctx):
 
 
 @pytest.mark.parametrize("kind", ["postgresql", "redis"])
-def test_data_services_are_not_supported_yet(make_ctx, kind):
-    ctx, _ = make_ctx({}, name="db", type=kind, prebuild="touch ran")
-    with pytest.raises(BuildError) as info:
-        build_service(ctx)
-    assert str(info.value) == f"service 'db': type {kind} is not supported yet"
-    assert not (ctx.src / "ran").exists()
+def test_data_services_declare_their_server(make_ctx, kind):
+    ctx, _ = make_ctx({}, name="db", type=kind)
+    result = build_service(ctx)
+    assert not result.http
+    (argv,) = result.processes.values()
+    assert "{port}" in argv and any("{datadir}" in a for a in argv)
 
 
 def test_custom_without_processes_is_refused(make_ctx):

@@ -1,0 +1,130 @@
+"""The deployer's side of data services (redis, postgresql): their persistent
+directories, passwords and connection variables, and keeping their running
+instance across pushes that leave their definition unchanged.
+
+DATA/services/APP/SERVICE holds the password (mode 0600, made once and
+reused), redis.conf or the postgres cluster (pgdata/, initialised once) and
+the data. A kept instance's row moves to the new generation, so retiring the
+old one does not stop it; a deploy that does not finish moves it back.
+Two servers must never run on one data directory: a changed definition
+stops the old instance before the new one starts, which interrupts the
+service briefly. This module never deletes data.
+"""
+import json
+import os
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from buildpacks.datastores import pg_bin, unprivileged
+from dotcloud.errors import DeployError
+from dotcloud.fsutil import write_atomic
+from dotcloud.models import Instance
+from dotcloud.settings import Settings
+from dotcloud.state import Store
+
+TYPES = ("postgresql", "redis")
+LOGINS = {"postgresql": "root", "redis": "default"}
+STOP_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Credentials:
+    login: str
+    password: str
+
+
+def is_data(info: dict) -> bool:
+    return info["spec"]["type"] in TYPES
+
+
+def data_dir(settings: Settings, app: str, service: str) -> Path:
+    return settings.data / "services" / app / service
+
+
+def same_definition(old: dict | None, new: dict) -> bool:
+    """Whether a running instance built from `old` can serve as `new`."""
+    return (old is not None and old["spec"] == new["spec"]
+            and old["processes"] == new["processes"])
+
+
+def prepare(settings: Settings, app: str, service: str, kind: str) -> Credentials:
+    """Create what the server needs in its directory, once; return how to log in."""
+    root = data_dir(settings, app, service)
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o700)
+    pw_file = root / "password"
+    if not pw_file.exists():
+        write_atomic(pw_file, secrets.token_urlsafe(24).encode())
+    os.chmod(pw_file, 0o600)
+    password = pw_file.read_text().strip()
+    if kind == "redis":
+        conf = (f"bind 127.0.0.1\ndir {root}\nrequirepass {password}\nappendonly yes\n"
+                "daemonize no\nsave 60 1\n")
+        write_atomic(root / "redis.conf", conf.encode())
+        os.chmod(root / "redis.conf", 0o600)
+    elif not (root / "pgdata" / "PG_VERSION").exists():
+        _initdb(root, pw_file)
+    return Credentials(LOGINS[kind], password)
+
+
+def _initdb(root: Path, pw_file: Path) -> None:
+    target = root / "pgdata"
+    if target.exists():         # an initdb cut short: start over, it held no data yet
+        subprocess.run(["rm", "-rf", "--", str(target)], check=False)
+    argv = unprivileged([pg_bin("initdb"), "-D", str(target), "-U", LOGINS["postgresql"],
+                         f"--pwfile={pw_file}", "-A", "scram-sha-256", "-E", "UTF8",
+                         "--locale=C.UTF-8"])
+    try:
+        out = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                             timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DeployError(f"initdb failed: {exc}") from None
+    if out.returncode != 0:
+        last = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise DeployError(f"initdb failed (exit {out.returncode}): {last[0]}")
+
+
+def connection_env(service: str, kind: str, port: int, creds: Credentials) -> dict:
+    prefix = f"DOTCLOUD_{service.upper()}_{kind.upper()}"
+    host = "127.0.0.1"
+    if kind == "redis":
+        url = f"redis://{creds.login}:{creds.password}@{host}:{port}"
+    else:
+        url = f"postgresql://{creds.login}:{creds.password}@{host}:{port}/postgres"
+    return {f"{prefix}_URL": url, f"{prefix}_HOST": host, f"{prefix}_PORT": str(port),
+            f"{prefix}_LOGIN": creds.login, f"{prefix}_PASSWORD": creds.password}
+
+
+def born_in(inst: Instance) -> int | None:
+    """The generation a data instance was created for (moves do not change it)."""
+    return json.loads(inst.spec).get("data_service", {}).get("born")
+
+
+def restore(store: Store, app: str, failed: int, active: int | None, stop_wait) -> None:
+    """Undo what an unfinished deploy (generation `failed`) did to the active
+    generation's data services: kept instances move back, stopped ones run again
+    once the failed generation's own servers are down. `stop_wait(ids)` stops,
+    waits and says whether they stopped."""
+    if active is None:
+        return
+    ours = [i for i in store.instances(app, generation=failed) if born_in(i) is not None]
+    kept = [i.id for i in ours if born_in(i) != failed]
+    store.move_instances(kept, active)
+    if not stop_wait([i.id for i in ours if born_in(i) == failed]):
+        return      # never two servers on one data directory: leave the old ones down
+    halted = [i.id for i in store.instances(app, generation=active)
+              if born_in(i) is not None and i.desired == "stop"]
+    store.set_desired(halted, "run")
+
+
+def wait_stopped(store: Store, ids: list[int], timeout: float = STOP_TIMEOUT) -> bool:
+    """Whether the instances stopped (runtime-observed) within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while any(store.instance(i).state != "stopped" for i in ids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
