@@ -112,6 +112,8 @@ class Router:
         known[(raw, ex.client.client_ip)] = (ex.method, ex.url, req, ex.keep_alive, ex.http11)
 
     def known_request(self, raw: bytes, client_ip: bytes):
+        if len(raw) > KNOWN_REQUEST_MAX:
+            return None      # not even hashed: a large read is a body, not a repeat
         return self._known.get((raw, client_ip))
 
     def open_known(self, client, known, begin: float) -> Exchange:
