@@ -13,6 +13,7 @@ service briefly. This module never deletes data.
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ def prepare(settings: Settings, app: str, service: str, kind: str) -> Credential
 def _initdb(root: Path, pw_file: Path) -> None:
     target = root / "pgdata"
     if target.exists():         # an initdb cut short: start over, it held no data yet
-        subprocess.run(["rm", "-rf", "--", str(target)], check=False)
+        shutil.rmtree(target)
     argv = unprivileged([pg_bin("initdb"), "-D", str(target), "-U", LOGINS["postgresql"],
                          f"--pwfile={pw_file}", "-A", "scram-sha-256", "-E", "UTF8",
                          "--locale=C.UTF-8"])

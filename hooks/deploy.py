@@ -220,8 +220,12 @@ def _data_services(settings, store, app, gen, manifest, progress) -> tuple[dict,
                 if not _stop_and_wait(settings, store, [i.id for i in running]):
                     raise DeployError(f"{service}.0: the old instance did not stop in "
                                       f"{datastores.STOP_TIMEOUT:g}s")
-            port = ports[service] = _free_port(
-                settings, store.ports_in_use() | {p for p in ports.values() if p})
+            used = store.ports_in_use() | {p for p in ports.values() if p}
+            # The stopped server's port, when still free, keeps its URL valid.
+            if running and running[0].port not in used and _bindable(running[0].port, reuse=True):
+                port = ports[service] = running[0].port
+            else:
+                port = ports[service] = _free_port(settings, used)
         env.update(datastores.connection_env(service, kind, port, creds))
     return env, ports
 
@@ -245,13 +249,21 @@ def _free_port(settings: Settings, used: set[int]) -> int:
         port = random.randint(low, high)
         if port in used:
             continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
+        if _bindable(port):
+            return port
     raise DeployError("no free port left in the instance port range")
+
+
+def _bindable(port: int, reuse: bool = False) -> bool:
+    with socket.socket() as s:
+        # Like the servers themselves, which set SO_REUSEADDR: connections
+        # of a stopped server left in TIME_WAIT do not hold its port.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(reuse))
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _check(settings: Settings, app: str, inst: Instance, info: dict) -> Check:

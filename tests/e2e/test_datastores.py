@@ -6,6 +6,14 @@ import subprocess
 import pytest
 from platform_helpers import git_repo
 
+from buildpacks import build_service
+from buildpacks.base import BuildContext
+from buildpacks.spec import ServiceSpec
+from dotcloud.errors import BuildError, DeployError
+from dotcloud.settings import load
+from dotcloud.state import Store
+from hooks import datastores
+
 pytestmark = pytest.mark.slow
 
 # The app talks to redis over a raw socket (RESP), no client library.
@@ -115,16 +123,110 @@ def test_data_services_keep_their_data_and_processes(platform, tmp_path):
     assert app_get(platform, "/pid") == redis_pid
     assert psql(url, "SELECT pg_postmaster_start_time()") == pg_started
 
-    # A changed definition restarts the server on the same data.
-    git_repo(repo, files("three", BUILDFILE.replace(
-        "  type: redis\n", "  type: redis\n  environment: {TUNED: 'yes'}\n")))
+    # A changed definition restarts the server on the same data, even with a
+    # client connected (postgres would wait for it in a smart shutdown).
+    idle = subprocess.Popen(["psql", url, "-X"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    git_repo(repo, files("three", BUILDFILE.replace("redis\n", "redis\n  environment: {A: b}\n")
+                                           .replace("postgresql\n", "postgresql\n  environment: {A: b}\n")))
     r = platform.push("alice", repo, "datastack")
+    idle.kill()
     assert r.code == 0, r.err
-    assert "[cache.0] Definition changed" in r.err
+    assert "[cache.0] Definition changed" in r.err and "[db.0] Definition changed" in r.err
     assert app_get(platform, "/pid") != redis_pid
+    assert json.loads(app_get(platform, "/"))["DOTCLOUD_DB_POSTGRESQL_URL"] == url
+    assert psql(url, "SELECT pg_postmaster_start_time()") != pg_started
     assert app_get(platform, "/get") == "hello"
     assert psql(url, "SELECT body FROM notes") == "kept"
+
+    db_log = (platform.data / "logs" / "datastack" / "db.0.log").read_text()
+    assert "received fast shutdown request" in db_log and "SIGKILL" not in db_log
 
     r = platform.ssh("alice", "destroy", "datastack", "--force")
     assert r.code == 0, r.err
     assert not datadir.exists()
+
+
+# The parts on their own: the deployer's preparation and bookkeeping.
+
+def test_password_is_made_once_and_kept(tmp_path):
+    settings = load(tmp_path)
+    creds = datastores.prepare(settings, "app", "cache", "redis")
+    again = datastores.prepare(settings, "app", "cache", "redis")
+    assert creds == again and len(creds.password) >= 24
+    root = datastores.data_dir(settings, "app", "cache")
+    assert root == tmp_path / "services" / "app" / "cache"
+    assert (root / "password").stat().st_mode & 0o777 == 0o600
+    assert f"requirepass {creds.password}\n" in (root / "redis.conf").read_text()
+    assert datastores.connection_env("cache", "redis", 7000, creds) == {
+        "DOTCLOUD_CACHE_REDIS_URL": f"redis://default:{creds.password}@127.0.0.1:7000",
+        "DOTCLOUD_CACHE_REDIS_HOST": "127.0.0.1", "DOTCLOUD_CACHE_REDIS_PORT": "7000",
+        "DOTCLOUD_CACHE_REDIS_LOGIN": "default", "DOTCLOUD_CACHE_REDIS_PASSWORD": creds.password}
+
+
+def test_postgres_cluster_is_initialised_once(tmp_path):
+    settings = load(tmp_path)
+    datastores.prepare(settings, "app", "db", "postgresql")
+    version = tmp_path / "services" / "app" / "db" / "pgdata" / "PG_VERSION"
+    marker = version.parent / "marker"
+    marker.write_text("data")
+    datastores.prepare(settings, "app", "db", "postgresql")
+    assert marker.exists() and version.exists()
+
+
+def test_failing_initdb_fails_the_deploy(tmp_path):
+    settings = load(tmp_path)
+    root = datastores.data_dir(settings, "app", "db")
+    root.mkdir(parents=True)
+    (root / "password").write_text("")        # initdb refuses an empty password
+    with pytest.raises(DeployError, match=r"^initdb failed \(exit 1\): "):
+        datastores.prepare(settings, "app", "db", "postgresql")
+
+
+def test_missing_server_is_refused_at_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    ctx = BuildContext(app="app", service=ServiceSpec(name="cache", type="redis"), src=tmp_path,
+                       release_dir=tmp_path, cache_dir=tmp_path, env={}, log=print)
+    with pytest.raises(BuildError, match="type redis needs redis-server on the platform host"):
+        build_service(ctx)
+
+
+def test_definition_compares_spec_and_processes():
+    info = {"spec": {"type": "redis"}, "processes": {"redis": ["redis-server"]}, "src": "/a"}
+    assert datastores.same_definition(info, dict(info, src="/b"))
+    assert not datastores.same_definition(None, info)
+    assert not datastores.same_definition(info, dict(info, spec={"type": "redis", "x": 1}))
+    assert not datastores.same_definition(info, dict(info, processes={"redis": ["other"]}))
+
+
+def _data_instance(store, gen, service, born):
+    return store.add_instance("app", gen, service, 0, 7000 + gen,
+                              {"data_service": {"type": "redis", "born": born}})
+
+
+def test_unfinished_deploy_hands_kept_servers_back(tmp_path):
+    store = Store(tmp_path / "db.sqlite")
+    old, new = store.new_generation("app", 1).id, store.new_generation("app", 2).id
+    kept = _data_instance(store, old, "cache", old)
+    halted = _data_instance(store, old, "db", old)
+    fresh = _data_instance(store, new, "db", new)
+    store.move_instances([kept.id], new)
+    store.set_desired([kept.id, fresh.id], "run")
+    store.set_desired([halted.id], "stop")
+    asked = []
+    datastores.restore(store, "app", new, old, lambda ids: asked.append(ids) or True)
+    assert asked == [[fresh.id]]
+    assert store.instance(kept.id).generation == old
+    assert store.instance(fresh.id).generation == new
+    assert store.instance(halted.id).desired == "run"
+
+
+def test_old_server_still_running_is_never_restarted_beside_the_new(tmp_path):
+    store = Store(tmp_path / "db.sqlite")
+    old, new = store.new_generation("app", 1).id, store.new_generation("app", 2).id
+    halted = _data_instance(store, old, "db", old)
+    fresh = _data_instance(store, new, "db", new)
+    store.set_desired([halted.id], "stop")
+    assert not datastores.wait_stopped(store, [fresh.id], timeout=0.2)
+    datastores.restore(store, "app", new, old, lambda ids: False)
+    assert store.instance(halted.id).desired == "stop"
