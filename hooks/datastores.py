@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -129,3 +130,17 @@ def wait_stopped(store: Store, ids: list[int], timeout: float = STOP_TIMEOUT) ->
             return False
         time.sleep(0.1)
     return True
+
+
+def wait_listening(port: int, timeout: float) -> bool:
+    """Whether a server accepts TCP connections on 127.0.0.1:port within
+    `timeout`: running is not enough when its clients start at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)

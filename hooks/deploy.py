@@ -102,6 +102,10 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
             progress.line(f"[{inst.label}] Waiting for the instance to become responsive...")
         checks = [_check(settings, app, inst, info) for inst, info in created]
         wait_responsive(store, checks)
+        for check, (inst, info) in zip(checks, created):
+            if datastores.is_data(info) and not datastores.wait_listening(inst.port, check.timeout):
+                raise DeployError(f"{inst.label} not accepting connections after "
+                                  f"{check.timeout:g}s")
         t0 = progress.mark("health", t0)
     except BaseException as exc:
         # Whatever stopped us, the new generation must not linger half-started.

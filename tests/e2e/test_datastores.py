@@ -1,6 +1,7 @@
 """Data services through real pushes: redis and postgresql beside a python app,
 their connection variables, and their data and processes kept across pushes."""
 import json
+import socket
 import subprocess
 
 import pytest
@@ -230,3 +231,12 @@ def test_old_server_still_running_is_never_restarted_beside_the_new(tmp_path):
     assert not datastores.wait_stopped(store, [fresh.id], timeout=0.2)
     datastores.restore(store, "app", new, old, lambda ids: False)
     assert store.instance(halted.id).desired == "stop"
+
+
+def test_listening_check_needs_a_server(tmp_path):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        assert not datastores.wait_listening(port, timeout=0.3)   # bound, not listening
+        server.listen()
+        assert datastores.wait_listening(port, timeout=5)
