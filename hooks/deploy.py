@@ -74,11 +74,7 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
                                         variables, spec, data_env, data_ports.get(service))
                 created.append((inst, info))
                 progress.line(f"[{label}] Service initialized")
-    except BaseException:
-        teardown(settings, store, gen)
-        raise
-    progress.step("All services have been initialized. Deploying code...")
-    try:
+        progress.step("All services have been initialized. Deploying code...")
         for inst, info in created:
             inst_spec = json.loads(inst.spec)
             env = inst_spec["env"]
