@@ -24,7 +24,7 @@ from dotcloud.fsutil import write_json
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
-from . import sweeper
+from . import shimctl, sweeper
 from .reconcile import Reconciler
 
 log = logs.get("runtime")
@@ -131,14 +131,8 @@ class Daemon:
             return False
 
     def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            self.reconciler.reaped(pid, os.waitstatus_to_exitcode(status))
+        for pid, code in shimctl.reap_exited():
+            self.reconciler.reaped(pid, code)
 
     def _listen(self) -> socket.socket:
         path = self.settings.run_dir / "runtime.sock"

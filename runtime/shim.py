@@ -181,16 +181,9 @@ class Shim:
             self._event(proc, f"killed what was left of process group {group}")
 
     def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, code in shimctl.reap_exited():
             for proc in self.processes:
                 if proc.popen is not None and proc.popen.pid == pid:
-                    code = os.waitstatus_to_exitcode(status)
                     proc.popen.returncode = code  # keeps subprocess from polling a reused pid
                     self._exited(proc, code, describe_exit(code))
             # Any other pid was an orphaned grandchild: reaping it was all.

@@ -103,3 +103,16 @@ def wait_stopped(pid_path: Path, spec_path: Path, timeout: float) -> bool:
             return False
         time.sleep(POLL)
     return True
+
+
+def reap_exited():
+    """Yield (pid, exit code) for every child that has exited, without blocking
+    (negative codes are signals). For a SIGCHLD-driven loop."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, os.waitstatus_to_exitcode(status)
