@@ -44,6 +44,8 @@ from runtime.shimspec import ShimSpec, SpecError, load
 # Worst last: the top-level state is the worst state of any process.
 STATE_RANK = {"stopped": 0, "running": 1, "starting": 2, "backoff": 3, "crashed": 4}
 READ_SIZE = 64 * 1024
+# Bounded, because a leftover child may keep the pipe full forever.
+EXIT_DRAIN_READS = 16
 KILL_WAIT = 2.0
 STOP_POLL = 0.05
 LEFTOVER_POLL = 0.1
@@ -189,6 +191,11 @@ class Shim:
             # Any other pid was an orphaned grandchild: reaping it was all.
 
     def _exited(self, proc: Process, code: int, reason: str) -> None:
+        # What it wrote before it exited is in its pipes already: log that
+        # first, so its last words come before the line saying it exited.
+        for key in list(self.selector.get_map().values()):
+            if key.data is not None and key.data.process is proc:
+                self._read(key.data, limit=EXIT_DRAIN_READS)
         proc.last_exit_at = time.time()
         now = time.monotonic()
         pgid = proc.popen.pid if proc.popen is not None else None
@@ -290,7 +297,8 @@ class Shim:
 
     # -- output and status ----------------------------------------------
 
-    def _read(self, stream: Stream, drain: bool = False) -> None:
+    def _read(self, stream: Stream, drain: bool = False, limit: int = 1) -> None:
+        reads = 0
         while True:
             try:
                 data = os.read(stream.fd, READ_SIZE)
@@ -305,7 +313,8 @@ class Shim:
                 os.close(stream.fd)
                 self._output(stream.process, stream.splitter.close())
                 return
-            if not drain:
+            reads += 1
+            if not drain and reads >= limit:
                 return
 
     def _output(self, proc: Process, lines: list[str]) -> None:

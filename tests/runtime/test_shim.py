@@ -297,7 +297,10 @@ def test_leftovers_of_an_exited_process_are_stopped_before_its_restart(shims, tm
     for name in ("polite", "stubborn"):
         events = [t for t in inst.lines(name) if t.startswith("[dotcloud] exited")]
         assert "exited status=0, stopping the processes it left in its group" in events[0]
-        first = int(inst.lines(name)[1][3:])
+        # Its last words are logged before the line saying it exited.
+        started, said, exited = inst.lines(name)[:3]
+        assert said.startswith("bg=") and exited.startswith("[dotcloud] exited"), (said, exited)
+        first = int(said[3:])
         wait_until(lambda: gone(first), what=f"{name}'s first leftover gone")
     # One ignored the SIGTERM and was killed just before the restart.
     assert any("killed what was left" in t for t in inst.lines("stubborn"))
