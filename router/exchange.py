@@ -29,34 +29,15 @@ CLIENT_GONE = 499
 
 
 class Exchange:
-    # Defaults live on the class: a request only sets what differs, which keeps
-    # the per-request cost of creating one small.
-    tried = None
-    attempts = 0
-    upstream = None
-    reused = False
-    rparser = None
-    connecting = None
-    pending = None
-    pending_size = 0
-    req_done = False
-    body_sent = 0
-    head_sent = False
-    sent_at = 0.0
-    status = 0
-    rraw = None
-    rpos = 0
-    interim = False
-    mode = headers.NO_BODY
-    resp_started = False
-    resp_done = False
-    bytes_out = 0
-    finished = False
-    up_keep = False
-    until_close = False
-    body_expected = 0     # Content-Length of the response
-    body_seen = 0         # of it, passed through the parser
-    body_left = 0         # still to come, passed on without the parser
+    # Slots, all set here: attribute access stays cheap and no per-request
+    # dictionary is built (an Exchange lives for exactly one request).
+    __slots__ = (
+        "client", "router", "method", "url", "req", "keep_alive", "client_keep", "http11",
+        "begin", "route", "target", "counted", "error", "detail", "out", "tried",
+        "attempts", "upstream", "reused", "rparser", "connecting", "pending",
+        "pending_size", "req_done", "body_sent", "head_sent", "sent_at", "status", "rraw",
+        "rpos", "interim", "mode", "resp_started", "resp_done", "bytes_out", "finished",
+        "up_keep", "until_close", "body_expected", "body_seen", "body_left")
 
     def __init__(self, client, method: bytes, url: bytes, req, keep_alive: bool,
                  http11: bool, begin: float, route=None, target=None, error: int = 0,
@@ -76,6 +57,32 @@ class Exchange:
         self.error = error
         self.detail = detail
         self.out = []
+        self.tried = None
+        self.attempts = 0
+        self.upstream = None
+        self.reused = False
+        self.rparser = None
+        self.connecting = None
+        self.pending = None
+        self.pending_size = 0
+        self.req_done = False
+        self.body_sent = 0
+        self.head_sent = False
+        self.sent_at = 0.0
+        self.status = 0
+        self.rraw = None
+        self.rpos = 0
+        self.interim = False
+        self.mode = headers.NO_BODY
+        self.resp_started = False
+        self.resp_done = False
+        self.bytes_out = 0
+        self.finished = False
+        self.up_keep = False
+        self.until_close = False
+        self.body_expected = 0          # Content-Length of the response
+        self.body_seen = 0              # of it, passed through the parser
+        self.body_left = 0              # still to come, passed on without the parser
 
     # -- request side (called by the ClientConnection) ---------------------
 
@@ -85,6 +92,38 @@ class Exchange:
             self.respond_error(self.error, self.detail)
         else:
             self._acquire()
+
+    def start_whole(self, now: float) -> None:
+        """start() and request_complete() for a request without a body, with
+        the common case (a fresh pooled connection) inline."""
+        if self.error:
+            self.start()
+            self.request_complete()
+            return
+        idle = self.target.idle
+        if idle:
+            conn = idle[-1]
+            max_age = self.client.settings.pool_idle_timeout
+            if self.method not in IDEMPOTENT:
+                max_age = min(max_age, SAFE_REUSE_AGE)
+            if (not conn.closed and now - conn.idle_since < max_age
+                    and not conn.transport.is_closing()):
+                idle.pop()
+                self.attempts = 1
+                self.upstream = conn
+                self.reused = True
+                self.req_done = True
+                self.head_sent = True
+                self.sent_at = now
+                conn.exchange = self
+                conn.transport.write(self.req.head)
+                if self.client.write_paused:
+                    conn.pause_reading()
+                if conn.write_paused:
+                    self.client.upstream_write_paused()
+                return
+        self._acquire()
+        self.request_complete()
 
     def request_body(self, data: bytes) -> None:
         if self.finished or self.error:
@@ -297,6 +336,17 @@ class Exchange:
             return
         parser = self.rparser
         if parser is None:
+            whole = self.router.response_heads.whole.get(
+                (data, self.method == b"HEAD", self.http11, self.keep_alive))
+            if whole is not None:
+                # this exact response (head and whole body) was forwarded before
+                out, self.status, self.up_keep, self.client_keep = whole
+                self.mode = headers.LENGTH
+                self.resp_started = self.resp_done = True
+                self.bytes_out += len(out)
+                self.client.transport.write(out)
+                self._finish(reusable=True)
+                return
             if self._known_response(data):
                 return
             parser = self.rparser = httptools.HttpResponseParser(self)
@@ -358,6 +408,10 @@ class Exchange:
         if body < length:
             self.body_left = length - body
             return True
+        if size <= headers.WHOLE_RESPONSE_MAX:
+            self.router.response_heads.remember_whole(
+                data, self.method == b"HEAD", self.http11, self.keep_alive,
+                (out, status, up_keep, head.keep_alive))
         self.resp_done = True
         self._finish(reusable=True)
         return True
@@ -455,15 +509,24 @@ class Exchange:
         self.rparser = None       # the parser holds our callbacks: break the cycle now
         now = monotonic()
         up, self.upstream = self.upstream, None
+        target = self.target
         if up is not None:
             up.exchange = None
             if (reusable and self.req_done and not self.until_close
                     and not up.closed and self.up_keep):
-                up.resume_reading()
-                self.target.put_idle(up, now, self.client.settings.pool_max_idle)
+                if up.read_paused:
+                    up.resume_reading()
+                idle = target.idle
+                if len(idle) < self.client.settings.pool_max_idle:
+                    up.idle_since = now
+                    idle.append(up)
+                else:
+                    up.close()
             else:
                 up.close()
-        self._release()
+        if self.counted:
+            self.counted = False
+            target.in_flight -= 1
         self.router.record(self, now)
         self.client.exchange_done(self, self.client_keep and self.req_done, now)
 

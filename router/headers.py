@@ -23,6 +23,9 @@ _REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:@+=/-]{1,200}")
 
 # Response body framing toward the client.
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = 0, 1, 2, 3
+# Responses up to this size (head and body) are remembered whole: an app
+# answering the same bytes again is forwarded with one lookup.
+WHOLE_RESPONSE_MAX = 4096
 
 
 class BadRequest(Exception):
@@ -142,7 +145,10 @@ def with_new_id(req: RequestHead, new_id) -> RequestHead:
     rid = new_id()
     # the id line is the head's last when there is no body and no upgrade
     head = req.head[:-len(req.request_id) - 4] + rid + b"\r\n\r\n"
-    return RequestHead(head, req.host, rid, False, False, None, 0, True)
+    return _new_tuple(RequestHead, (head, req.host, rid, False, False, None, 0, True))
+
+
+_new_tuple = tuple.__new__     # a NamedTuple without its Python-level __new__
 
 
 def _without(parts: list, drop: set) -> list:
@@ -176,6 +182,15 @@ class ResponseHeads:
     def __init__(self, size: int = 2048):
         self._size = size
         self._memo = {}
+        # small responses seen whole (head and body) -> what the client gets
+        self.whole = {}
+
+    def remember_whole(self, raw: bytes, head_request: bool, client_http11: bool,
+                       keep_alive: bool, forwarded: tuple) -> None:
+        whole = self.whole
+        if len(whole) >= self._size:
+            whole.clear()
+        whole[(raw, head_request, client_http11, keep_alive)] = forwarded
 
     def __call__(self, status: int, head: bytes, head_request: bool, client_http11: bool,
                  keep_alive: bool, upstream_keep: bool) -> ResponseHead:

@@ -121,7 +121,12 @@ class ClientConnection(asyncio.Protocol):
             # rewriting again
             known = self.router.known_request(data, self.client_ip)
             if known is not None:
-                self._known_request(known)
+                # what the parser callbacks do for a request, without the parser
+                self.fresh = False
+                self.begin_at = now = monotonic()
+                exchange = self.router.open_known(self, known, now)
+                self.queue.append(exchange)     # the queue was empty: it goes at once
+                exchange.start_whole(now)
                 return
             self.messages = 0
         elif self.in_head:
@@ -155,14 +160,6 @@ class ClientConnection(asyncio.Protocol):
                   and self.parsing is None and len(self.queue) == 1 and not self.closing):
                 # exactly one whole request, and nothing else, was in this read
                 self.router.remember_request(data, self.queue[-1])
-
-    def _known_request(self, known) -> None:
-        """What the parser callbacks do for a request, without the parser."""
-        self.fresh = False
-        self.begin_at = now = monotonic()
-        exchange = self.router.open_known(self, known, now)
-        self._queue(exchange)
-        exchange.request_complete()
 
     # -- httptools request callbacks ---------------------------------------
 
@@ -253,7 +250,7 @@ class ClientConnection(asyncio.Protocol):
         elif self.pending_error is not None:
             status, detail = self.pending_error
             self._reject(status, detail)
-        else:
+        elif self.paused:
             self._resume(_PAUSE_PIPELINE)
 
     def start_tunnel(self, exchange, upstream, rest: bytes) -> None:

@@ -39,6 +39,7 @@ class Router:
         self.access_log = AccessLog(loop=loop) if settings.access_log else None
         self._hosts = {}
         self._known = {}
+        self._single = {}     # host -> (route, target) of this table's one-instance routes
         self._ticker = None
 
     # -- the table ---------------------------------------------------------
@@ -51,6 +52,7 @@ class Router:
 
     def swap(self, table: tables.RouteTable) -> None:
         old, self.table = self.table, table
+        self._single = {}
         self.targets.retire(table)
         self.log.info("routes_swapped", version=table.version, routes=len(table.routes),
                       previous=old.version)
@@ -104,12 +106,15 @@ class Router:
     def remember_request(self, raw: bytes, ex: Exchange) -> None:
         req = ex.req
         if (len(raw) > KNOWN_REQUEST_MAX or ex.error or req.has_body or req.upgrade
-                or req.chunked):
+                or req.chunked or ex.route is None):
             return
         known = self._known
         if len(known) >= KNOWN_REQUESTS:
             known.clear()
-        known[(raw, ex.client.client_ip)] = (ex.method, ex.url, req, ex.keep_alive, ex.http11)
+        # the normalized host, not the route: the route is looked up each time
+        host = self._hosts.get(req.host) or tables.normalize_host(req.host)
+        known[(raw, ex.client.client_ip)] = (ex.method, ex.url, req, ex.keep_alive, ex.http11,
+                                             host)
 
     def known_request(self, raw: bytes, client_ip: bytes):
         if len(raw) > KNOWN_REQUEST_MAX:
@@ -118,9 +123,22 @@ class Router:
 
     def open_known(self, client, known, begin: float) -> Exchange:
         """Route a repeat of a request remembered by remember_request."""
-        method, url, req, keep_alive, http11 = known
-        return self._route(client, method, url, headers.with_new_id(req, self.request_ids),
-                           keep_alive, http11, begin)
+        method, url, req, keep_alive, http11, host = known
+        if req.own_id:
+            req = headers.with_new_id(req, self.request_ids)
+        single = self._single.get(host)
+        if single is not None:
+            route, target = single
+        else:
+            route = self.table.routes.get(host)
+            if route is None or not route.backends:
+                return self._route(client, method, url, req, keep_alive, http11, begin)
+            target = self.targets.pick(route)
+            if len(route.backends) == 1:
+                # no choice to make until the next swap, which forgets this
+                self._single[host] = (route, target)
+        target.in_flight += 1
+        return Exchange(client, method, url, req, keep_alive, http11, begin, route, target)
 
     def _normalize(self, raw: bytes):
         """Host header -> table key, remembered (a bounded cache of pure results)."""

@@ -47,13 +47,6 @@ class Target:
             conn.close()
         return None
 
-    def put_idle(self, conn, now: float, max_idle: int) -> None:
-        if len(self.idle) >= max_idle:
-            conn.close()
-            return
-        conn.idle_since = now
-        self.idle.append(conn)
-
     def forget(self, conn) -> None:
         try:
             self.idle.remove(conn)

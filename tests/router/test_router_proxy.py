@@ -306,6 +306,30 @@ def test_repeated_response_heads_are_forwarded_the_same_way(start_router):
     up.sock.close()
 
 
+class Counting(SameHead):
+    """Answers the same head, and the same body until the fourth request."""
+
+    def _serve(self, conn):
+        with conn:
+            while conn.recv(65536):      # one small request per read
+                self.answered += 1
+                conn.sendall(self.HEAD + (b"helloworld" if self.answered < 4 else b"HELLOWORLD"))
+
+
+def test_a_repeated_response_is_forwarded_as_it_comes_each_time(start_router):
+    up = Counting()
+    router = start_router(routes(1, {"app.localhost": ("app", "www", [up.backend()])}))
+    conn = router.connect()
+    bodies = []
+    for _ in range(6):
+        conn.request("GET", "/", headers={"Host": "app.localhost"})
+        resp = conn.getresponse()
+        bodies.append(resp.read())
+    assert bodies == [b"helloworld"] * 3 + [b"HELLOWORLD"] * 3
+    conn.close()
+    up.sock.close()
+
+
 def test_repeated_requests_are_rewritten_and_routed_each_time(own_hello, upstreams):
     hello = own_hello
     plain = b"GET /echo?same HTTP/1.1\r\nHost: hello.localhost\r\nAccept: */*\r\n\r\n"
@@ -323,6 +347,19 @@ def test_repeated_requests_are_rewritten_and_routed_each_time(own_hello, upstrea
         # the route is looked up for every repeat: a swap moves the next one
         other = upstreams("other")
         hello.swap({"version": 2, "routes": {"hello.localhost": {
+            "app": "hello", "service": "www", "backends": [other.backend()]}}})
+        s.sendall(plain)
+        status, _, body = read_response(f)
+        assert status == 200 and echo(body)["server"] == "other"
+        # a host swapped out answers 404 to the very next repeat, and back in, 200
+        hello.swap({"version": 3, "routes": {}})
+        s.sendall(plain)
+        status, _, _ = read_response(f)
+        assert status == 404
+        s.close()
+        s = socket.create_connection(("127.0.0.1", hello.port), timeout=10)
+        f = s.makefile("rb")
+        hello.swap({"version": 4, "routes": {"hello.localhost": {
             "app": "hello", "service": "www", "backends": [other.backend()]}}})
         s.sendall(plain)
         status, _, body = read_response(f)
