@@ -4,23 +4,28 @@ Every daemon calls configure() once at start. Library code only calls
 structlog.get_logger() and binds context (app, rev, service, instance).
 """
 import logging
+import math
 import sys
+import time
+from datetime import datetime, timezone
 
 import structlog
 
 
+KEY_ORDER = ["timestamp", "level", "event"]
+_json = False
+
+
 def configure(json: bool = False, level: str = "info", stream=None) -> None:
+    global _json
+    _json = json
     stream = stream or sys.stderr
-    renderer = (structlog.processors.JSONRenderer() if json
-                else structlog.processors.KeyValueRenderer(
-                    key_order=["timestamp", "level", "event"], drop_missing=True))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            stamp,
             structlog.processors.format_exc_info,
-            renderer,
+            renderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelName(level.upper())),
@@ -32,3 +37,50 @@ def configure(json: bool = False, level: str = "info", stream=None) -> None:
 def get(name: str = "dotcloud", **context):
     # Lazy: binding here would freeze structlog's default config at import time.
     return structlog.get_logger(component=name, **context)
+
+
+def renderer():
+    """The last processor: what configure() chose, key=value or JSON."""
+    if _json:
+        return structlog.processors.JSONRenderer()
+    return structlog.processors.KeyValueRenderer(key_order=KEY_ORDER, drop_missing=True)
+
+
+def json_output() -> bool:
+    return _json
+
+
+_LEVEL_NAMES = {"warn": "warning", "exception": "error"}
+
+
+class _Stamp:
+    """structlog's add_log_level and TimeStamper(fmt="iso", utc=True) in one
+    processor, with the same output; the date and time of day are formatted
+    once a second, since the router logs every request."""
+
+    def __init__(self):
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, logger, method_name: str, event_dict: dict) -> dict:
+        event_dict["level"] = _LEVEL_NAMES.get(method_name, method_name)
+        event_dict["timestamp"] = self.now()
+        return event_dict
+
+    def now(self) -> str:
+        # rounded to the microsecond as datetime.fromtimestamp() rounds
+        fraction, whole = math.modf(time.time())
+        micros = round(fraction * 1e6)
+        second = int(whole)
+        if micros >= 1_000_000:
+            second += 1
+            micros -= 1_000_000
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%S")
+        # datetime.isoformat() leaves out a zero fraction: so do we
+        return f"{self._prefix}.{micros:06d}Z" if micros else f"{self._prefix}Z"
+
+
+stamp = _Stamp()

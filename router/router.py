@@ -156,14 +156,14 @@ class Router:
         duration = (now or monotonic()) - ex.begin
         self.metrics.observe(app, ex.status, duration)
         if self.access_log is not None:
-            target = ex.target
+            req = ex.req
             self.access_log.request(
-                app=app, service=route.service if route is not None else NO_APP,
-                instance=_instance(route, target), method=ex.method.decode("latin-1"),
-                path=ex.url.decode("latin-1"), status=ex.status, bytes=ex.bytes_out,
-                duration_ms=round(duration * 1000, 2),
-                request_id=ex.req.request_id.decode() if ex.req is not None else None,
-                client=ex.client.client_ip.decode(), detail=ex.detail or None)
+                app, route.service if route is not None else NO_APP,
+                _instance(route, ex.target), ex.method.decode("latin-1"),
+                ex.url.decode("latin-1"), ex.status, ex.bytes_out,
+                int(duration * 100000 + 0.5) / 100,       # ms, to 2 decimals
+                req.request_id.decode() if req is not None else None,
+                ex.client.client_ip.decode(), ex.detail or None)
 
     def rejected(self, client, status: int, detail: str) -> None:
         self.metrics.observe(NO_APP, status, 0.0)
