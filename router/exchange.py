@@ -340,12 +340,12 @@ class Exchange:
                 (data, self.method == b"HEAD", self.http11, self.keep_alive))
             if whole is not None:
                 # this exact response (head and whole body) was forwarded before
-                out, self.status, self.up_keep, self.client_keep = whole
-                self.mode = headers.LENGTH
+                out, self.status, up_keep, self.client_keep = whole
                 self.resp_started = self.resp_done = True
                 self.bytes_out += len(out)
-                self.client.transport.write(out)
-                self._finish(reusable=True)
+                client = self.client
+                client.transport.write(out)
+                self._end(up_keep, client)
                 return
             if self._known_response(data):
                 return
@@ -505,19 +505,23 @@ class Exchange:
     def _finish(self, reusable: bool) -> None:
         if self.finished:
             return
-        self.finished = True
         self.rparser = None       # the parser holds our callbacks: break the cycle now
+        self._end(reusable and not self.until_close and self.up_keep, self.client)
+
+    def _end(self, up_keep: bool, client) -> None:
+        """The upstream connection goes back to the pool if it may be reused; the
+        request is recorded and the client connection goes on."""
+        self.finished = True
         now = monotonic()
         up, self.upstream = self.upstream, None
         target = self.target
         if up is not None:
             up.exchange = None
-            if (reusable and self.req_done and not self.until_close
-                    and not up.closed and self.up_keep):
+            if up_keep and self.req_done and not up.closed:
                 if up.read_paused:
                     up.resume_reading()
                 idle = target.idle
-                if len(idle) < self.client.settings.pool_max_idle:
+                if len(idle) < client.settings.pool_max_idle:
                     up.idle_since = now
                     idle.append(up)
                 else:
@@ -528,7 +532,7 @@ class Exchange:
             self.counted = False
             target.in_flight -= 1
         self.router.record(self, now)
-        self.client.exchange_done(self, self.client_keep and self.req_done, now)
+        client.exchange_done(self, self.client_keep and self.req_done, now)
 
     def respond_error(self, status: int, detail: str = "", log: str = "") -> None:
         """Answer with our own page; only possible before any response byte."""

@@ -15,6 +15,7 @@ from collections import deque
 import httptools
 
 from . import pages
+from .router import KNOWN_REQUEST_MAX
 
 _PAUSE_UPSTREAM, _PAUSE_PIPELINE, _PAUSE_BUFFER, _PAUSE_UPGRADE = 1, 2, 4, 8
 
@@ -119,7 +120,8 @@ class ClientConnection(asyncio.Protocol):
             # every earlier request answered and kept alive: a request seen
             # before, whole in this read, needs neither the parser nor the
             # rewriting again
-            known = self.router.known_request(data, self.client_ip)
+            known = (self.router.known.get((data, self.client_ip))
+                     if len(data) <= KNOWN_REQUEST_MAX else None)   # a large read is a body
             if known is not None:
                 # what the parser callbacks do for a request, without the parser
                 self.fresh = False

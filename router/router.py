@@ -38,7 +38,7 @@ class Router:
         self.response_heads = headers.ResponseHeads()
         self.access_log = AccessLog(loop=loop) if settings.access_log else None
         self._hosts = {}
-        self._known = {}
+        self.known = {}       # (request bytes, client address) -> what remember_request kept
         self._single = {}     # host -> (route, target) of this table's one-instance routes
         self._ticker = None
 
@@ -108,18 +108,13 @@ class Router:
         if (len(raw) > KNOWN_REQUEST_MAX or ex.error or req.has_body or req.upgrade
                 or req.chunked or ex.route is None):
             return
-        known = self._known
+        known = self.known
         if len(known) >= KNOWN_REQUESTS:
             known.clear()
         # the normalized host, not the route: the route is looked up each time
         host = self._hosts.get(req.host) or tables.normalize_host(req.host)
         known[(raw, ex.client.client_ip)] = (ex.method, ex.url, req, ex.keep_alive, ex.http11,
                                              host)
-
-    def known_request(self, raw: bytes, client_ip: bytes):
-        if len(raw) > KNOWN_REQUEST_MAX:
-            return None      # not even hashed: a large read is a body, not a repeat
-        return self._known.get((raw, client_ip))
 
     def open_known(self, client, known, begin: float) -> Exchange:
         """Route a repeat of a request remembered by remember_request."""
