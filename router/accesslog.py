@@ -48,32 +48,61 @@ class _LineBuffer:
 
 
 class AccessLog:
+    """request() takes what the router has (bytes as they came); the fields
+    that repeat from request to request (app to client) are rendered once
+    and remembered."""
+
     def __init__(self, name: str = "router", stream=None, loop=None):
         self._buffer = _LineBuffer(stream or sys.stderr, loop)
         self._component = name
         self._json = logs.renderer() if logs.json_output() else None
         self._now = logs.stamp.now
+        self._fragments = {}
 
-    def request(self, app, service, instance, method, path, status, nbytes, duration_ms,
-                request_id, client, detail) -> None:
+    def request(self, app: str, service: str, instance, method: bytes, path: bytes,
+                client: bytes, status: int, nbytes: int, duration_ms: float,
+                request_id: bytes | None, detail) -> None:
+        key = (app, service, instance, method, path, client)
         if self._json is not None:
             # the event as structlog builds it: bound context, fields, event,
             # then what the level and timestamp processors add
-            event = {"component": self._component, "app": app, "service": service,
-                     "instance": instance, "method": method, "path": path,
-                     "status": status, "bytes": nbytes, "duration_ms": duration_ms,
-                     "request_id": request_id, "client": client, "detail": detail,
-                     "event": "request", "level": "info", "timestamp": self._now()}
+            event = dict(zip(_REPEATED, (self._component,) + _decoded(key)))
+            event.update(status=status, bytes=nbytes, duration_ms=duration_ms,
+                         request_id=request_id.decode() if request_id is not None else None,
+                         detail=detail, event="request", level="info", timestamp=self._now())
             line = self._json(None, "info", event)
         else:
             # KeyValueRenderer(key_order=[timestamp, level, event]): those
             # first, then the rest in the order structlog holds them
-            line = (f"timestamp={self._now()!r} level='info' event='request' "
-                    f"component={self._component!r} app={app!r} service={service!r} "
-                    f"instance={instance!r} method={method!r} path={path!r} "
+            fragment = self._fragments.get(key)
+            if fragment is None:
+                fragment = self._fragment(key)
+            rid = request_id.decode() if request_id is not None else None
+            line = (f"timestamp={self._now()!r} level='info' event='request' {fragment} "
                     f"status={status!r} bytes={nbytes!r} duration_ms={duration_ms!r} "
-                    f"request_id={request_id!r} client={client!r} detail={detail!r}")
+                    f"request_id={rid!r} detail={detail!r}")
         self._buffer.msg(line)
+
+    def _fragment(self, key: tuple) -> str:
+        fragments = self._fragments
+        if len(fragments) >= MAX_FRAGMENTS:
+            fragments.clear()
+        values = (self._component,) + _decoded(key)
+        text = fragments[key] = " ".join(f"{k}={v!r}" for k, v in zip(_REPEATED, values))
+        return text
 
     def flush(self) -> None:
         self._buffer.flush()
+
+
+# Field order of an access event, as structlog would hold it: the bound
+# component, then the keywords in this order.
+_REPEATED = ("component", "app", "service", "instance", "method", "path", "client")
+FIELDS = _REPEATED + ("status", "bytes", "duration_ms", "request_id", "detail")
+MAX_FRAGMENTS = 4096
+
+
+def _decoded(key: tuple) -> tuple:
+    app, service, instance, method, path, client = key
+    return (app, service, instance, method.decode("latin-1"), path.decode("latin-1"),
+            client.decode("latin-1"))

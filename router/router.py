@@ -154,11 +154,9 @@ class Router:
             req = ex.req
             self.access_log.request(
                 app, route.service if route is not None else NO_APP,
-                _instance(route, ex.target), ex.method.decode("latin-1"),
-                ex.url.decode("latin-1"), ex.status, ex.bytes_out,
-                int(duration * 100000 + 0.5) / 100,       # ms, to 2 decimals
-                req.request_id.decode() if req is not None else None,
-                ex.client.client_ip.decode(), ex.detail or None)
+                _instance(route, ex.target), ex.method, ex.url, ex.client.client_ip,
+                ex.status, ex.bytes_out, int(duration * 100000 + 0.5) / 100,   # ms, 2 decimals
+                req.request_id if req is not None else None, ex.detail or None)
 
     def rejected(self, client, status: int, detail: str) -> None:
         self.metrics.observe(NO_APP, status, 0.0)
