@@ -8,6 +8,7 @@ and ordinary headers pass through as the bytes they arrived as).
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from typing import NamedTuple
@@ -55,12 +56,25 @@ class RequestIds:
     """Unique request ids without a syscall each: a random prefix and a counter."""
 
     def __init__(self):
-        self._prefix = os.urandom(8).hex().encode()
-        self._next = 0
+        self.prefix = os.urandom(8).hex().encode()
+        self._count = itertools.count(1)
 
     def __call__(self) -> bytes:
-        self._next += 1
-        return b"%s%08x" % (self._prefix, self._next)
+        return b"%s%08x" % (self.prefix, next(self._count))
+
+    def base(self, req: "RequestHead") -> bytes | None:
+        """For a head whose id is ours: the head up to the counter part of a new
+        id, which renew() completes (None when the client gave the id)."""
+        if not req.own_id:
+            return None
+        # the id line is the head's last when there is no body and no upgrade
+        return req.head[:-len(req.request_id) - 4] + self.prefix
+
+    def renew(self, base: bytes, req: "RequestHead") -> "RequestHead":
+        """The same head for a repeat of the request, under an id of its own."""
+        head = base + b"%08x\r\n\r\n" % next(self._count)
+        rid = head[len(base) - len(self.prefix):-4]
+        return _new_tuple(RequestHead, (head, req.host, rid, False, False, None, 0, True))
 
 
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade", b"keep-alive, upgrade",
@@ -138,14 +152,10 @@ def rewrite_request(method: bytes, target: bytes, headers: list, client_ip: byte
                        int(length) if length is not None and not chunked else 0, own_id)
 
 
-def with_new_id(req: RequestHead, new_id) -> RequestHead:
+def with_new_id(req: RequestHead, ids: RequestIds) -> RequestHead:
     """The same head for a repeat of the request, under a request id of its own."""
-    if not req.own_id:
-        return req
-    rid = new_id()
-    # the id line is the head's last when there is no body and no upgrade
-    head = req.head[:-len(req.request_id) - 4] + rid + b"\r\n\r\n"
-    return _new_tuple(RequestHead, (head, req.host, rid, False, False, None, 0, True))
+    base = ids.base(req)
+    return req if base is None else ids.renew(base, req)
 
 
 _new_tuple = tuple.__new__     # a NamedTuple without its Python-level __new__

@@ -114,13 +114,13 @@ class Router:
         # the normalized host, not the route: the route is looked up each time
         host = self._hosts.get(req.host) or tables.normalize_host(req.host)
         known[(raw, ex.client.client_ip)] = (ex.method, ex.url, req, ex.keep_alive, ex.http11,
-                                             host)
+                                             host, self.request_ids.base(req))
 
     def open_known(self, client, known, begin: float) -> Exchange:
         """Route a repeat of a request remembered by remember_request."""
-        method, url, req, keep_alive, http11, host = known
-        if req.own_id:
-            req = headers.with_new_id(req, self.request_ids)
+        method, url, req, keep_alive, http11, host, id_base = known
+        if id_base is not None:
+            req = self.request_ids.renew(id_base, req)
         single = self._single.get(host)
         if single is not None:
             route, target = single
