@@ -12,14 +12,22 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 
 
 class _AppStats:
-    __slots__ = ("codes", "errors", "buckets", "total", "count")
+    # Only what each request must touch; the error and request counts are
+    # sums of these, made when the metrics are read.
+    __slots__ = ("codes", "buckets", "total")
 
     def __init__(self):
         self.codes = {}
-        self.errors = 0
         self.buckets = [0] * (len(BUCKETS) + 1)
         self.total = 0.0
-        self.count = 0
+
+    @property
+    def errors(self) -> int:
+        return sum(n for code, n in self.codes.items() if code >= 500 or code == 0)
+
+    @property
+    def count(self) -> int:
+        return sum(self.buckets)
 
 
 class Metrics:
@@ -32,11 +40,8 @@ class Metrics:
             stats = self._apps[app] = _AppStats()
         codes = stats.codes
         codes[status] = codes.get(status, 0) + 1
-        if status >= 500 or status == 0:
-            stats.errors += 1
         stats.buckets[bisect_left(BUCKETS, seconds)] += 1
         stats.total += seconds
-        stats.count += 1
 
     def render(self, gauges: dict | None = None) -> bytes:
         lines = [
