@@ -23,6 +23,7 @@ from dataclasses import replace
 from . import logs
 from .fsutil import write_json
 from .settings import Settings
+from .takeover import take_over
 
 log = logs.get("supervisor")
 DAEMONS = ("runtime", "router", "ssh")
@@ -83,6 +84,7 @@ class Supervisor:
         self._write_pids()
 
     def run(self) -> int:
+        take_over(self.settings.run_dir, self.settings.data, self.settings.stop_grace + 5)
         wake = self._install_signals()
         # Shims outlive a runtime that is killed; as their subreaper we reap
         # them when they exit, whoever runs the apps by then.

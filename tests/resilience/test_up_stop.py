@@ -2,10 +2,12 @@
 with them by default and keep running with `up --keep-apps`; the next `up`
 starts the apps again, or adopts those that kept running."""
 import signal
+import subprocess
+import sys
 
-from platform_helpers import git_repo, python_app
-from resilience_helpers import (alive, get_direct, instance, instances, listening, process_pid,
-                                shims_for, up_pids, wait_until)
+from platform_helpers import ROOT, git_repo, python_app
+from resilience_helpers import (alive, get_direct, instance, instances, kill9, listening,
+                                process_pid, shims_for, up_pids, wait_until)
 
 
 def start_with_app(p, tmp_path, app, *extra):
@@ -67,3 +69,36 @@ def test_keep_apps_then_adopt(fresh_platform, tmp_path):
     stop_up(p, signal.SIGTERM)
     assert not alive(inst.pid) and not alive(master)
     assert not listening(inst.port)
+
+
+def test_up_killed_then_started_again_takes_over(fresh_platform, tmp_path):
+    p = fresh_platform
+    inst, master, daemons = start_with_app(p, tmp_path, "orphan")
+    kill9(p.proc.pid)
+    p.proc.wait()
+    # Its daemons run on unsupervised, holding the ports; the app still serves.
+    assert all(alive(pid) for pid in daemons.values())
+    assert serves(p, "orphan")
+
+    p.start()
+    wait_until(lambda: up_pids(p.data).get("pid") == p.proc.pid
+               and not any(alive(pid) for pid in daemons.values()), 30,
+               "the new up to replace the daemons the killed one left")
+    p.wait_listening()
+    wait_until(lambda: serves(p, "orphan"), 30, "the app served through the new router")
+    new = up_pids(p.data)["daemons"]
+    assert set(new) == set(daemons) and not set(new.values()) & set(daemons.values())
+    # the runtime was replaced, the app was not: the new runtime adopted it
+    wait_until(lambda: instance(p.data, inst.id).state == "running", 10, "state running")
+    assert instance(p.data, inst.id).pid == inst.pid and process_pid(p.data, inst.id) == master
+
+    # A second `up` on the same data directory refuses and changes nothing.
+    second = subprocess.run(
+        [sys.executable, "-m", "dotcloud.cli", "--data", str(p.data), "up",
+         "--ssh-port", "0", "--http-port", "0"],
+        capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert second.returncode == 2
+    assert second.stderr.strip().endswith(
+        f"dotcloud-server up is already running for {p.data} (pid {p.proc.pid})")
+    assert up_pids(p.data)["daemons"] == new and all(alive(pid) for pid in new.values())
+    assert serves(p, "orphan")
