@@ -68,8 +68,11 @@ class _Stamp:
         return event_dict
 
     def now(self) -> str:
+        return self.at(time.time())
+
+    def at(self, when: float) -> str:
         # rounded to the microsecond as datetime.fromtimestamp() rounds
-        fraction, whole = math.modf(time.time())
+        fraction, whole = math.modf(when)
         micros = round(fraction * 1e6)
         second = int(whole)
         if micros >= 1_000_000:
