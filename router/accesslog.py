@@ -19,7 +19,7 @@ import time
 
 from dotcloud import logs
 
-MAX_PENDING = 512        # lines kept before a write, whatever the clock says
+MAX_PENDING = 128        # lines rendered and written together, whatever the clock says
 FLUSH_DELAY = 0.05       # seconds a line may wait for others to share its write
 
 
