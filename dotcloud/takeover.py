@@ -34,7 +34,7 @@ def take_over(run_dir: Path, data: Path, grace: float) -> None:
         return
     # the up.json in this data directory names it: its --data may be relative
     if up_pid != os.getpid() and _ours(up_pid, None, "up"):
-        raise UsageError(f"dotcloud-server up is already running for {data} (pid {up_pid})")
+        raise UsageError(f"another up is running for {data} (pid {up_pid})")
     left = {name: pid for name, pid in daemons.items() if _ours(pid, data, name)}
     if not left:
         return

@@ -45,7 +45,7 @@ def test_a_running_up_is_refused(tmp_path):
                            "dotcloud-server", "--data", "var", "up"])
     try:
         write_up(tmp_path / "run", up.pid, {})
-        with pytest.raises(UsageError, match=f"already running for .* \\(pid {up.pid}\\)"):
+        with pytest.raises(UsageError, match=f"another up is running for .* \\(pid {up.pid}\\)"):
             take_over(tmp_path / "run", tmp_path, 1)
     finally:
         up.kill()

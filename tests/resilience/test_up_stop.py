@@ -99,6 +99,6 @@ def test_up_killed_then_started_again_takes_over(fresh_platform, tmp_path):
         capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert second.returncode == 2
     assert second.stderr.strip().endswith(
-        f"dotcloud-server up is already running for {p.data} (pid {p.proc.pid})")
+        f"dotcloud-server: another up is running for {p.data} (pid {p.proc.pid})")
     assert up_pids(p.data)["daemons"] == new and all(alive(pid) for pid in new.values())
     assert serves(p, "orphan")
