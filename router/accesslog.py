@@ -93,7 +93,6 @@ class AccessLog:
 # Field order of an access event, as structlog would hold it: the bound
 # component, then the keywords in this order.
 _REPEATED = ("component", "app", "service", "instance", "method", "path", "client")
-FIELDS = _REPEATED + ("status", "bytes", "duration_ms", "request_id", "detail")
 MAX_FRAGMENTS = 4096
 
 

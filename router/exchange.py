@@ -528,9 +528,7 @@ class Exchange:
                     up.close()
             else:
                 up.close()
-        if self.counted:
-            self.counted = False
-            target.in_flight -= 1
+        self._release()
         self.router.record(self, now)
         client.exchange_done(self, self.client_keep and self.req_done, now)
 

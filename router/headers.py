@@ -152,12 +152,6 @@ def rewrite_request(method: bytes, target: bytes, headers: list, client_ip: byte
                        int(length) if length is not None and not chunked else 0, own_id)
 
 
-def with_new_id(req: RequestHead, ids: RequestIds) -> RequestHead:
-    """The same head for a repeat of the request, under a request id of its own."""
-    base = ids.base(req)
-    return req if base is None else ids.renew(base, req)
-
-
 _new_tuple = tuple.__new__     # a NamedTuple without its Python-level __new__
 
 

@@ -88,12 +88,24 @@ class Router:
         if host is None:
             return Exchange(client, method, url, None, keep_alive, http11, begin,
                             error=400, detail="invalid Host header")
-        route = self.table.routes.get(host)
-        if route is None:
-            return Exchange(client, method, url, req, keep_alive, http11, begin, error=404)
-        if not route.backends:
-            return Exchange(client, method, url, req, keep_alive, http11, begin, route, error=503)
-        target = self.targets.pick(route)
+        return self._route_host(client, method, url, req, keep_alive, http11, begin, host)
+
+    def _route_host(self, client, method: bytes, url: bytes, req: headers.RequestHead,
+                    keep_alive: bool, http11: bool, begin: float, host: str) -> Exchange:
+        single = self._single.get(host)
+        if single is not None:
+            route, target = single
+        else:
+            route = self.table.routes.get(host)
+            if route is None:
+                return Exchange(client, method, url, req, keep_alive, http11, begin, error=404)
+            if not route.backends:
+                return Exchange(client, method, url, req, keep_alive, http11, begin, route,
+                                error=503)
+            target = self.targets.pick(route)
+            if len(route.backends) == 1:
+                # no choice to make until the next swap, which forgets this
+                self._single[host] = (route, target)
         target.in_flight += 1
         return Exchange(client, method, url, req, keep_alive, http11, begin, route, target)
 
@@ -112,7 +124,7 @@ class Router:
         if len(known) >= KNOWN_REQUESTS:
             known.clear()
         # the normalized host, not the route: the route is looked up each time
-        host = self._hosts.get(req.host) or tables.normalize_host(req.host)
+        host = self._hosts.get(req.host) or self._normalize(req.host)
         known[(raw, ex.client.client_ip)] = (ex.method, ex.url, req, ex.keep_alive, ex.http11,
                                              host, self.request_ids.base(req))
 
@@ -121,19 +133,7 @@ class Router:
         method, url, req, keep_alive, http11, host, id_base = known
         if id_base is not None:
             req = self.request_ids.renew(id_base, req)
-        single = self._single.get(host)
-        if single is not None:
-            route, target = single
-        else:
-            route = self.table.routes.get(host)
-            if route is None or not route.backends:
-                return self._route(client, method, url, req, keep_alive, http11, begin)
-            target = self.targets.pick(route)
-            if len(route.backends) == 1:
-                # no choice to make until the next swap, which forgets this
-                self._single[host] = (route, target)
-        target.in_flight += 1
-        return Exchange(client, method, url, req, keep_alive, http11, begin, route, target)
+        return self._route_host(client, method, url, req, keep_alive, http11, begin, host)
 
     def _normalize(self, raw: bytes):
         """Host header -> table key, remembered (a bounded cache of pure results)."""
