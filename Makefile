@@ -1,5 +1,9 @@
 # The two commands of README.rst: `make run` and `make test`.
-PYTHON ?= python3
+# Debian's CPython is built with PGO and LTO; a plain source build (pyenv's
+# default) runs the router about 15% slower (docs/benchmarks.rst). The
+# distribution's is used when it can make a venv (python3-venv installed).
+SYSTEM_PYTHON := /usr/bin/python3
+PYTHON ?= $(if $(shell $(SYSTEM_PYTHON) -c 'import ensurepip' 2>/dev/null && echo y),$(SYSTEM_PYTHON),python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= $(CURDIR)/var
