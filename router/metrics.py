@@ -1,11 +1,14 @@
 """Request counters and latency histograms per app, rendered as Prometheus text.
 
-Plain counters updated in place by the router's own loop (one thread); the
-admin endpoint renders them. Nothing here does I/O.
+A request only appends its duration to a list (per app and status); the
+lists are folded into the counters and buckets in bulk (a C sort and a
+bisection per bucket) by the router's clock and before every render, which
+costs a fraction of counting each request as it ends. One thread (the
+router's loop) touches it; nothing here does I/O.
 """
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_right
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
            30.0, 60.0)
@@ -33,17 +36,40 @@ class _AppStats:
 class Metrics:
     def __init__(self):
         self._apps = {}
+        self._pending = {}     # app -> {status: [seconds, ...]} not yet folded
 
     def observe(self, app: str, status: int, seconds: float) -> None:
-        stats = self._apps.get(app)
-        if stats is None:
-            stats = self._apps[app] = _AppStats()
-        codes = stats.codes
-        codes[status] = codes.get(status, 0) + 1
-        stats.buckets[bisect_left(BUCKETS, seconds)] += 1
-        stats.total += seconds
+        by_status = self._pending.get(app)
+        if by_status is None:
+            by_status = self._pending[app] = {}
+        durations = by_status.get(status)
+        if durations is None:
+            by_status[status] = [seconds]
+        else:
+            durations.append(seconds)
+
+    def fold(self) -> None:
+        """Count what observe() collected since the last fold."""
+        pending, self._pending = self._pending, {}
+        for app, by_status in pending.items():
+            stats = self._apps.get(app)
+            if stats is None:
+                stats = self._apps[app] = _AppStats()
+            for status, durations in by_status.items():
+                stats.codes[status] = stats.codes.get(status, 0) + len(durations)
+                durations.sort()
+                buckets = stats.buckets
+                done = 0
+                for i, bound in enumerate(BUCKETS):
+                    # a bucket counts durations up to its bound, inclusive
+                    upto = bisect_right(durations, bound, done)
+                    buckets[i] += upto - done
+                    done = upto
+                buckets[-1] += len(durations) - done
+                stats.total += sum(durations)
 
     def render(self, gauges: dict | None = None) -> bytes:
+        self.fold()
         lines = [
             "# HELP dotcloud_router_requests_total Requests answered, by app and status.",
             "# TYPE dotcloud_router_requests_total counter"]

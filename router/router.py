@@ -185,6 +185,7 @@ class Router:
                 except Exception:
                     self.log.exception("router_bug", where="timeout_check")
             self.targets.sweep()
+            self.metrics.fold()
             self.flush_log()
 
     def flush_log(self) -> None:

@@ -1,9 +1,11 @@
 """Unit tests of the router's pure parts: table, host keys, head rewriting, balancing."""
+import random
+
 import pytest
 
 from dotcloud.errors import UsageError
 from router import headers, pages, table
-from router.metrics import Metrics
+from router.metrics import BUCKETS, Metrics
 from router.settings import Settings
 from router.targets import Targets
 
@@ -238,6 +240,27 @@ def test_metrics_render_prometheus_text():
     assert 'app="we\\"ird"' in text
     assert "dotcloud_router_connections 4" in text
 
+
+
+def test_metrics_fold_in_bulk_as_if_counted_one_by_one():
+    # durations on bucket bounds count in that bucket (le="0.005" includes 0.005),
+    # and what arrives between two renders adds to what was rendered before
+    rng = random.Random(7)
+    durations = [rng.choice(BUCKETS) for _ in range(200)] + [rng.uniform(0, 70) for _ in range(300)]
+    m = Metrics()
+    for i, seconds in enumerate(durations):
+        m.observe("a", 200 if i % 3 else 503, seconds)
+        if i == 250:
+            m.render()
+    text = m.render().decode()
+    for bound in BUCKETS:
+        want = sum(1 for d in durations if d <= bound)
+        assert f'_bucket{{app="a",le="{bound!r}"}} {want}\n' in text
+    assert f'_bucket{{app="a",le="+Inf"}} {len(durations)}\n' in text
+    assert f'_count{{app="a"}} {len(durations)}\n' in text
+    assert f'_sum{{app="a"}} {sum(durations):.6f}\n' in text
+    assert f'requests_total{{app="a",code="503"}} {len(durations[::3])}\n' in text
+    assert f'errors_total{{app="a"}} {len(durations[::3])}\n' in text
 
 def test_error_pages():
     page = pages.render(503, keep_alive=True)
