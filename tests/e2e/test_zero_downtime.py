@@ -54,6 +54,20 @@ def test_crashing_release_under_load_keeps_old(platform, tmp_path):
     assert fresh_bodies(platform, "zdc.localhost") == {"zdc good"}
 
 
+
+def test_release_dying_on_every_request_fails_without_waiting_out_the_timeout(platform, tmp_path):
+    # gunicorn's master stays up and forks a new worker each time one dies:
+    # no exit to see, but every check has its connection cut without an answer
+    repo = git_repo(tmp_path / "zdd", python_app("zdd good"))
+    assert platform.push("alice", repo, "zdd").code == 0
+    dying = "import os\ndef application(environ, start_response):\n    os._exit(1)\n"
+    git_repo(repo, {"wsgi.py": dying}, "dies on every request")
+    r = platform.push("alice", repo, "zdd")
+    assert r.code != 0
+    assert ("deploy failed: www.0 not responsive: it closed the connection without an "
+            "answer, 3 checks in a row") in r.err, r.text
+    assert fresh_bodies(platform, "zdd.localhost") == {"zdd good"}
+
 def test_scale_up_and_down_under_load(platform, tmp_path):
     repo = git_repo(tmp_path / "zds", python_app("zds"))
     assert platform.push("alice", repo, "zds").code == 0
