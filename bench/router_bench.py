@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -227,6 +229,8 @@ def main() -> int:
         print(f"cores: proxy under test on CPU {args.proxy_cpu} (nginx: 1 worker; router: 1 process); "
               f"upstream nginx (1 worker) and wrk -t2 -c{args.connections} on CPU {args.other_cpu}; "
               f"{os.cpu_count()} CPUs total; access log {'on' if args.access_log else 'off'} on both")
+        print(f"router interpreter: Python {platform.python_version()}, "
+              f"{Path(sys.executable).resolve()}")
         for label in ("small", "1MiB"):
             n = _best(results[(label, "nginx")])
             r = _best(results[(label, "router")])
@@ -241,6 +245,12 @@ def main() -> int:
             print("  all runs (req/s): nginx "
                   + ", ".join(f"{x['rps']:.0f}" for x in results[(label, "nginx")])
                   + "; router " + ", ".join(f"{x['rps']:.0f}" for x in results[(label, "router")]))
+            # each round ran nginx then the router back to back: the ratio within
+            # a round is the one least moved by what else the machine is doing
+            ratios = sorted(r["rps"] / n["rps"] for n, r in
+                            zip(results[(label, "nginx")], results[(label, "router")]))
+            print("  ratio by round: " + ", ".join(f"{x:.3f}" for x in ratios)
+                  + f"; median {statistics.median(ratios):.3f}")
         return 0
     finally:
         for p in procs:
