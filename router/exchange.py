@@ -32,7 +32,7 @@ class Exchange:
     # Slots, all set here: attribute access stays cheap and no per-request
     # dictionary is built (an Exchange lives for exactly one request).
     __slots__ = (
-        "client", "router", "method", "url", "req", "keep_alive", "client_keep", "http11",
+        "client", "router", "method", "url", "req", "head", "keep_alive", "client_keep", "http11",
         "begin", "route", "target", "counted", "error", "detail", "out", "tried",
         "attempts", "upstream", "reused", "rparser", "connecting", "pending",
         "pending_size", "req_done", "body_sent", "head_sent", "sent_at", "status", "rraw",
@@ -47,6 +47,8 @@ class Exchange:
         self.method = method
         self.url = url
         self.req = req                  # headers.RequestHead, or None when rejected
+        # what is sent upstream: req.head, or a repeat's own (router.open_known)
+        self.head = req.head if req is not None else None
         self.keep_alive = keep_alive
         self.client_keep = keep_alive
         self.http11 = http11
@@ -116,7 +118,7 @@ class Exchange:
                 self.head_sent = True
                 self.sent_at = now
                 conn.exchange = self
-                conn.transport.write(self.req.head)
+                conn.transport.write(self.head)
                 if self.client.write_paused:
                     conn.pause_reading()
                 if conn.write_paused:
@@ -248,13 +250,13 @@ class Exchange:
         conn.exchange = self
         transport = conn.transport
         if self.pending:
-            transport.writelines([self.req.head] + self.pending)
+            transport.writelines([self.head] + self.pending)
             self.body_sent += self.pending_size
             self.pending = None
             self.pending_size = 0
             self.client.resume_reading_for_buffer()
         else:
-            transport.write(self.req.head)
+            transport.write(self.head)
         self.head_sent = True
         if self.req_done:
             self.sent_at = monotonic()

@@ -60,7 +60,7 @@ class RequestIds:
         self._count = itertools.count(1)
 
     def __call__(self) -> bytes:
-        return b"%s%08x" % (self.prefix, next(self._count))
+        return b"%s%x" % (self.prefix, next(self._count))
 
     def base(self, req: "RequestHead") -> bytes | None:
         """For a head whose id is ours: the head up to the counter part of a new
@@ -70,11 +70,15 @@ class RequestIds:
         # the id line is the head's last when there is no body and no upgrade
         return req.head[:-len(req.request_id) - 4] + self.prefix
 
-    def renew(self, base: bytes, req: "RequestHead") -> "RequestHead":
-        """The same head for a repeat of the request, under an id of its own."""
-        head = base + b"%08x\r\n\r\n" % next(self._count)
-        rid = head[len(base) - len(self.prefix):-4]
-        return _new_tuple(RequestHead, (head, req.host, rid, False, False, None, 0, True))
+    def renew(self, base: bytes) -> bytes:
+        """The head for a repeat of a request, under an id of its own (only the
+        bytes: the rest of its RequestHead is the remembered one's)."""
+        return base + b"%x\r\n\r\n" % next(self._count)
+
+    @staticmethod
+    def id_in(head: bytes) -> bytes:
+        """The id of a head made by renew(): the value of its last line."""
+        return head[head.rindex(b"\r\n", 0, -4) + len(b"\r\nX-Request-Id: "):-4]
 
 
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade", b"keep-alive, upgrade",
@@ -151,8 +155,6 @@ def rewrite_request(method: bytes, target: bytes, headers: list, client_ip: byte
     return RequestHead(b"".join(parts), host, rid, chunked, has_body, upgrade,
                        int(length) if length is not None and not chunked else 0, own_id)
 
-
-_new_tuple = tuple.__new__     # a NamedTuple without its Python-level __new__
 
 
 def _without(parts: list, drop: set) -> list:

@@ -131,9 +131,10 @@ class Router:
     def open_known(self, client, known, begin: float) -> Exchange:
         """Route a repeat of a request remembered by remember_request."""
         method, url, req, keep_alive, http11, host, id_base = known
+        ex = self._route_host(client, method, url, req, keep_alive, http11, begin, host)
         if id_base is not None:
-            req = self.request_ids.renew(id_base, req)
-        return self._route_host(client, method, url, req, keep_alive, http11, begin, host)
+            ex.head = self.request_ids.renew(id_base)
+        return ex
 
     def _normalize(self, raw: bytes):
         """Host header -> table key, remembered (a bounded cache of pure results)."""
@@ -156,7 +157,7 @@ class Router:
                 app, route.service if route is not None else NO_APP,
                 _instance(route, ex.target), ex.method, ex.url, ex.client.client_ip,
                 ex.status, ex.bytes_out, int(duration * 100000 + 0.5) / 100,   # ms, 2 decimals
-                req.request_id if req is not None else None, ex.detail or None)
+                _request_id(req, ex.head), ex.detail or None)
 
     def rejected(self, client, status: int, detail: str) -> None:
         self.metrics.observe(NO_APP, status, 0.0)
@@ -217,6 +218,14 @@ class Router:
             if target is not None:
                 target.close_idle()
         return count == 0, count
+
+
+def _request_id(req, head: bytes | None) -> bytes | None:
+    if req is None:
+        return None
+    if head is req.head:
+        return req.request_id
+    return headers.RequestIds.id_in(head)      # a repeat's head, with an id of its own
 
 
 def _instance(route, target) -> str | None:

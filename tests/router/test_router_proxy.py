@@ -376,6 +376,10 @@ def test_repeated_requests_are_rewritten_and_routed_each_time(own_hello, upstrea
     ids = [x["headers"]["x-request-id"] for x in seen]
     assert ids[1] == ids[3] == "given-1"
     assert len({ids[0], ids[2], ids[4]}) == 3 and "given-1" not in (ids[0], ids[2], ids[4])
+    # the access log names the id each repeat was sent upstream with
+    for rid in (ids[0], ids[2], ids[4]):
+        assert len(hello.log_events("request", match=f"request_id='{rid}'")) == 1, rid
+    assert len(hello.log_events("request", match="request_id='given-1'")) == 2
     for x in seen:
         assert x["path"] == "/echo?same"
         assert x["headers"]["x-forwarded-for"] == "127.0.0.1"     # a spoofed one is dropped

@@ -274,9 +274,11 @@ def test_error_pages():
 def test_a_repeated_request_gets_a_new_id_unless_it_brought_one():
     ids = headers.RequestIds()
     first = rewrite([(b"Host", b"h"), (b"Accept", b"*/*")])
-    again = ids.renew(ids.base(first), first)
-    assert again.own_id and again.request_id != first.request_id
-    assert again.head == first.head.replace(first.request_id, again.request_id)
-    assert again.head.endswith(b"X-Request-Id: " + again.request_id + b"\r\n\r\n")
+    again = ids.renew(ids.base(first))
+    rid = ids.id_in(again)
+    assert rid != first.request_id and rid.startswith(ids.prefix)
+    assert again == first.head.replace(first.request_id, rid)
+    assert again.endswith(b"X-Request-Id: " + rid + b"\r\n\r\n")
+    assert ids.id_in(ids.renew(ids.base(first))) not in (rid, first.request_id)
     given = rewrite([(b"Host", b"h"), (b"X-Request-Id", b"mine")])
     assert not given.own_id and ids.base(given) is None
