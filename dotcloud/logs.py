@@ -4,7 +4,6 @@ Every daemon calls configure() once at start. Library code only calls
 structlog.get_logger() and binds context (app, rev, service, instance).
 """
 import logging
-import math
 import sys
 import time
 from datetime import datetime, timezone
@@ -71,10 +70,10 @@ class _Stamp:
         return self.at(time.time())
 
     def at(self, when: float) -> str:
-        # rounded to the microsecond as datetime.fromtimestamp() rounds
-        fraction, whole = math.modf(when)
-        micros = round(fraction * 1e6)
-        second = int(whole)
+        # rounded to the microsecond as datetime.fromtimestamp() rounds (its
+        # modf() fraction is when - int(when), exactly, for times after 1970)
+        second = int(when)
+        micros = round((when - second) * 1e6)
         if micros >= 1_000_000:
             second += 1
             micros -= 1_000_000
@@ -83,7 +82,7 @@ class _Stamp:
             self._prefix = datetime.fromtimestamp(second, timezone.utc).strftime(
                 "%Y-%m-%dT%H:%M:%S")
         # datetime.isoformat() leaves out a zero fraction: so do we
-        return f"{self._prefix}.{micros:06d}Z" if micros else f"{self._prefix}Z"
+        return "%s.%06dZ" % (self._prefix, micros) if micros else self._prefix + "Z"
 
 
 stamp = _Stamp()

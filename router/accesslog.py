@@ -68,8 +68,9 @@ class AccessLog:
         if fragment is None:
             fragment = self._fragment(key)
         rid = request_id.decode() if request_id is not None else None
-        return (f"timestamp={self._stamp(when)!r} level='info' event='request' {fragment} "
-                f"status={status!r} bytes={nbytes!r} duration_ms={duration_ms!r} "
+        # the stamp needs no quoting, and ints print as repr() prints them
+        return (f"timestamp='{self._stamp(when)}' level='info' event='request' {fragment} "
+                f"status={status} bytes={nbytes} duration_ms={duration_ms!r} "
                 f"request_id={rid!r} detail={detail!r}")
 
     def _render_json(self, when, key, status, nbytes, duration_ms, request_id, detail) -> str:
