@@ -156,7 +156,6 @@ def rewrite_request(method: bytes, target: bytes, headers: list, client_ip: byte
                        int(length) if length is not None and not chunked else 0, own_id)
 
 
-
 def _without(parts: list, drop: set) -> list:
     """Remove headers named by the Connection header (parts is [line, n, ': ', v, crlf]*)."""
     kept = parts[:4]
