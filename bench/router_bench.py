@@ -2,7 +2,8 @@
 
 Needs: apt-get install -y nginx wrk   (this script installs nothing)
 Run:   python bench/router_bench.py [--duration 10] [--connections 64] [--proxy-cpu 0]
-                                    [--other-cpu 1] [--access-log]
+                                    [--other-cpu 1] [--access-log] [--rounds N]
+                                    [--also NAME=PYTHON:TREE ...]
 
 Layout (2-core machine): the proxy under test (nginx with one worker, or our
 router, one process) is pinned to --proxy-cpu; the upstream (a tiny nginx
@@ -109,18 +110,19 @@ def nginx_proxy_block(port: int, upstream_port: int) -> str:
     }}"""
 
 
-def start_router(work: Path, upstream_port: int, cpu: int, access_log: bool):
-    data = work / "router-data"
+def start_router(work: Path, upstream_port: int, cpu: int, access_log: bool,
+                 name: str = "router", python: str = sys.executable, tree: Path = ROOT):
+    data = work / f"{name}-data"
     (data / "run").mkdir(parents=True, exist_ok=True)
     (data / "run" / "routes.json").write_text(json.dumps({"version": 1, "routes": {HOST: {
         "app": "bench", "service": "www",
         "backends": [{"id": "bench.www.0", "host": "127.0.0.1", "port": upstream_port}]}}}))
-    env = dict(os.environ, PYTHONPATH=str(ROOT),
+    env = dict(os.environ, PYTHONPATH=str(tree),
                DOTCLOUD_ROUTER_ACCESS_LOG="1" if access_log else "0")
-    log = open(work / "router.log", "wb")
+    log = open(work / f"{name}.log", "wb")
     proc = subprocess.Popen(
-        ["taskset", "-c", str(cpu), sys.executable, "-m", "router", "--data", str(data),
-         "--port", "0"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        ["taskset", "-c", str(cpu), python, "-m", "router", "--data", str(data),
+         "--port", "0"], cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -193,6 +195,9 @@ def main() -> int:
     ap.add_argument("--access-log", action="store_true",
                     help="both proxies write an access log (nginx to a file, router to stderr->file)")
     ap.add_argument("--rounds", type=int, default=1, help="alternate nginx/router this many times")
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=PYTHON:TREE",
+                    help="another router build measured in the same rounds (say, the last "
+                         "commit's checkout), reported against nginx like this one")
     args = ap.parse_args()
     for tool in ("nginx", "wrk", "taskset"):
         if not shutil.which(tool):
@@ -212,13 +217,24 @@ def main() -> int:
         procs.append(nginx_proxy)
         router, router_port = start_router(work, up_port, args.proxy_cpu, args.access_log)
         procs.append(router)
-        for port in (up_port, ngx_port, router_port):
+        others = {}
+        for spec in args.also:
+            name, _, where = spec.partition("=")
+            python, _, tree = where.partition(":")
+            if not (name and python and tree) or name in ("nginx", "router"):
+                print(f"--also {spec!r}: expected NAME=PYTHON:TREE", file=sys.stderr)
+                return 2
+            proc, port = start_router(work, up_port, args.proxy_cpu, args.access_log,
+                                      name, python, Path(tree).resolve())
+            procs.append(proc)
+            others[name] = (port, proc.pid)
+        for port in (up_port, ngx_port, router_port, *(p for p, _ in others.values())):
             wait_port(port)
-        for port in (ngx_port, router_port):
+        for port in (ngx_port, router_port, *(p for p, _ in others.values())):
             check(port, "/", len(SMALL_BODY))
             check(port, "/big", 1 << 20)
         measured = {"nginx": (ngx_port, worker_pid(nginx_proxy)),
-                    "router": (router_port, router.pid)}
+                    "router": (router_port, router.pid), **others}
         results = {}
         for label, path in (("small", "/"), ("1MiB", "/big")):
             for rnd in range(args.rounds):
@@ -229,28 +245,37 @@ def main() -> int:
         print(f"cores: proxy under test on CPU {args.proxy_cpu} (nginx: 1 worker; router: 1 process); "
               f"upstream nginx (1 worker) and wrk -t2 -c{args.connections} on CPU {args.other_cpu}; "
               f"{os.cpu_count()} CPUs total; access log {'on' if args.access_log else 'off'} on both")
-        print(f"router interpreter: Python {platform.python_version()}, "
+        print(f"router: {ROOT} under Python {platform.python_version()}, "
               f"{Path(sys.executable).resolve()}")
+        for spec in args.also:
+            print(f"also: {spec}")
         for label in ("small", "1MiB"):
-            n = _best(results[(label, "nginx")])
-            r = _best(results[(label, "router")])
+            nginx_runs = results[(label, "nginx")]
+            n = _best(nginx_runs)
             print(f"\n[{label} responses] wrk -t2 -c{args.connections} -d{args.duration}s")
             print(f"  {'':8} {'req/s':>10} {'p99 ms':>8} {'MB/s':>8} {'CPU us/req':>11} {'errors':>7}")
-            for name, x in (("nginx", n), ("router", r)):
+            for name in measured:
+                x = _best(results[(label, name)])
                 print(f"  {name:8} {x['rps']:10.0f} {x['p99_ms']:8.2f} {x['mb_s']:8.1f} "
                       f"{x['cpu_us']:11.1f} {x['non2xx']:>7} {x['socket_errors']}")
-            print(f"  ratio router/nginx: req/s {r['rps'] / n['rps']:.3f}, "
-                  f"p99 {r['p99_ms'] / n['p99_ms']:.2f}x, "
-                  f"CPU per request {r['cpu_us'] / n['cpu_us']:.2f}x")
-            print("  all runs (req/s): nginx "
-                  + ", ".join(f"{x['rps']:.0f}" for x in results[(label, "nginx")])
-                  + "; router " + ", ".join(f"{x['rps']:.0f}" for x in results[(label, "router")]))
-            # each round ran nginx then the router back to back: the ratio within
-            # a round is the one least moved by what else the machine is doing
-            ratios = sorted(r["rps"] / n["rps"] for n, r in
-                            zip(results[(label, "nginx")], results[(label, "router")]))
-            print("  ratio by round: " + ", ".join(f"{x:.3f}" for x in ratios)
-                  + f"; median {statistics.median(ratios):.3f}")
+            print("  all runs (req/s): " + "; ".join(
+                f"{name} " + ", ".join(f"{x['rps']:.0f}" for x in results[(label, name)])
+                for name in measured))
+            for name in measured:
+                if name == "nginx":
+                    continue
+                runs = results[(label, name)]
+                r = _best(runs)
+                print(f"  {name}/nginx, best of each: req/s {r['rps'] / n['rps']:.3f}, "
+                      f"p99 {r['p99_ms'] / n['p99_ms']:.2f}x, "
+                      f"CPU per request {r['cpu_us'] / n['cpu_us']:.2f}x")
+                # each round ran nginx then the routers back to back: the ratio
+                # within a round is the one least moved by what else the machine does
+                ratios = sorted(x["rps"] / y["rps"] for y, x in zip(nginx_runs, runs))
+                p99s = sorted(x["p99_ms"] / y["p99_ms"] for y, x in zip(nginx_runs, runs))
+                print(f"  {name}/nginx by round: req/s " + ", ".join(f"{x:.3f}" for x in ratios)
+                      + f" (median {statistics.median(ratios):.3f}); p99 median "
+                      f"{statistics.median(p99s):.2f}x")
         return 0
     finally:
         for p in procs:
