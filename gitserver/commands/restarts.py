@@ -7,11 +7,11 @@ is for one service, data services included, which a new generation would
 not necessarily restart. It only writes desired state; the runtime daemon
 stops and starts the processes. It never touches another app's instances.
 """
-import http.client
 import time
 
 from dotcloud.errors import DeployError, NotFound
 from dotcloud.models import Instance
+from hooks.health import CLOSED, CLOSED_IN_A_ROW, probe
 
 from . import queries
 from .context import CommandContext
@@ -59,7 +59,7 @@ def _restart_one(ctx: CommandContext, app: str, inst: Instance, http: str | None
     if http is not None:
         host = f"{app}.{ctx.settings.domain}" if inst.service == "www" else \
             f"{inst.service}.{app}.{ctx.settings.domain}"
-        _wait(ctx, inst, lambda i: _answers(i.port, http, host), start_by, "is not responsive")
+        _wait(ctx, inst, _answers(inst.label, http, host), start_by, "is not responsive")
     ctx.progress(f"[{inst.label}] Restarted")
 
 
@@ -79,13 +79,17 @@ def _wait(ctx: CommandContext, inst: Instance, done, deadline: float, failure: s
         time.sleep(POLL)
 
 
-def _answers(port: int, path: str, host: str) -> bool:
-    """Any HTTP answer below 500 counts, as for a deploy's health check."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        conn.request("GET", path, headers={"Host": host, "User-Agent": "dotcloud-restart"})
-        return conn.getresponse().status < 500
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
+def _answers(label: str, path: str, host: str):
+    """A check for _wait, as a deploy's health check: any HTTP answer below 500
+    counts, and the connection cut without an answer, check after check, fails."""
+    cuts = 0
+
+    def answers(inst: Instance) -> bool:
+        nonlocal cuts
+        status = probe(inst.port, path, host)
+        cuts = cuts + 1 if status == CLOSED else 0
+        if cuts >= CLOSED_IN_A_ROW:
+            raise DeployError(f"{label} is not responsive: it closed the connection "
+                              f"without an answer, {cuts} checks in a row")
+        return status is not None and CLOSED < status < 500
+    return answers

@@ -97,6 +97,20 @@ def test_nothing_deployed_yet(cmd):
     assert cmd.json("alice", "revisions", name)["releases"] == []
 
 
+
+def test_restart_of_a_service_dying_on_every_request_fails_at_once(cmd, platform, tmp_path):
+    name = unique("dying")
+    die = platform.data / "homes" / name / "die"
+    app = ENV_APP.replace("def application(environ, start_response):\n",
+                          "def application(environ, start_response):\n"
+                          f"    if os.path.exists({str(die)!r}):\n        os._exit(1)\n")
+    deploy_env_app(platform, tmp_path, name, {"wsgi.py": app})
+    die.touch()
+    r = cmd("alice", "restart", name, "www")
+    assert r.code == 1, r.text
+    assert ("www.0 is not responsive: it closed the connection without an answer, "
+            "3 checks in a row") in r.err, r.text
+
 def test_failed_config_release_is_undone(cmd, platform, tmp_path):
     """A var set whose deploy fails leaves the variables as they were."""
     name = unique("fragile")
