@@ -53,6 +53,14 @@ def probe(port: int, path: str, host: str, timeout: float = 2.0) -> int | None:
         conn.close()
 
 
+def http_check(port: int, path: str, host: str, cut: int) -> tuple[bool, int]:
+    """One check of an HTTP instance: whether it answered (any status below
+    500), and how many checks in a row, this one included, had the connection
+    cut without an answer (`cut`: that count before this check)."""
+    status = probe(port, path, host)
+    return status is not None and CLOSED < status < 500, cut + 1 if status == CLOSED else 0
+
+
 def wait_responsive(store: Store, checks: list[Check]) -> None:
     """Wait until every instance is responsive; raise DeployError naming the
     first that crashed or timed out."""
@@ -67,9 +75,7 @@ def wait_responsive(store: Store, checks: list[Check]) -> None:
             if check.http:
                 # Probe at once rather than wait for the runtime to report
                 # "running": an answer on the instance's own port is the proof.
-                status = probe(inst.port, check.path, check.host)
-                ready = status is not None and CLOSED < status < 500
-                closed[iid] = closed[iid] + 1 if status == CLOSED else 0
+                ready, closed[iid] = http_check(inst.port, check.path, check.host, closed[iid])
             else:
                 ready = _worker_ready(inst)
             if ready:

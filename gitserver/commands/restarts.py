@@ -11,7 +11,7 @@ import time
 
 from dotcloud.errors import DeployError, NotFound
 from dotcloud.models import Instance
-from hooks.health import CLOSED, CLOSED_IN_A_ROW, probe
+from hooks.health import CLOSED_IN_A_ROW, http_check
 
 from . import queries
 from .context import CommandContext
@@ -86,10 +86,9 @@ def _answers(label: str, path: str, host: str):
 
     def answers(inst: Instance) -> bool:
         nonlocal cuts
-        status = probe(inst.port, path, host)
-        cuts = cuts + 1 if status == CLOSED else 0
+        ready, cuts = http_check(inst.port, path, host, cuts)
         if cuts >= CLOSED_IN_A_ROW:
             raise DeployError(f"{label} is not responsive: it closed the connection "
                               f"without an answer, {cuts} checks in a row")
-        return status is not None and CLOSED < status < 500
+        return ready
     return answers
