@@ -43,6 +43,9 @@ class BuildContext:
     timeout: float = 600
     # Where steps run and with which interpreter and tools (default: this host).
     executor: Executor = HOST
+    # Extra interpreters the operator lists in DATA/config.yml (paths).
+    python_interpreters: tuple[str, ...] = ()
+    node_interpreters: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "src", Path(self.src))

@@ -32,6 +32,10 @@ class Settings:
     # Base images of the docker runtime, per language (builds and instances).
     docker_python_image: str = "python:3.12-slim"
     docker_node_image: str = "node:22-slim"
+    # Interpreters a build may choose from besides those found on the host
+    # (/usr/bin, PATH, pyenv's versions): paths of python3.X / node binaries.
+    python_interpreters: tuple = ()
+    node_interpreters: tuple = ()
 
     @property
     def run_dir(self) -> Path:
@@ -44,6 +48,9 @@ class Settings:
     def url(self, app: str) -> str:
         port = "" if self.http_port == 80 else f":{self.http_port}"
         return f"http://{app}.{self.domain}{port}/"
+
+
+LISTS = ("port_range", "python_interpreters", "node_interpreters")
 
 
 def default_data_dir() -> Path:
@@ -70,7 +77,11 @@ def load(data: Path | None = None, **overrides) -> Settings:
             key = str(key).replace("-", "_")
             if key not in known:
                 raise UsageError(f"{config}: unknown setting '{key}'")
-            values[key] = tuple(value) if key == "port_range" else value
+            if key in LISTS:
+                if not isinstance(value, (list, tuple)):
+                    raise UsageError(f"{config}: '{key}' must be a list")
+                value = tuple(str(v) for v in value) if key != "port_range" else tuple(value)
+            values[key] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = replace(Settings(data=data), **values)
     ensure_dirs(settings)

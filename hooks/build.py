@@ -52,7 +52,9 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
         with executor_for(settings, app, name, spec.type, root) as executor:
             ctx = BuildContext(app=app, service=spec, src=src / spec.approot, release_dir=root,
                                cache_dir=settings.data / "cache", env=env, log=log,
-                               timeout=settings.build_timeout, executor=executor)
+                               timeout=settings.build_timeout, executor=executor,
+                               python_interpreters=settings.python_interpreters,
+                               node_interpreters=settings.node_interpreters)
             kind = "incremental build" if plan(ctx) else "clean build"
             log(f"Build started for revision {rev} ({kind})")
             started = time.monotonic()
