@@ -16,7 +16,8 @@ class CustomBuildpack(Buildpack):
 
     def check(self, ctx: BuildContext) -> None:
         if not ctx.service.processes:
-            raise BuildError(f"service '{ctx.service.name}': type custom needs 'processes'")
+            raise BuildError(f"service '{ctx.service.name}': type custom needs 'processes' in "
+                             "dotcloud.yml or a Procfile in its approot")
 
     def build(self, ctx: BuildContext) -> BuildResult:
         if ctx.service.buildscript:

@@ -141,5 +141,6 @@ class NodejsBuildpack(Buildpack):
                 processes = {"web": (_tool(ctx, "node"), str(ctx.src / SERVER)), **processes}
         if not processes:
             raise BuildError(f"service '{ctx.service.name}': nothing to run: add a 'start' "
-                             f"script to {PACKAGE}, a {SERVER}, or 'processes'")
+                             f"script to {PACKAGE}, a {SERVER}, 'processes' in dotcloud.yml, "
+                             "or a Procfile")
         return processes

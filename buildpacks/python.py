@@ -143,7 +143,8 @@ class PythonBuildpack(Buildpack):
             processes = {"web": self.web_argv(ctx, venv), **processes}
         if not processes:
             raise BuildError(f"service '{ctx.service.name}': nothing to run: add a {WSGI_FILE} "
-                             "with a WSGI 'application', or 'processes'")
+                             "with a WSGI 'application', 'processes' in dotcloud.yml, "
+                             "or a Procfile")
         return processes, "web" in processes
 
     @staticmethod

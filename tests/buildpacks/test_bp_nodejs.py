@@ -110,7 +110,8 @@ def test_nothing_to_run_is_refused_before_installing(make_ctx, files):
     with pytest.raises(BuildError) as info:
         build_service(ctx)
     assert str(info.value) == ("service 'www': nothing to run: add a 'start' script to "
-                               "package.json, a server.js, or 'processes'")
+                               "package.json, a server.js, 'processes' in dotcloud.yml, "
+                               "or a Procfile")
     assert not npm_ran(lines)
 
 

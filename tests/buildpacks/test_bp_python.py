@@ -128,7 +128,7 @@ def test_nothing_to_run_is_refused_before_installing(make_ctx):
     with pytest.raises(BuildError) as info:
         build_service(ctx)
     assert str(info.value) == ("service 'www': nothing to run: add a wsgi.py with a WSGI "
-                               "'application', or 'processes'")
+                               "'application', 'processes' in dotcloud.yml, or a Procfile")
     assert not pip_ran(lines)
 
 
