@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -28,12 +28,13 @@ MAX_DEPTH = MAX_CONFIG_DEPTH + 8
 MAX_INSTANCES = 20
 MAX_HEALTH_SECONDS = 3600
 SERVICE_KEYS = ("type", "approot", "environment", "requirements", "prebuild", "postbuild",
-                "processes", "config", "instances", "healthcheck", "buildscript")
+                "processes", "config", "instances", "healthcheck", "buildscript", "release")
 HEALTHCHECK_KEYS = ("path", "timeout", "interval")
 PROCESS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 APPROOT_PART_RE = re.compile(r"[A-Za-z0-9_.@+-]+")
 NEED_PROCESSES = ("python-worker", "custom")
+DATA_TYPES = ("postgresql", "redis")
 PYTHON_TYPES = ("python", "python-worker")
 
 STR = "tag:yaml.org,2002:str"
@@ -44,9 +45,15 @@ NULL = "tag:yaml.org,2002:null"
 MERGE = "tag:yaml.org,2002:merge"
 
 
-def parse(text: str, filename: str = "dotcloud.yml") -> Buildfile:
-    """Validate the text of a build file; raise BuildfileError naming the line."""
-    return _Checker(filename).check(text)
+def parse(text: str, filename: str = "dotcloud.yml",
+          has_procfile: Callable[[str], bool] | None = None) -> Buildfile:
+    """Validate the text of a build file; raise BuildfileError naming the line.
+
+    `has_procfile(approot)` says whether a service's approot holds a
+    Procfile, which stands in for `processes` (the caller reads it; this
+    module reads no files). Without it, no approot has one.
+    """
+    return _Checker(filename, has_procfile or (lambda approot: False)).check(text)
 
 
 def _line_of(text: str, position: int) -> int:
@@ -56,8 +63,9 @@ def _line_of(text: str, position: int) -> int:
 class _Checker:
     """One validation pass; collects warnings in order, fails on the first error."""
 
-    def __init__(self, filename: str) -> None:
+    def __init__(self, filename: str, has_procfile: Callable[[str], bool]) -> None:
         self.filename = filename
+        self.has_procfile = has_procfile
         self.warnings: list[str] = []
         # Only used for its constructor methods (scalar values, merge keys).
         self.loader = yaml.SafeLoader("")
@@ -197,26 +205,33 @@ class _Checker:
                 ("requirements", self.requirements), ("prebuild", self.command),
                 ("postbuild", self.command), ("buildscript", self.command),
                 ("processes", self.processes), ("config", self.config),
-                ("instances", self.instances), ("healthcheck", self.healthcheck)):
+                ("instances", self.instances), ("healthcheck", self.healthcheck),
+                ("release", self.command)):
             if field_name in keys:
                 fields[field_name] = check(keys[field_name][1], f"{where}: '{field_name}'")
         self.type_rules(kind, where, key, keys, fields)
         return ServiceSpec(**fields)
 
     def type_rules(self, kind: str, where: str, key: Node, keys: dict, fields: dict) -> None:
-        if kind in NEED_PROCESSES and not fields.get("processes"):
+        if kind in NEED_PROCESSES and not fields.get("processes") \
+                and not self.has_procfile(fields.get("approot", ".")):
             node = keys["processes"][1] if "processes" in keys else key
             self.fail(node, f"{where}: type {kind} needs 'processes' "
-                            "(e.g. 'processes: {worker: python worker.py}')")
+                            "(e.g. 'processes: {worker: python worker.py}') or a Procfile "
+                            "in its approot")
         if "requirements" in keys and kind not in PYTHON_TYPES:
             self.warn(keys["requirements"][0],
                       f"{where}: 'requirements' is only used by python services (ignored)")
         if "buildscript" in keys and kind != "custom":
             self.warn(keys["buildscript"][0],
                       f"{where}: 'buildscript' is only used by custom services (ignored)")
-        if "processes" in keys and kind in ("static", "postgresql", "redis"):
+        if "processes" in keys and kind in ("static", *DATA_TYPES):
             self.warn(keys["processes"][0],
                       f"{where}: 'processes' is not used by {kind} services (ignored)")
+        if "release" in keys and kind in DATA_TYPES:
+            self.warn(keys["release"][0],
+                      f"{where}: 'release' is not used by {kind} services (ignored)")
+            del fields["release"]
 
     def approot(self, node: Node, where: str) -> str:
         text = self.string(node, where).strip()

@@ -65,6 +65,9 @@ class ServiceSpec:
     instances: int = 1
     healthcheck: Healthcheck = field(default_factory=Healthcheck)
     buildscript: str | None = None
+    # Run once per deploy, before the new instances take traffic (a Procfile's
+    # `release:` line, or the build file's `release` key).
+    release: str | None = None
 
     def __post_init__(self) -> None:
         # Callers may hand in plain dicts and lists; store them read-only so a
@@ -95,6 +98,7 @@ class ServiceSpec:
                             "timeout": self.healthcheck.timeout,
                             "interval": self.healthcheck.interval},
             "buildscript": self.buildscript,
+            "release": self.release,
         }
 
     @classmethod
@@ -115,6 +119,7 @@ class ServiceSpec:
                                     timeout=float(hc.get("timeout", 30.0)),
                                     interval=float(hc.get("interval", 0.5))),
             buildscript=d.get("buildscript"),
+            release=d.get("release"),
         )
 
 

@@ -26,6 +26,7 @@ www:
   config: {workers: 3, nested: {list: [1, 2.5, x, null, true]}}
   instances: 2
   healthcheck: {path: /health, timeout: 10, interval: 1.5}
+  release: python manage.py migrate --noinput
 db:
   type: postgresql
 """
@@ -46,6 +47,7 @@ def test_full_file_parses_every_key():
     assert www.config["nested"]["list"] == (1, 2.5, "x", None, True)
     assert www.instances == 2
     assert www.healthcheck == Healthcheck(path="/health", timeout=10.0, interval=1.5)
+    assert www.release == "python manage.py migrate --noinput"
     assert bf.warnings == ()
     assert bf.services["db"] == ServiceSpec(name="db", type="postgresql")
 
@@ -140,10 +142,11 @@ BAD = [
                                                           "'a b': use up to 32 letters, digits, "
                                                           "'_' or '-'"),
     ("www:\n  type: custom\n", "dotcloud.yml line 1: service 'www': type custom needs "
-                               "'processes' (e.g. 'processes: {worker: python worker.py}')"),
+                               "'processes' (e.g. 'processes: {worker: python worker.py}') or a "
+                               "Procfile in its approot"),
     ("w:\n  type: python-worker\n  processes: {}\n",
      "dotcloud.yml line 3: service 'w': type python-worker needs 'processes' (e.g. "
-     "'processes: {worker: python worker.py}')"),
+     "'processes: {worker: python worker.py}') or a Procfile in its approot"),
     ("www:\n  type: python\n  approot: ../other\n", "dotcloud.yml line 3: service 'www': "
                                                     "'approot' must not contain '..'"),
     ("www:\n  type: python\n  approot: web/../../x\n", "dotcloud.yml line 3: service 'www': "
@@ -193,6 +196,14 @@ BAD = [
                                                       "'prebuild' must not contain a NUL character"),
     ("www:\n  type: custom\n  buildscript: 5\n  processes: {web: x}\n",
      "dotcloud.yml line 3: service 'www': 'buildscript' must be a non-empty string"),
+    ("www:\n  type: python\n  release: [a, b]\n", "dotcloud.yml line 3: service 'www': "
+                                                  "'release' must be a non-empty string"),
+    ("www:\n  type: python\n  release: ''\n", "dotcloud.yml line 3: service 'www': "
+                                             "'release' must be a non-empty string"),
+    ("www:\n  type: python\n  release: 5\n", "dotcloud.yml line 3: service 'www': "
+                                            "'release' must be a non-empty string"),
+    ("www:\n  type: python\n  release: {a: b}\n", "dotcloud.yml line 3: service 'www': "
+                                                 "'release' must be a non-empty string"),
     ("www:\n  type: python\n  config: [a]\n", "dotcloud.yml line 3: service 'www': 'config' "
                                               "must be a mapping"),
     ("www:\n  type: python\n  config: {a: .inf}\n", "dotcloud.yml line 3: service 'www': "
@@ -265,6 +276,22 @@ def test_keys_of_other_types_are_warned_about():
         "dotcloud.yml line 5: service 'www': 'processes' is not used by static services "
         "(ignored)",
     )
+
+
+def test_release_of_a_data_service_is_warned_about_and_dropped():
+    bf = parse("db:\n  type: postgresql\n  release: ./migrate\n")
+    assert bf.warnings == ("dotcloud.yml line 3: service 'db': 'release' is not used by "
+                           "postgresql services (ignored)",)
+    assert bf.services["db"].release is None
+
+
+def test_a_procfile_stands_in_for_processes():
+    text = "w:\n  type: python-worker\n  approot: jobs\n"
+    seen = []
+    bf = parse(text, has_procfile=lambda approot: seen.append(approot) or approot == "jobs")
+    assert seen == ["jobs"] and bf.services["w"].processes == {}
+    with pytest.raises(BuildfileError, match="needs 'processes'"):
+        parse(text, has_procfile=lambda approot: False)
 
 
 def test_every_parsed_type_has_a_buildpack():

@@ -147,8 +147,82 @@ def test_huge_procfile_is_refused(tree):
         load_tree(tree({"index.html": "", "Procfile": "#" * (1024 * 1024 + 1)}))
 
 
-def test_procfile_release_process_is_warned_about(tree):
+def test_procfile_release_line_is_the_release_command_not_a_process(tree):
     bf = load_tree(tree({"requirements.txt": "", "Procfile": "web: x\nrelease: ./migrate\n"}))
-    assert only(bf).processes["release"] == "./migrate"
-    assert bf.warnings == ("Procfile: 'release' runs as a long-running process here; for a "
-                           "command to run once per deploy, use an executable postinstall file",)
+    assert dict(only(bf).processes) == {"web": "x"}
+    assert only(bf).release == "./migrate"
+    assert bf.warnings == ()
+
+
+def test_procfile_with_only_a_release_line_keeps_the_type_default(tree):
+    spec = only(load_tree(tree({"wsgi.py": "", "Procfile": "release: python migrate.py\n"})))
+    assert spec.type == "python" and spec.processes == {}
+    assert spec.release == "python migrate.py"
+
+
+def test_procfile_of_a_static_site_gives_no_release(tree):
+    bf = load_tree(tree({"index.html": "", "Procfile": "release: ./x\n"}))
+    assert only(bf).release is None
+    assert bf.warnings == ("Procfile: ignored for a static site (index.html found)",)
+
+
+# With a dotcloud.yml: a service without `processes` reads its approot's Procfile.
+
+def test_service_without_processes_takes_its_approot_procfile(tree):
+    bf = load_tree(tree({
+        "dotcloud.yml": "www:\n  type: python\n  approot: web\nworker:\n"
+                        "  type: python-worker\n  approot: jobs\ndb:\n  type: postgresql\n",
+        "web/Procfile": "web: gunicorn app:app\nrelease: python manage.py migrate\n",
+        "jobs/Procfile": "worker: python worker.py\n",
+        "Procfile": "web: not for anyone\n"}))
+    www, worker, db = bf.services.values()
+    assert dict(www.processes) == {"web": "gunicorn app:app"}
+    assert www.release == "python manage.py migrate"
+    assert dict(worker.processes) == {"worker": "python worker.py"} and worker.release is None
+    assert db.processes == {} and db.release is None
+    assert bf.warnings == ()
+
+
+def test_build_file_release_wins_over_the_procfile(tree):
+    bf = load_tree(tree({"dotcloud.yml": "www:\n  type: python\n  release: ./mine\n",
+                         "Procfile": "web: x\nrelease: ./theirs\n"}))
+    assert only(bf).release == "./mine" and dict(only(bf).processes) == {"web": "x"}
+
+
+def test_procfile_beside_processes_is_ignored_with_a_warning(tree):
+    bf = load_tree(tree({"dotcloud.yml": "www:\n  type: python\n  processes: {web: a}\n",
+                         "Procfile": "web: b\nrelease: ./theirs\n"}))
+    assert dict(only(bf).processes) == {"web": "a"} and only(bf).release is None
+    assert bf.warnings == ("Procfile: ignored for service 'www', which has 'processes' in "
+                           "dotcloud.yml",)
+
+
+def test_malformed_approot_procfile_is_refused_naming_it(tree):
+    with pytest.raises(BuildfileError) as info:
+        load_tree(tree({"dotcloud.yml": "www:\n  type: python\n  approot: web\n",
+                        "web/Procfile": "web: a\nweb\n"}))
+    assert str(info.value) == "web/Procfile line 2: expected 'name: command'"
+
+
+def test_worker_procfile_with_only_a_release_is_refused(tree):
+    with pytest.raises(BuildfileError) as info:
+        load_tree(tree({"dotcloud.yml": "w:\n  type: python-worker\n",
+                        "Procfile": "release: ./migrate\n"}))
+    assert str(info.value) == "Procfile: service 'w' (type python-worker) needs a process " \
+                              "besides 'release'"
+
+
+def test_worker_without_processes_or_procfile_is_refused(tree):
+    with pytest.raises(BuildfileError, match=r"^dotcloud.yml line 1: service 'w': type "
+                                             r"python-worker needs 'processes' .* or a Procfile"):
+        load_tree(tree({"dotcloud.yml": "w:\n  type: python-worker\n"}))
+
+
+def test_approot_procfile_symlink_out_of_the_tree_is_refused(tree, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("web: x\n")
+    root = tree({"dotcloud.yml": "www:\n  type: python\n"})
+    os.symlink(secret, root / "Procfile")
+    with pytest.raises(BuildfileError) as info:
+        load_tree(root)
+    assert str(info.value) == "Procfile must be a regular file inside the repository"
