@@ -46,6 +46,9 @@ class BuildContext:
     # Extra interpreters the operator lists in DATA/config.yml (paths).
     python_interpreters: tuple[str, ...] = ()
     node_interpreters: tuple[str, ...] = ()
+    # The Python version of services that ask for none (config.yml); empty:
+    # the platform's own interpreter (buildpacks.interpreters).
+    python_version: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "src", Path(self.src))

@@ -36,6 +36,8 @@ APPROOT_PART_RE = re.compile(r"[A-Za-z0-9_.@+-]+")
 NEED_PROCESSES = ("python-worker", "custom")
 DATA_TYPES = ("postgresql", "redis")
 PYTHON_TYPES = ("python", "python-worker")
+# N.N or N.N.N, integers without leading zeros (Heroku's rule; buildpacks.interpreters).
+PYTHON_VERSION_RE = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:\.(0|[1-9][0-9]*))?")
 
 STR = "tag:yaml.org,2002:str"
 INT = "tag:yaml.org,2002:int"
@@ -232,6 +234,25 @@ class _Checker:
             self.warn(keys["release"][0],
                       f"{where}: 'release' is not used by {kind} services (ignored)")
             del fields["release"]
+        if "config" in keys:
+            self.python_version(kind, where, keys["config"][1], fields)
+
+    def python_version(self, kind: str, where: str, node: Node, fields: dict) -> None:
+        """config 'python_version' kept as written: YAML would read 3.10 as the number 3.1."""
+        pairs = self.pairs(node, f"{where}: 'config'")
+        if "python_version" not in pairs:
+            return
+        knode, vnode = pairs["python_version"]
+        if kind not in PYTHON_TYPES:
+            self.warn(knode, f"{where}: config 'python_version' is only used by python "
+                             "services (ignored)")
+            return
+        text = vnode.value.strip() if isinstance(vnode, ScalarNode) \
+            and vnode.tag in (STR, INT, FLOAT) else ""
+        if not PYTHON_VERSION_RE.fullmatch(text):
+            self.fail(vnode, f"{where}: config 'python_version' must be a Python version such "
+                             "as '3.12' or '3.12.1'")
+        fields["config"] = {**fields["config"], "python_version": text}
 
     def approot(self, node: Node, where: str) -> str:
         text = self.string(node, where).strip()

@@ -36,6 +36,9 @@ class Settings:
     # (/usr/bin, PATH, pyenv's versions): paths of python3.X / node binaries.
     python_interpreters: tuple = ()
     node_interpreters: tuple = ()
+    # The Python version of services that ask for none ("3.12": the newest
+    # installed 3.12.x); empty: the interpreter the platform runs on.
+    python_version: str = ""
 
     @property
     def run_dir(self) -> Path:

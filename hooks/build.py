@@ -54,7 +54,8 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
                                cache_dir=settings.data / "cache", env=env, log=log,
                                timeout=settings.build_timeout, executor=executor,
                                python_interpreters=settings.python_interpreters,
-                               node_interpreters=settings.node_interpreters)
+                               node_interpreters=settings.node_interpreters,
+                               python_version=str(settings.python_version or ""))
             kind = "incremental build" if plan(ctx) else "clean build"
             log(f"Build started for revision {rev} ({kind})")
             started = time.monotonic()
