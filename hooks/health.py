@@ -8,10 +8,14 @@ An instance that accepts the connection and closes it without a word, check
 after check, fails at once instead of at the timeout: that is an app dying
 on every request (a gunicorn worker crashing, its master forking another),
 not one still booting, whose connections wait in the listen backlog.
+Likewise an instance answering 5xx to every check for a while (12 checks in
+a row over at least 2 s) fails at once, reported with what it answered: that
+is an app failing on every request, while a few seconds of 503 are left to
+one still warming up.
 """
 import http.client
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dotcloud.errors import DeployError
 from dotcloud.models import Instance
@@ -20,6 +24,8 @@ from dotcloud.state import Store
 WORKER_GRACE = 1.5
 CLOSED = -1           # probe(): connected, then closed or reset before any response
 CLOSED_IN_A_ROW = 3   # such answers that fail the deploy at once
+FAILING_IN_A_ROW = 12  # 5xx answers in a row that fail the deploy at once...
+FAILING_FOR = 2.0      # ...once they have lasted this long (seconds)
 
 
 @dataclass(frozen=True)
@@ -33,9 +39,15 @@ class Check:
     interval: float
 
 
-def probe(port: int, path: str, host: str, timeout: float = 2.0) -> int | None:
-    """The response's status; CLOSED when the connection was cut without one;
-    None when nothing answered (refused, or timed out)."""
+@dataclass(frozen=True)
+class Answer:
+    status: int           # CLOSED: the connection was cut without a response
+    reason: str = ""
+
+
+def probe(port: int, path: str, host: str, timeout: float = 2.0) -> Answer | None:
+    """The response's status and reason; status CLOSED when the connection was
+    cut without one; None when nothing answered (refused, or timed out)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.connect()
@@ -44,29 +56,59 @@ def probe(port: int, path: str, host: str, timeout: float = 2.0) -> int | None:
         return None
     try:
         conn.request("GET", path, headers={"Host": host, "User-Agent": "dotcloud-healthcheck"})
-        return conn.getresponse().status
+        response = conn.getresponse()
+        return Answer(response.status, response.reason)
     except (ConnectionResetError, BrokenPipeError):      # RemoteDisconnected included
-        return CLOSED
+        return Answer(CLOSED)
     except (OSError, http.client.HTTPException):
         return None
     finally:
         conn.close()
 
 
-def http_check(port: int, path: str, host: str, cut: int) -> tuple[bool, int]:
-    """One check of an HTTP instance: whether it answered (any status below
-    500), and how many checks in a row, this one included, had the connection
-    cut without an answer (`cut`: that count before this check)."""
-    status = probe(port, path, host)
-    return status is not None and CLOSED < status < 500, cut + 1 if status == CLOSED else 0
+@dataclass
+class HttpCheck:
+    """The checks of one HTTP instance, one after another: whether it answered
+    (any status below 500), and whether its answers so far already prove it
+    never will (the connection cut, or 5xx, check after check)."""
+    path: str
+    host: str
+    cuts: int = 0                                  # in a row, up to the last check
+    errors: list[str] = field(default_factory=list)   # "500 Internal Server Error", in a row
+    errors_since: float = 0.0
+
+    def check(self, port: int) -> bool:
+        answer = probe(port, self.path, self.host)
+        status = answer.status if answer is not None else None
+        self.cuts = self.cuts + 1 if status == CLOSED else 0
+        if status is not None and status >= 500:
+            if not self.errors:
+                self.errors_since = time.monotonic()
+            self.errors.append(f"{status} {answer.reason}".strip())
+        else:
+            self.errors.clear()
+        return status is not None and CLOSED < status < 500
+
+    def failure(self, out_of_time: bool = False) -> str | None:
+        """Why the instance has failed, going by its answers; None while it may
+        still come up. Out of time, the 5xx it was answering is the reason."""
+        if self.cuts >= CLOSED_IN_A_ROW:
+            return (f"not responsive: it closed the connection without an answer, "
+                    f"{self.cuts} checks in a row")
+        if self.errors and (out_of_time or (
+                len(self.errors) >= FAILING_IN_A_ROW
+                and time.monotonic() - self.errors_since >= FAILING_FOR)):
+            times = "once" if len(self.errors) == 1 else f"{len(self.errors)} times in a row"
+            return f"answered {', '.join(dict.fromkeys(self.errors))} to GET {self.path} {times}"
+        return None
 
 
 def wait_responsive(store: Store, checks: list[Check]) -> None:
     """Wait until every instance is responsive; raise DeployError naming the
-    first that crashed or timed out."""
+    first that crashed, failed its checks, or timed out."""
     started = time.monotonic()
     pending = {c.instance_id: c for c in checks}
-    closed = dict.fromkeys(pending, 0)
+    answers = {c.instance_id: HttpCheck(c.path, c.host) for c in checks}
     while pending:
         for iid, check in list(pending.items()):
             inst = store.instance(iid)
@@ -75,17 +117,19 @@ def wait_responsive(store: Store, checks: list[Check]) -> None:
             if check.http:
                 # Probe at once rather than wait for the runtime to report
                 # "running": an answer on the instance's own port is the proof.
-                ready, closed[iid] = http_check(inst.port, check.path, check.host, closed[iid])
+                ready = answers[iid].check(inst.port)
             else:
                 ready = _worker_ready(inst)
             if ready:
                 del pending[iid]
                 continue
-            if closed[iid] >= CLOSED_IN_A_ROW:
-                raise DeployError(f"{check.label} not responsive: it closed the connection "
-                                  f"without an answer, {closed[iid]} checks in a row")
+            failure = answers[iid].failure()
+            if failure:
+                raise DeployError(f"{check.label} {failure}")
             if time.monotonic() - started > check.timeout:
-                raise DeployError(f"{check.label} not responsive after {check.timeout:g}s")
+                why = answers[iid].failure(out_of_time=True)
+                raise DeployError(f"{check.label} "
+                                  f"{why or f'not responsive after {check.timeout:g}s'}")
         if pending:
             time.sleep(min(c.interval for c in pending.values()))
 

@@ -11,7 +11,7 @@ import time
 
 from dotcloud.errors import DeployError, NotFound
 from dotcloud.models import Instance
-from hooks.health import CLOSED_IN_A_ROW, http_check
+from hooks.health import HttpCheck
 
 from . import queries
 from .context import CommandContext
@@ -81,14 +81,13 @@ def _wait(ctx: CommandContext, inst: Instance, done, deadline: float, failure: s
 
 def _answers(label: str, path: str, host: str):
     """A check for _wait, as a deploy's health check: any HTTP answer below 500
-    counts, and the connection cut without an answer, check after check, fails."""
-    cuts = 0
+    counts, and the connection cut, or 5xx, check after check, fails."""
+    checks = HttpCheck(path, host)
 
     def answers(inst: Instance) -> bool:
-        nonlocal cuts
-        ready, cuts = http_check(inst.port, path, host, cuts)
-        if cuts >= CLOSED_IN_A_ROW:
-            raise DeployError(f"{label} is not responsive: it closed the connection "
-                              f"without an answer, {cuts} checks in a row")
+        ready = checks.check(inst.port)
+        failure = checks.failure()
+        if not ready and failure:
+            raise DeployError(f"{label} {failure}")
         return ready
     return answers

@@ -108,7 +108,7 @@ def test_restart_of_a_service_dying_on_every_request_fails_at_once(cmd, platform
     die.touch()
     r = cmd("alice", "restart", name, "www")
     assert r.code == 1, r.text
-    assert ("www.0 is not responsive: it closed the connection without an answer, "
+    assert ("www.0 not responsive: it closed the connection without an answer, "
             "3 checks in a row") in r.err, r.text
 
 def test_failed_config_release_is_undone(cmd, platform, tmp_path):
@@ -120,7 +120,7 @@ def test_failed_config_release_is_undone(cmd, platform, tmp_path):
     yml = "www:\n  type: python\n  healthcheck: {path: /, timeout: 2}\n"
     deploy_env_app(platform, tmp_path, name, {"wsgi.py": app, "dotcloud.yml": yml})
     r = cmd("alice", "var", "set", name, "BROKEN=1")
-    assert r.code == 1 and "deploy failed: www.0 not responsive" in r.err, r.text
+    assert r.code == 1 and "deploy failed: www.0 answered 500 No to GET / " in r.err, r.text
     assert cmd.json("alice", "var", "list", name)["variables"] == {}
     assert platform.get(f"{name}.localhost")[:2] == (200, "env app")
     revs = [r for r in cmd.json("alice", "revisions", name)["releases"] if r["number"] <= 2]
@@ -131,7 +131,7 @@ def test_failed_config_release_is_undone(cmd, platform, tmp_path):
     assert r.code == 2 and "is failed; it cannot be deployed" in r.err
 
     r = cmd("alice", "scale", name, "www=2")
-    assert r.code == 1 and "deploy failed: www.1 not responsive" in r.err, r.text
+    assert r.code == 1 and "deploy failed: www.1 answered 500 No to GET / " in r.err, r.text
     store = Store(platform.data / "dotcloud.db")
     try:
         assert store.scales(name) == {}, "the failed scale was undone"
