@@ -27,6 +27,11 @@ class Settings:
     drain_timeout: float = 30.0
     stop_grace: float = 10.0
     build_timeout: float = 1200.0
+    # SSH connections that have not authenticated: closed after the grace
+    # time, and capped per source address and in total.
+    ssh_login_grace: float = 30.0
+    ssh_max_unauthenticated: int = 128
+    ssh_max_unauthenticated_per_source: int = 32
     build_memory_bytes: int = 4 * 1024 ** 3
     port_range: tuple = (20000, 29999)
     # Base images of the docker runtime, per language (builds and instances).

@@ -21,6 +21,7 @@ from dotcloud.state import Store
 from . import git
 from .channel import ChannelIO
 from .commands import CommandContext, dispatch
+from .guard import LoginGuard, restrict
 from .hostkey import load_or_create
 from .session import SSHPolicy
 
@@ -38,6 +39,8 @@ def serve(settings: Settings) -> None:
     write_json(settings.run_dir / "ssh.json", {"bind": settings.bind, "port": port, "pid": os.getpid()})
     log.info("ssh_listening", bind=settings.bind, port=port)
     stopping = threading.Event()
+    guard = LoginGuard(settings.ssh_login_grace, settings.ssh_max_unauthenticated_per_source,
+                       settings.ssh_max_unauthenticated)
 
     def stop(signum, frame):
         stopping.set()
@@ -50,21 +53,32 @@ def serve(settings: Settings) -> None:
             conn, addr = sock.accept()
         except OSError:
             break
-        threading.Thread(target=handle_connection, args=(settings, hostkey, conn, addr),
+        if not guard.admit(addr[0]):
+            log.info("ssh_connection_refused", peer=f"{addr[0]}:{addr[1]}",
+                     reason="too many unauthenticated connections")
+            conn.close()
+            continue
+        threading.Thread(target=handle_connection, args=(settings, hostkey, guard, conn, addr),
                          daemon=True).start()
     log.info("ssh_stopped")
 
 
-def handle_connection(settings, hostkey, conn, addr) -> None:
+def handle_connection(settings, hostkey, guard: LoginGuard, conn, addr) -> None:
     peer = f"{addr[0]}:{addr[1]}"
     transport = paramiko.Transport(conn)
+    restrict(transport)
     store = Store(settings.db_path)
+    holding = True
+    timer = guard.watch(transport.is_authenticated, lambda: _expire(transport, peer))
     try:
         transport.add_server_key(hostkey)
         policy = SSHPolicy(store, peer)
         transport.start_server(server=policy)
         while transport.is_active():
-            channel = transport.accept(timeout=1)
+            if holding and transport.is_authenticated():
+                guard.release(addr[0])
+                holding = False
+            channel = transport.accept(timeout=0.2 if holding else 1)
             if channel is None:
                 continue
             threading.Thread(target=handle_channel, args=(settings, policy, channel),
@@ -74,8 +88,16 @@ def handle_connection(settings, hostkey, conn, addr) -> None:
     except Exception:
         log.exception("ssh_connection_crashed", peer=peer)
     finally:
+        timer.cancel()
+        if holding:
+            guard.release(addr[0])
         transport.close()
         store.close()
+
+
+def _expire(transport: paramiko.Transport, peer: str) -> None:
+    log.info("ssh_login_timeout", peer=peer)
+    transport.close()
 
 
 def handle_channel(settings: Settings, policy: SSHPolicy, channel: paramiko.Channel) -> None:
