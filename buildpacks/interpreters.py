@@ -101,6 +101,13 @@ class Interpreter:
     def reason(self) -> str:
         return self.source if self.source == PLATFORM_DEFAULT else f"from {self.source}"
 
+    @property
+    def summary(self) -> str:
+        """The build log's line: which Python, and why."""
+        if not self.version:
+            return f"Using the Python of image {self.path} ({self.reason})"
+        return f"Using Python {self.version} ({self.reason})"
+
 
 def dotted(version: Iterable[int]) -> str:
     return ".".join(str(part) for part in version)
@@ -166,7 +173,8 @@ def choose(request: Request, installed: Sequence[Installed]) -> Installed:
     listed = ", ".join(dotted(v) for v in usable) or "none"
     if request.spec[:2] < MIN_PYTHON:
         raise BuildError(f"{request.source} asks for Python {request.text}, which is not "
-                         f"supported: {dotted(MIN_PYTHON)} or newer is needed (installed: {listed})")
+                         f"supported: {dotted(MIN_PYTHON)} or newer is needed "
+                         f"(installed: {listed})")
     matches = [i for i in installed if i.version[:len(request.spec)] == request.spec]
     if not matches:
         raise BuildError(f"{request.source} asks for Python {request.text}, which is not "

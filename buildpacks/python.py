@@ -20,6 +20,7 @@ from .base import Buildpack, BuildContext, BuildResult, base_env, build_env, pre
     user_processes
 from .detect import inside, read_text
 from .executor import HOST, Executor
+from .interpreters import python_for
 from .steps import check_step
 
 REQUIREMENTS = "requirements.txt"
@@ -78,7 +79,7 @@ class PythonBuildpack(Buildpack):
         if local:
             return None, bool(files)
         extras = sorted(ctx.service.requirements) + [SERVER_PACKAGE]
-        key = cache.content_key(_interpreter_id(ctx.executor), "\n".join(extras),
+        key = cache.content_key(python_for(ctx).identity, "\n".join(extras),
                                 *(part for rel, text in files for part in (rel, text)))
         return cache.Entry(ctx.cache_dir / "python", key), bool(files)
 
@@ -87,6 +88,7 @@ class PythonBuildpack(Buildpack):
         if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 64:
             raise BuildError(f"service '{ctx.service.name}': config 'workers' must be an "
                              "integer from 1 to 64")
+        python_for(ctx)     # a version asked for but not installed: refused before any hook
 
     def plan(self, ctx: BuildContext) -> bool:
         try:
@@ -96,6 +98,7 @@ class PythonBuildpack(Buildpack):
         return entry is not None and entry.complete()
 
     def build(self, ctx: BuildContext) -> BuildResult:
+        ctx.log(python_for(ctx).summary)
         entry, has_file = self._entry(ctx)
         venv = entry.path if entry is not None else ctx.release_dir / ".venv" / ctx.service.name
         # Before installing anything: a push with nothing to run fails fast.
@@ -120,9 +123,10 @@ class PythonBuildpack(Buildpack):
 
     def _install(self, ctx: BuildContext, venv: Path, has_file: bool) -> None:
         env = build_env(ctx)
-        python = ctx.executor.python
+        python = ctx.executor.python    # runs pip, which installs into the venv's python
         ctx.log("Creating virtualenv")
-        check_step("virtualenv", (python, "-m", "venv", "--without-pip", str(venv)),
+        check_step("virtualenv", (python_for(ctx).path, "-m", "venv", "--without-pip",
+                                  str(venv)),
                    cwd=ctx.src, env=env, timeout=ctx.timeout, log=ctx.log,
                    executor=ctx.executor)
         args = ["-r", REQUIREMENTS] if has_file else []

@@ -55,7 +55,8 @@ def test_first_build_installs_then_second_is_incremental(make_ctx, run_service, 
     second = build_service(again)
     elapsed = time.monotonic() - started
     assert second.incremental is True and not pip_ran(lines2)
-    assert lines2.lines == ["Requirements unchanged: reusing the virtualenv of an earlier build"]
+    assert lines2.lines == [f"Using Python {sys.version.split()[0]} (the platform default)",
+                            "Requirements unchanged: reusing the virtualenv of an earlier build"]
     assert second.env == result.env
     print(f"incremental build: {elapsed:.3f}s")
     with run_service(again, second) as url:
@@ -173,7 +174,7 @@ def test_requirements_from_the_tree_itself_get_a_private_virtualenv(make_ctx):
     result = build_service(ctx)
     assert result.env["VIRTUAL_ENV"] == str(ctx.release_dir / ".venv" / "www")
     assert result.incremental is False
-    assert lines.lines[0].startswith("requirements.txt installs from the repository itself")
+    assert lines.lines[1].startswith("requirements.txt installs from the repository itself")
 
 
 def test_venv_python_is_this_interpreter(make_ctx):
