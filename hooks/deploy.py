@@ -1,8 +1,10 @@
 """Deploys a built release as a new generation of the whole stack.
 
-New instances start beside the old ones (own ports), run postinstall, launch,
-and are health-checked; only when every one answers does the router switch,
-in one table swap. The old generation is then drained and stopped. A
+New data servers start first and are waited for until they serve; then the
+new app instances are created beside the old ones (own ports), each runs
+postinstall, each service with a release command runs it once, and only
+then do the app instances launch and get health-checked; only when every
+one answers does the router switch, in one table swap. The old generation is then drained and stopped. A
 generation that never answers is torn down and the old one keeps serving.
 This module writes desired state; the runtime daemon starts and stops
 processes, the router routes.
@@ -25,10 +27,10 @@ from dotcloud.fsutil import read_json, write_atomic, write_json
 from dotcloud.models import Generation, Instance, Release
 from dotcloud.settings import Settings
 from dotcloud.state import Store
-from runtime import docker_launcher
+from runtime import docker_launcher, shimlog
 from runtime.docker_build import executor_for
 
-from . import datastores
+from . import datastores, release_phase
 from .build import release_dir
 from .health import Check, wait_responsive
 from .progress import Progress
@@ -55,27 +57,39 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
     progress.step("Initializing new services... (This may take a few minutes)")
     scales = store.scales(app)
     created: list[tuple[Instance, dict]] = []
+    launched: list[tuple[Instance, dict]] = []
+    build_dir = release_dir(settings, app, release.build)
     try:
         data_env, data_ports = _data_services(settings, store, app, gen, manifest, progress)
-        for service, info in manifest["services"].items():
-            spec = info["spec"]
-            if datastores.is_data(info):
-                if data_ports[service] is None:
-                    continue                  # kept running, not restarted
-                count, how = 1, "single-instance scaling"
-            else:
-                count = scales.get(service, spec.get("instances", 1))
-                how = "scaling" if service in scales else "default scaling"
-            progress.step(f"Using {how} for service {service} ({count} instance(s)).")
+
+        def initialize(service, info, count, port=None):
             for number in range(count):
                 label = f"{service}.{number}"
                 progress.line(f"[{label}] Initializing...")
                 inst = _create_instance(settings, store, app, gen, service, number, info,
-                                        variables, spec, data_env, data_ports.get(service))
+                                        variables, info["spec"], data_env, port)
                 created.append((inst, info))
                 progress.line(f"[{label}] Service initialized")
+
+        # Data services first: postinstall and release commands talk to them.
+        for service, info in manifest["services"].items():
+            if datastores.is_data(info) and data_ports[service] is not None:
+                progress.step(f"Using single-instance scaling for service {service} "
+                              "(1 instance(s)).")
+                initialize(service, info, 1, data_ports[service])
+        if created:
+            launched = list(created)
+            _start_data(settings, store, app, launched, progress)
+            t0 = progress.mark("data", t0)
+        for service, info in manifest["services"].items():
+            if not datastores.is_data(info):
+                count = scales.get(service, info["spec"].get("instances", 1))
+                how = "scaling" if service in scales else "default scaling"
+                progress.step(f"Using {how} for service {service} ({count} instance(s)).")
+                initialize(service, info, count)
+        apps = created[len(launched):]
         progress.step("All services have been initialized. Deploying code...")
-        for inst, info in created:
+        for inst, info in apps:
             inst_spec = json.loads(inst.spec)
             env = inst_spec["env"]
             progress.line(f"[{inst.label}] Deploying build revision {rev}...")
@@ -83,31 +97,36 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
             if (Path(info["src"]) / "postinstall").exists():
                 log("Running postinstall script...")
                 # Under the docker runtime: in a container of the service's base image.
-                with executor_for(settings, app, inst.label, info["spec"]["type"],
-                                  release_dir(settings, app, release.build),
+                with executor_for(settings, app, inst.label, info["spec"]["type"], build_dir,
                                   purpose="postinstall", home=Path(inst_spec["home"]),
                                   error=DeployError) as executor:
-                    run_postinstall(Path(info["src"]), env, log, timeout=600, executor=executor)
+                    run_postinstall(Path(info["src"]), env, log, timeout=release_phase.TIMEOUT,
+                                    executor=executor)
         t0 = progress.mark("install", t0)
-        for inst, _ in created:
+        # Once per service, not per instance, before any new instance runs.
+        for service, info in manifest["services"].items():
+            if release_phase.command_of(info) is not None:
+                home = release_phase.home_for(settings, app, gen.id, service)
+                env = instance_env(settings, app, service, 0, None, info, variables, home,
+                                   data_env)
+                release_phase.run(settings, app, service, info, build_dir, home, env, progress)
+                t0 = progress.mark("release", t0)
+        for inst, _ in apps:
             progress.line(f"[{inst.label}] Launching...")
-        store.set_desired([i.id for i, _ in created], "run")
+        launched = created
+        store.set_desired([i.id for i, _ in apps], "run")
         poke_runtime(settings, progress)
         t0 = progress.mark("start", t0)
-        for inst, _ in created:
+        for inst, _ in apps:
             progress.line(f"[{inst.label}] Waiting for the instance to become responsive...")
-        checks = [_check(settings, app, inst, info) for inst, info in created]
-        wait_responsive(store, checks)
-        for check, (inst, info) in zip(checks, created):
-            if datastores.is_data(info) and not datastores.wait_listening(inst.port, check.timeout):
-                raise DeployError(f"{inst.label} not accepting connections after "
-                                  f"{check.timeout:g}s")
+        wait_responsive(store, [_check(settings, app, inst, info) for inst, info in apps])
         t0 = progress.mark("health", t0)
     except BaseException as exc:
         # Whatever stopped us, the new generation must not linger half-started.
         teardown(settings, store, gen)
         if isinstance(exc, DeployError):
-            _show_failure(settings, app, created, progress)
+            # Instances that never ran have no log of their own to show.
+            _show_failure(settings, app, launched, progress)
         raise
     for inst, _ in created:
         progress.line(f"[{inst.label}] Re-routing traffic to the new build...")
@@ -120,6 +139,20 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
         retire(settings, store, store.generation(previous))
     progress.mark("drain", t0)
     progress.step("Deploy finished")
+
+
+def _start_data(settings: Settings, store: Store, app: str, started: list, progress) -> None:
+    """Start new data servers and wait until each answers its protocol: the
+    app's postinstall and release command connect to them next."""
+    for inst, _ in started:
+        progress.line(f"[{inst.label}] Launching...")
+    store.set_desired([i.id for i, _ in started], "run")
+    poke_runtime(settings, progress)
+    for inst, info in started:
+        progress.line(f"[{inst.label}] Waiting for the server to accept connections...")
+        timeout = _check(settings, app, inst, info).timeout
+        datastores.wait_ready(store, inst, info["spec"]["type"], timeout)
+        progress.line(f"[{inst.label}] Accepting connections")
 
 
 def retire(settings: Settings, store: Store, gen: Generation) -> None:
@@ -161,7 +194,10 @@ def instance_env(settings: Settings, app: str, service: str, number: int, port: 
     if port is not None:
         env["PORT"] = str(port)
         env["PORT_WWW" if service == "www" else f"PORT_{service.upper()}"] = str(port)
-    env.update(data_env or {})
+    # DATABASE_URL and REDIS_URL never override the build file's variables
+    # (nor the app's, which win over everything).
+    env.update({k: v for k, v in (data_env or {}).items()
+                if k not in info["spec"].get("environment", {})})
     env.update(variables)
     return env
 
@@ -197,7 +233,8 @@ def _create_instance(settings, store, app, gen, service, number, info, variables
 def _data_services(settings, store, app, gen, manifest, progress) -> tuple[dict, dict]:
     """Ready every data service: keep (move into `gen`) a running instance whose
     definition is unchanged, else stop it first and pick a port for a new one.
-    Returns the connection variables of them all, and service -> new port
+    Returns the connection variables of them all (with DATABASE_URL and
+    REDIS_URL when there is one of the kind), and service -> new port
     (None: kept)."""
     active = store.app(app).generation
     olds = store.instances(app, generation=active) if active is not None else []
@@ -227,6 +264,7 @@ def _data_services(settings, store, app, gen, manifest, progress) -> tuple[dict,
             else:
                 port = ports[service] = _free_port(settings, used)
         env.update(datastores.connection_env(service, kind, port, creds))
+    env.update(datastores.heroku_aliases(manifest["services"], env))
     return env, ports
 
 
@@ -281,18 +319,25 @@ def _show_failure(settings: Settings, app: str, created, progress: Progress) -> 
         if inst.label in shown or not path.exists():
             continue
         shown.add(inst.label)
-        lines = last_run_excerpt(path.read_bytes()[-65536:].decode("utf-8", "replace"))
+        # The file is the label's, shared by every generation: records stamped
+        # before this instance was created are earlier instances' (wall clock,
+        # as the shim stamps them; an old instance still serving during these
+        # seconds writes there too, which no stamp tells apart).
+        lines = last_run_excerpt(path.read_bytes()[-65536:].decode("utf-8", "replace"),
+                                 since=inst.updated)
         if lines:
             progress.line(f"[{inst.label}] Last lines of its log:")
             for line in lines:
                 progress.line(f"[{inst.label}]   {line}")
 
 
-def last_run_excerpt(text: str, limit: int = 12) -> list[str]:
+def last_run_excerpt(text: str, limit: int = 12, since: float | None = None) -> list[str]:
     """The telling lines of the last run in an instance log: its error lines
     (servers print pages of shutdown noise after the one line that matters),
-    then how it ended."""
-    lines = [l.split(" ", 1)[1] if l[:4].isdigit() and " " in l else l for l in text.splitlines()]
+    then how it ended. `since`: records stamped earlier are left out."""
+    first = shimlog.timestamp(since) if since is not None else ""
+    lines = [l.split(" ", 1)[1] if l[:4].isdigit() and " " in l else l
+             for l in text.splitlines() if not first or l.split(" ", 1)[0] >= first]
     starts = [i for i, l in enumerate(lines) if "[dotcloud] started" in l]
     run = lines[starts[-1] + 1:] if starts else lines
     errors = [l for l in run if ERROR_RE.search(l) and "[dotcloud]" not in l]
