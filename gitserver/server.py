@@ -27,6 +27,7 @@ from .session import SSHPolicy
 
 log = logs.get("gitserver")
 GIT_COMMANDS = {"git-receive-pack", "git-upload-pack"}
+REVOKE_CHECK = 0.5   # seconds between checks that a session's key still exists
 
 
 def serve(settings: Settings) -> None:
@@ -78,7 +79,12 @@ def handle_connection(settings, hostkey, guard: LoginGuard, conn, addr) -> None:
             if holding and transport.is_authenticated():
                 guard.release(addr[0])
                 holding = False
-            channel = transport.accept(timeout=0.2 if holding else 1)
+            elif not holding and not policy.still_allowed():
+                # `keys remove` may run in another process: the store is the
+                # only news of it, read twice a second.
+                log.info("ssh_session_revoked", peer=peer, user=policy.user)
+                break
+            channel = transport.accept(timeout=0.2 if holding else REVOKE_CHECK)
             if channel is None:
                 continue
             threading.Thread(target=handle_channel, args=(settings, policy, channel),

@@ -17,8 +17,16 @@ class SSHPolicy(paramiko.ServerInterface):
         self.store = store
         self.peer = peer
         self.user: str | None = None
+        self.fingerprint: str | None = None
         self.requests: dict[int, tuple[str, bytes]] = {}
         self.ready: dict[int, threading.Event] = {}
+
+    def still_allowed(self) -> bool:
+        """False once the key this session logged in with was removed (or moved)."""
+        if self.fingerprint is None:
+            return True
+        found = self.store.key_by_fingerprint(self.fingerprint)
+        return found is not None and found.user == self.user
 
     def event_for(self, chanid: int) -> threading.Event:
         return self.ready.setdefault(chanid, threading.Event())
@@ -39,6 +47,7 @@ class SSHPolicy(paramiko.ServerInterface):
             log.info("ssh_auth_refused", peer=self.peer, fingerprint=fp)
             return paramiko.AUTH_FAILED
         self.user = found.user
+        self.fingerprint = fp
         log.info("ssh_auth_ok", peer=self.peer, user=found.user)
         return paramiko.AUTH_SUCCESSFUL
 

@@ -135,3 +135,27 @@ def test_ssh_audit_finds_no_failure(guarded):
     assert "(kex) curve25519-sha256@libssh.org" in report, report
     failures = [line for line in report.splitlines() if "[fail]" in line]
     assert failures == [], "\n".join(failures)
+
+
+def test_removing_a_key_ends_that_users_open_sessions(guarded, tmp_path):
+    from platform_helpers import git_repo, server_cmd
+    guarded.add_user("carol")
+    repo = git_repo(tmp_path / "site", {"index.html": "<p>hi</p>\n"})
+    pushed = guarded.push("carol", repo, "carols")
+    assert pushed.code == 0, pushed.text
+    follow = subprocess.Popen(
+        guarded.ssh_command("carol").split() + ["-p", str(guarded.ssh_port),
+                                                "dotcloud@127.0.0.1", "logs", "carols", "-f"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1)
+        assert follow.poll() is None, "logs -f ended by itself"
+        removed = server_cmd(guarded.data, "keys", "remove", "carol")
+        assert removed.returncode == 0, removed.stderr
+        started = time.monotonic()
+        follow.wait(timeout=10)
+        assert time.monotonic() - started < 5
+    finally:
+        follow.kill()
+        follow.wait()
+    assert _ssh(guarded).returncode == 0     # other users' sessions are untouched
