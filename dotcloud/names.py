@@ -71,4 +71,8 @@ def domain(name: str) -> str:
     lowered = name.lower().rstrip(".")
     if not DOMAIN_RE.fullmatch(lowered):
         raise InvalidName(f"invalid domain '{_show(name)}': expected a name like www.example.com")
+    if lowered.rsplit(".", 1)[-1].isdigit():
+        # An address, not a name: claimed as a domain it would take every
+        # request that reaches the router by IP.
+        raise InvalidName(f"invalid domain '{_show(name)}': an IP address is not a domain")
     return lowered

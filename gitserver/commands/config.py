@@ -162,6 +162,7 @@ def domain_add(ctx: CommandContext, args: Args) -> int:
         raise NotFound(f"{app.name} has no HTTP service '{service}' (HTTP services: "
                        f"{', '.join(http)})")
     ctx.audit_detail = f"{domain} {service}"
+    _refuse_under_others(ctx, app, domain)
     if not ctx.store.add_domain(domain, app.name, service):
         raise DotcloudError(f"the domain {domain} is already in use")
     routes.publish(ctx.settings, ctx.store)
@@ -171,6 +172,16 @@ def domain_add(ctx: CommandContext, args: Args) -> int:
     else:
         ctx.say(f"{domain} now routes to {app.name} ({service})")
     return 0
+
+
+def _refuse_under_others(ctx: CommandContext, app, domain: str) -> None:
+    """A name under another owner's domain is theirs to route, not this tenant's."""
+    for claimed, other, _ in ctx.store.domains():
+        if domain.endswith("." + claimed) and other != app.name:
+            holder = ctx.store.app(other)
+            if holder is not None and holder.owner != app.owner:
+                raise DotcloudError(f"the domain {domain} is under {claimed}, which another "
+                                    "owner's app uses")
 
 
 def domain_rm(ctx: CommandContext, args: Args) -> int:

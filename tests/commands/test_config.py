@@ -109,7 +109,10 @@ def test_domains(cmd, platform, app):
     r = cmd("alice", "domain", "add", other, domain)
     assert r.code == 1 and "already in use" in r.err
     for bad, why in (("bob.localhost", "platform's own domain"), ("localhost", "invalid domain"), ("x.LocalHost", "platform's own domain"),
-                     ("../etc", "invalid domain"), ("a;b.com", "invalid domain")):
+                     ("../etc", "invalid domain"), ("a;b.com", "invalid domain"),
+                     ("127.0.0.1", "an IP address is not a domain"),
+                     ("10.1.2.3", "an IP address is not a domain"),
+                     ("::1", "invalid domain")):
         r = cmd("alice", "domain", "add", app, bad)
         assert r.code != 0 and why in r.err, (bad, r.err)
     r = cmd("alice", "domain", "add", app, "api", "api.example.com")
@@ -125,3 +128,30 @@ def test_domains(cmd, platform, app):
     assert platform.get(domain)[0] == 404
     r = cmd("alice", "domain", "rm", app, domain)
     assert r.code == 1 and f"has no domain {domain}" in r.err
+
+
+def test_a_name_under_another_owners_domain_is_refused(cmd, platform, app):
+    domain = f"{app}-owned.example.com"
+    assert cmd("alice", "domain", "add", app, domain).code == 0
+    theirs = unique("theirs")
+    assert cmd("bob", "create", theirs).code == 0
+    for name in (f"api.{domain}", f"a.b.{domain}"):
+        r = cmd("bob", "domain", "add", theirs, name)
+        assert r.code == 1 and f"is under {domain}, which another owner's app uses" in r.err
+        assert theirs not in {a for _, a, _ in _domains(platform)}
+    # The same owner may put another of their apps under it.
+    mine = unique("mine")
+    assert cmd("alice", "create", mine).code == 0
+    assert cmd("alice", "domain", "add", mine, f"api.{domain}").code == 0
+    # A name that merely ends the same way is not under it.
+    assert cmd("bob", "domain", "add", theirs, f"x{domain}").code == 0
+    assert cmd("alice", "domain", "rm", app, domain).code == 0
+
+
+def _domains(platform):
+    from dotcloud.state import Store
+    store = Store(platform.data / "dotcloud.db")
+    try:
+        return store.domains()
+    finally:
+        store.close()
