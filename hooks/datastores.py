@@ -8,13 +8,18 @@ the data. A kept instance's row moves to the new generation, so retiring the
 old one does not stop it; a deploy that does not finish moves it back.
 Two servers must never run on one data directory: a changed definition
 stops the old instance before the new one starts, which interrupts the
-service briefly. This module never deletes data.
+service briefly. A new server is ready when it answers its own protocol,
+not merely when its port is open (postgres accepts connections while it
+still refuses them as "starting up"). Apps written for Heroku find their
+one postgresql or redis service as DATABASE_URL / REDIS_URL. This module
+never deletes data.
 """
 import json
 import os
 import secrets
 import shutil
 import socket
+import struct
 import subprocess
 import time
 from dataclasses import dataclass
@@ -30,6 +35,11 @@ from dotcloud.state import Store
 TYPES = ("postgresql", "redis")
 LOGINS = {"postgresql": "root", "redis": "default"}
 STOP_TIMEOUT = 60.0
+# Heroku's names for an app's only database and only redis.
+ALIASES = {"postgresql": "DATABASE_URL", "redis": "REDIS_URL"}
+# Spec keys that do not change what a data server runs (keys added to specs
+# later count as unchanged when absent from the running one's).
+NOT_DEFINITION = ("release",)
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,9 @@ def data_dir(settings: Settings, app: str, service: str) -> Path:
 
 def same_definition(old: dict | None, new: dict) -> bool:
     """Whether a running instance built from `old` can serve as `new`."""
-    return (old is not None and old["spec"] == new["spec"]
+    def definition(spec: dict) -> dict:
+        return {k: v for k, v in spec.items() if k not in NOT_DEFINITION}
+    return (old is not None and definition(old["spec"]) == definition(new["spec"])
             and old["processes"] == new["processes"])
 
 
@@ -100,6 +112,17 @@ def connection_env(service: str, kind: str, port: int, creds: Credentials) -> di
             f"{prefix}_LOGIN": creds.login, f"{prefix}_PASSWORD": creds.password}
 
 
+def heroku_aliases(services: dict, env: dict) -> dict:
+    """DATABASE_URL / REDIS_URL for the manifest's `services`, when the app
+    has exactly one of that type; `env` holds the connection variables."""
+    out = {}
+    for kind, alias in ALIASES.items():
+        ours = [name for name, info in services.items() if info["spec"]["type"] == kind]
+        if len(ours) == 1:
+            out[alias] = env[f"DOTCLOUD_{ours[0].upper()}_{kind.upper()}_URL"]
+    return out
+
+
 def born_in(inst: Instance) -> int | None:
     """The generation a data instance was created for (moves do not change it)."""
     return json.loads(inst.spec).get("data_service", {}).get("born")
@@ -130,6 +153,39 @@ def wait_stopped(store: Store, ids: list[int], timeout: float = STOP_TIMEOUT) ->
             return False
         time.sleep(0.1)
     return True
+
+
+def answers(kind: str, port: int) -> bool:
+    """Whether the server on 127.0.0.1:port serves clients now, by its protocol:
+    postgres asks a new client to authenticate (not "starting up"), redis
+    answers PING with anything but LOADING."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            if kind == "postgresql":
+                params = f"user\0{LOGINS[kind]}\0database\0postgres\0\0".encode()
+                s.sendall(struct.pack("!ii", 8 + len(params), 3 << 16) + params)
+                return s.recv(1) == b"R"
+            s.sendall(b"PING\r\n")
+            reply = s.recv(64)
+            return bool(reply) and not reply.startswith(b"-LOADING")
+    except OSError:
+        return False
+
+
+def wait_ready(store: Store, inst: Instance, kind: str, timeout: float) -> None:
+    """Wait until a new data server answers (see `answers`); raise DeployError
+    when it exits first or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while not answers(kind, inst.port):
+        now = store.instance(inst.id)
+        if now.state in ("backoff", "crashed") or now.restarts >= 1:
+            code = now.last_exit
+            how = "no exit status" if code is None else \
+                f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+            raise DeployError(f"{inst.label} crashed at boot ({how})")
+        if time.monotonic() > deadline:
+            raise DeployError(f"{inst.label} not accepting connections after {timeout:g}s")
+        time.sleep(0.1)
 
 
 def wait_listening(port: int, timeout: float) -> bool:
