@@ -20,7 +20,7 @@ from dotcloud.locks import AppLock
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
-from . import pipeline
+from . import packs, pipeline
 from .channel import ChannelIO
 
 DEPLOY_REFS = (b"refs/heads/main", b"refs/heads/master")
@@ -135,5 +135,9 @@ def serve(settings: Settings, store: Store, user: str, command: str, path: str,
     else:
         handler = UploadPackHandler(backend, [app], proto)
         store.audit(user, "fetch", app)
-    handler.handle()
+    try:
+        handler.handle()
+    finally:
+        if receiving:
+            packs.remove_stale(repo_path(settings, app))
     return 0

@@ -24,6 +24,12 @@ def raw_receive_pack(platform, app: str, pack: bytes) -> bytes:
     return r.stdout + r.stderr
 
 
+def repo_files(platform, app) -> dict[str, int]:
+    """Every file of the app's repository, with its size."""
+    root = platform.data / "repos" / f"{app}.git"
+    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+
+
 def refs(platform, app):
     return subprocess.run(["git", "ls-remote", platform.remote(app)], env=platform.git_env("alice"),
                           capture_output=True, text=True, timeout=60).stdout
@@ -37,21 +43,23 @@ def refs(platform, app):
 def test_corrupt_or_truncated_pack_is_refused(platform, tmp_path, app, pack):
     repo = git_repo(tmp_path / "cp", python_app("cp good"))
     assert platform.push("alice", repo, app).code == 0
-    before = refs(platform, app)
+    before, files = refs(platform, app), repo_files(platform, app)
     out = raw_receive_pack(platform, app, pack)
     assert b"unpack" in out and b"unpack ok" not in out, out
     assert refs(platform, app) == before
+    assert repo_files(platform, app) == files, "the refused pack left files behind"
     assert platform.get(f"{app}.localhost")[:2] == (200, "cp good")
 
 
 def test_push_past_the_size_limit_is_refused(platform, tmp_path):
     repo = git_repo(tmp_path / "big", python_app("big good"))
     assert platform.push("alice", repo, "bigpush").code == 0
-    before = refs(platform, "bigpush")
+    before, files = refs(platform, "bigpush"), repo_files(platform, "bigpush")
     (repo / "blob.bin").write_bytes(os.urandom(10 * 1024 * 1024))   # limit is 8 MiB here
     git_repo(repo, {}, "huge")
     r = platform.push("alice", repo, "bigpush")
     assert r.code != 0
     assert "larger than the limit of 8 MiB" in r.err, r.err
     assert refs(platform, "bigpush") == before
+    assert repo_files(platform, "bigpush") == files, "the refused pack left files behind"
     assert platform.get("bigpush.localhost")[:2] == (200, "big good")
