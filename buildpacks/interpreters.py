@@ -21,9 +21,12 @@ the file that asked. Nothing is ever downloaded.
 Finding the candidates runs each binary not named by pyenv once
 (`-c` printing its version); the answers are kept for the life of the
 process, keyed by the binary's inode and mtime, so a build asks nothing
-twice. The docker runtime's interpreter is its base image's: there a
-request is only read and reported, the image itself decides. This module
-never installs anything and never writes a file.
+twice. The docker runtime's interpreter is its base image's
+(config.yml's `docker_python_image`), whose tag is taken at its word: a
+request its tag does not satisfy by the same rule (`python:3.12-slim`
+serves `3.12`, not `3.13` nor `3.12.1`) is refused; one image per runtime,
+not yet one per requested version. This module never installs anything
+and never writes a file.
 """
 from __future__ import annotations
 
@@ -57,6 +60,8 @@ SYSTEM_BIN = "/usr/bin"
 RUNTIME_RE = re.compile(r"python-(\S+)")
 BINARY_RE = re.compile(r"python3\.[0-9]+")
 PYENV_NAME_RE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
+# An image tag naming a version: 3.12, 3.12.1, 3.12-slim, 3.12.1-slim-bookworm.
+IMAGE_TAG_RE = re.compile(r"([0-9]+\.[0-9]+(?:\.[0-9]+)?)(?:-[A-Za-z0-9_.-]+)?")
 PROBE = ("import sys, platform; sys.stdout.write('%s %d.%d.%d\\n' % "
          "((platform.python_implementation(),) + tuple(sys.version_info[:3])))")
 PROBE_TIMEOUT = 10.0
@@ -96,6 +101,7 @@ class Interpreter:
     version: str    # "3.12.1" (in the docker runtime: what was asked, or "")
     source: str     # ".python-version", "runtime.txt", ..., "the platform default"
     identity: str   # version and resolved binary (or image id): part of cache keys
+    image: str = ""  # the docker runtime's base image holding it
 
     @property
     def reason(self) -> str:
@@ -104,8 +110,8 @@ class Interpreter:
     @property
     def summary(self) -> str:
         """The build log's line: which Python, and why."""
-        if not self.version:
-            return f"Using the Python of image {self.path} ({self.reason})"
+        if self.image:
+            return f"Using Python {self.version or '3'} of image {self.image} ({self.reason})"
         return f"Using Python {self.version} ({self.reason})"
 
 
@@ -181,6 +187,24 @@ def choose(request: Request, installed: Sequence[Installed]) -> Installed:
                          f"installed here (installed: {listed})")
     newest = max(i.version for i in matches)
     return next(i for i in matches if i.version == newest)
+
+
+def image_version(image: str) -> Version | None:
+    """The version an image's tag names: 'python:3.12-slim' -> (3, 12); None if it names none."""
+    name, _, tag = image.rpartition(":")
+    match = IMAGE_TAG_RE.fullmatch(tag) if name and "/" not in tag else None
+    return tuple(int(part) for part in match.group(1).split(".")) if match else None
+
+
+def image_serves(image: str, request: Request | None) -> str:
+    """The version the docker runtime's base image offers, its tag as the contract;
+    a request the tag does not satisfy (same rule as on the host) is refused."""
+    have = image_version(image)
+    if request is not None and (have is None or have[:len(request.spec)] != request.spec):
+        raise BuildError(f"{request.source} asks for Python {request.text}, which the docker "
+                         f"runtime's base image {image} does not provide (set "
+                         "docker_python_image in config.yml to an image of that version)")
+    return dotted(have) if have else ""
 
 
 # -- finding what is installed ---------------------------------------------
@@ -298,10 +322,10 @@ def python_for(ctx: BuildContext) -> Interpreter:
     request = requested_python(ctx.src, ctx.service.config, ctx.python_version)
     if ctx.executor is not HOST:
         # The base image holds the interpreter; its id keys the cache.
-        return Interpreter(path=ctx.executor.python,
-                           version=request.text if request else "",
+        image = getattr(ctx.executor, "image", "")
+        return Interpreter(path=ctx.executor.python, version=image_serves(image, request),
                            source=request.source if request else PLATFORM_DEFAULT,
-                           identity=ctx.executor.identity)
+                           identity=ctx.executor.identity, image=image)
     if request is None:
         return own_interpreter()
     chosen = choose(request, discover(ctx.python_interpreters))

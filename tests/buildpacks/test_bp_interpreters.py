@@ -314,3 +314,48 @@ def test_config_python_version_elsewhere_is_a_warning():
     buildfile = parse("www:\n  type: nodejs\n  config:\n    python_version: '3.12'\n")
     assert buildfile.warnings == ("dotcloud.yml line 4: service 'www': config 'python_version' "
                                   "is only used by python services (ignored)",)
+
+
+# -- the docker runtime: the base image's tag is its version ----------------
+
+@pytest.mark.parametrize("image, version", [
+    ("python:3.12-slim", (3, 12)), ("python:3.12.1-slim-bookworm", (3, 12, 1)),
+    ("registry:5000/python:3.11", (3, 11)), ("python:latest", None),
+    ("registry:5000/python", None), ("python", None),
+])
+def test_image_version_reads_the_tag(image, version):
+    assert interpreters.image_version(image) == version
+
+
+def docker_ctx(make_ctx, files, image="python:3.12-slim", **fields):
+    from runtime.docker_build import DockerExecutor
+    ctx, _ = make_ctx(files, **fields)
+    # Never started: a container is only made by a step's run.
+    executor = DockerExecutor(None, image, "sha256:0123", "unused", {"user": "1000"})
+    return dataclasses.replace(ctx, executor=executor)
+
+
+def test_docker_builds_use_the_base_image_that_serves_the_request(make_ctx):
+    chosen = python_for(docker_ctx(make_ctx, {".python-version": "3.12\n"}))
+    assert (chosen.path, chosen.version, chosen.identity) == ("python3", "3.12",
+                                                              "docker image sha256:0123")
+    assert chosen.summary == "Using Python 3.12 of image python:3.12-slim (from .python-version)"
+    default = python_for(docker_ctx(make_ctx, {}))
+    assert default.summary == "Using Python 3.12 of image python:3.12-slim (the platform default)"
+    exact = python_for(docker_ctx(make_ctx, {"runtime.txt": "python-3.12.1"},
+                                  image="python:3.12.1-slim"))
+    assert exact.version == "3.12.1"
+
+
+@pytest.mark.parametrize("files, image, source, asked", [
+    ({".python-version": "3.13\n"}, "python:3.12-slim", ".python-version", "3.13"),
+    ({"runtime.txt": "python-3.12.1\n"}, "python:3.12-slim", "runtime.txt", "3.12.1"),
+    ({".python-version": "3.12\n"}, "python:latest", ".python-version", "3.12"),
+])
+def test_docker_refuses_what_its_base_image_does_not_provide(make_ctx, files, image, source,
+                                                             asked):
+    with pytest.raises(BuildError) as e:
+        python_for(docker_ctx(make_ctx, files, image=image))
+    assert str(e.value) == (f"{source} asks for Python {asked}, which the docker runtime's base "
+                            f"image {image} does not provide (set docker_python_image in "
+                            "config.yml to an image of that version)")
