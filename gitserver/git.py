@@ -9,13 +9,14 @@ import struct
 import time
 from pathlib import Path
 
+from dulwich.errors import GitProtocolError, HangupException
 from dulwich.protocol import SIDE_BAND_CHANNEL_PROGRESS, Protocol
 from dulwich.repo import Repo
 from dulwich.server import Backend, ReceivePackHandler, UploadPackHandler
 
 from dotcloud import logs, names
 from dotcloud.appfiles import remove_app_files
-from dotcloud.errors import NotFound
+from dotcloud.errors import NotFound, UsageError
 from dotcloud.locks import AppLock
 from dotcloud.settings import Settings
 from dotcloud.state import Store
@@ -137,7 +138,20 @@ def serve(settings: Settings, store: Store, user: str, command: str, path: str,
         store.audit(user, "fetch", app)
     try:
         handler.handle()
+    except HangupException:
+        # The client closed its input mid-conversation; it may still read the answer.
+        log.info("git_client_hung_up", app=app, command=command)
+        raise UsageError("git protocol error: the client closed its input before the "
+                         "request ended") from None
+    except (GitProtocolError, ValueError, struct.error) as exc:
+        log.info("git_protocol_error", app=app, command=command, error=str(exc)[:200])
+        raise UsageError(f"git protocol error: {_first_line(exc)}") from None
     finally:
         if receiving:
             packs.remove_stale(repo_path(settings, app))
     return 0
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    return text[:160]

@@ -152,7 +152,7 @@ def run_request(settings, store, user, kind, command: bytes, channel) -> int:
         ctx = CommandContext(settings=settings, store=store, user=user, channel=channel)
         return dispatch(ctx, argv)
     except DotcloudError as exc:
-        io.stderr(f"dotcloud: {exc}\n")
+        _stderr(channel, f"dotcloud: {exc}\n")   # the client may be gone already
         return exc.exit_status
 
 
