@@ -78,7 +78,10 @@ def parse_procfile(text: str, filename: str = PROCFILE) -> dict[str, str]:
 
 
 def detect_type(tree: Path) -> str | None:
-    if (tree / "requirements.txt").is_file() or (tree / "wsgi.py").is_file():
+    # Any file of a Python package manager, or of a Django/WSGI app (SPEC 3).
+    if any((tree / name).is_file() for name in (
+            "requirements.txt", "Pipfile", "Pipfile.lock", "pyproject.toml", "uv.lock",
+            "poetry.lock", "manage.py", "wsgi.py")):
         return "python"
     if (tree / "package.json").is_file():
         return "nodejs"

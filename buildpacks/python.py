@@ -1,35 +1,45 @@
-"""The python and python-worker service types: a virtualenv, pip, gunicorn.
+"""The python and python-worker service types: a virtualenv, uv (or pip), gunicorn.
 
-Dependencies (requirements.txt, the build file's `requirements`, and
-gunicorn) go into a virtualenv in the shared cache, named by the hash of the
-interpreter and those inputs, so an unchanged push reuses it without running
-pip. A requirements file that points into the tree itself (`-e .`, local
-paths) cannot be shared between releases: that venv is built inside the
-release instead. This module never modifies a completed virtualenv.
+Dependencies (those of the service's one package manager, see
+buildpacks.pymanagers; the build file's `requirements`; and gunicorn) go
+into a virtualenv in the shared cache, named by the hash of the interpreter,
+the manager and its files (the lock), and those extras, so an unchanged
+push reuses it without installing anything. Dependencies that point into
+the tree itself (`-e .`, local paths) cannot be shared between releases:
+that venv is built inside the release instead. Installs run uv on this host
+(buildpacks.uvtool), the same pins as pip several times faster; in a docker
+base image, the image's pip (the host's uv binary is not in it). A lock is
+installed exactly (its whole closure, hashes checked, nothing resolved),
+then gunicorn and the extras are resolved with the lock's pins held. After
+the install, Django apps get collectstatic (buildpacks.django). This module
+never modifies a completed virtualenv.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from dotcloud.errors import BuildError
 
-from . import cache
+from . import cache, django, pymanagers, uvtool
 from .base import Buildpack, BuildContext, BuildResult, base_env, build_env, prepend_path, \
     user_processes
 from .detect import inside, read_text
-from .executor import HOST, Executor
+from .executor import HOST, HostExecutor
 from .interpreters import python_for
 from .steps import check_step
 
-REQUIREMENTS = "requirements.txt"
+REQUIREMENTS = pymanagers.REQUIREMENTS
 SERVER_PACKAGE = "gunicorn"
 WSGI_FILE = "wsgi.py"
 INCLUDE_RE = re.compile(r"^(?:-r|--requirement|-c|--constraint)\s*=?\s*(\S+)")
 LOCAL_RE = re.compile(r"^(?:-e|--editable)\b|^\.{1,2}(?:/|$)|^/|^file:|@\s*file:")
 MAX_INCLUDES = 20
 DEFAULT_WORKERS = 2
+UV_CACHE = "uv-cache"    # under DATA/cache, beside pip's
 
 
 def requirement_files(src: Path) -> tuple[list[tuple[str, str]], bool]:
@@ -64,8 +74,9 @@ def requirement_files(src: Path) -> tuple[list[tuple[str, str]], bool]:
     return found, local
 
 
-def _interpreter_id(executor: Executor = HOST) -> str:
-    return executor.identity
+def _interpreter_id(ctx: BuildContext) -> str:
+    """What the cache key says of the interpreter (a server upgrade rebuilds)."""
+    return python_for(ctx).identity
 
 
 @dataclass(frozen=True)
@@ -73,15 +84,25 @@ class PythonBuildpack(Buildpack):
     """python (serves wsgi.py's `application` with gunicorn) and python-worker."""
 
     worker: bool = False
+    # "uv", "pip", or "" to choose (uv on this host, pip in a docker image).
+    engine: str = ""
 
-    def _entry(self, ctx: BuildContext) -> tuple[cache.Entry | None, bool]:
-        files, local = requirement_files(ctx.src)
-        if local:
-            return None, bool(files)
+    def _manager(self, ctx: BuildContext) -> pymanagers.Manager:
+        manager = pymanagers.detect(ctx.src, build_env(ctx))
+        if manager.name == "pip":
+            files, local = requirement_files(ctx.src)
+            manager = dataclasses.replace(
+                manager, local=local, inputs=tuple(p for rel, text in files for p in (rel, text)))
+        return manager
+
+    def _entry(self, ctx: BuildContext) -> tuple[cache.Entry | None, pymanagers.Manager]:
+        manager = self._manager(ctx)
+        if manager.local:
+            return None, manager
         extras = sorted(ctx.service.requirements) + [SERVER_PACKAGE]
-        key = cache.content_key(python_for(ctx).identity, "\n".join(extras),
-                                *(part for rel, text in files for part in (rel, text)))
-        return cache.Entry(ctx.cache_dir / "python", key), bool(files)
+        key = cache.content_key(_interpreter_id(ctx), manager.name, "\n".join(extras),
+                                *manager.inputs)
+        return cache.Entry(ctx.cache_dir / "python", key), manager
 
     def check(self, ctx: BuildContext) -> None:
         workers = ctx.service.config.get("workers", DEFAULT_WORKERS)
@@ -89,6 +110,7 @@ class PythonBuildpack(Buildpack):
             raise BuildError(f"service '{ctx.service.name}': config 'workers' must be an "
                              "integer from 1 to 64")
         python_for(ctx)     # a version asked for but not installed: refused before any hook
+        self._manager(ctx)  # two managers, a stale or malformed lock: the same
 
     def plan(self, ctx: BuildContext) -> bool:
         try:
@@ -99,18 +121,18 @@ class PythonBuildpack(Buildpack):
 
     def build(self, ctx: BuildContext) -> BuildResult:
         ctx.log(python_for(ctx).summary)
-        entry, has_file = self._entry(ctx)
+        entry, manager = self._entry(ctx)
         venv = entry.path if entry is not None else ctx.release_dir / ".venv" / ctx.service.name
         # Before installing anything: a push with nothing to run fails fast.
         processes, http = self._processes(ctx, venv)
         if entry is None:
-            ctx.log(f"{REQUIREMENTS} installs from the repository itself: "
+            ctx.log(f"{manager.label} installs from the repository itself: "
                     "building a virtualenv for this release only")
-            self._install(ctx, venv, has_file)
+            self._install(ctx, venv, manager)
             reused, deps_size = False, cache.tree_size(venv)
         else:
             reused = cache.ensure(
-                entry, lambda path: self._install(ctx, path, has_file),
+                entry, lambda path: self._install(ctx, path, manager),
                 on_wait=lambda: ctx.log("Waiting for another build of the same requirements..."))
             cache.record_use(ctx.release_dir, f"{ctx.service.name}-python", entry)
             deps_size = entry.size()
@@ -118,26 +140,71 @@ class PythonBuildpack(Buildpack):
                 ctx.log("Requirements unchanged: reusing the virtualenv of an earlier build")
         env = {"PATH": prepend_path(venv / "bin", base_env()["PATH"]),
                "VIRTUAL_ENV": str(venv), "PYTHONUNBUFFERED": "1"}
+        django.collectstatic(ctx, venv, build_env(ctx, **env))
         return BuildResult(processes=processes, env=env, http=http, incremental=reused,
                            size_bytes=deps_size)
 
-    def _install(self, ctx: BuildContext, venv: Path, has_file: bool) -> None:
+    def _install(self, ctx: BuildContext, venv: Path, manager: pymanagers.Manager) -> None:
         env = build_env(ctx)
-        python = ctx.executor.python    # runs pip, which installs into the venv's python
         ctx.log("Creating virtualenv")
         check_step("virtualenv", (python_for(ctx).path, "-m", "venv", "--without-pip",
                                   str(venv)),
                    cwd=ctx.src, env=env, timeout=ctx.timeout, log=ctx.log,
                    executor=ctx.executor)
-        args = ["-r", REQUIREMENTS] if has_file else []
-        args += list(ctx.service.requirements) + [SERVER_PACKAGE]
-        ctx.log("Installing requirements with pip")
-        check_step("pip install", (
-            python, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+        engine, install, env = self._engine(ctx, venv, env)
+        extras = list(ctx.service.requirements) + [SERVER_PACKAGE]
+        # Generated lists live in the venv: the docker runtime mounts it, and
+        # they say what it was made from.
+        lists = venv / "dotcloud-requirements"
+        lists.mkdir()
+        requirements = manager.requirements
+        constraints = manager.constraints
+        if manager.name == "uv":
+            exported = lists / "uv-export.txt"
+            ctx.log(f"Exporting {manager.label}")
+            check_step("uv export", (
+                uvtool.uv_binary(), "export", "--locked", "--format", "requirements-txt",
+                "--no-default-groups", "--no-emit-project", "--no-header", "--no-annotate",
+                "--python", python_for(ctx).path, "--output-file", str(exported)),
+                cwd=ctx.src, env={**env, **uvtool.uv_env(env, ctx.cache_dir / UV_CACHE)},
+                timeout=ctx.timeout, log=ctx.log, executor=HOST)
+            requirements = exported.read_text()
+            constraints = pymanagers.pins(requirements)
+
+        def run(what: str, args: list[str]) -> None:
+            ctx.log(f"Installing {what} with {engine}")
+            check_step(f"{engine} install", (*install, *args), cwd=ctx.src, env=env,
+                       timeout=ctx.timeout, log=ctx.log, executor=ctx.executor)
+
+        def write(name: str, text: str) -> str:
+            (lists / name).write_text(text)
+            return str(lists / name)
+        if manager.name == "pip":
+            run(REQUIREMENTS, ["-r", REQUIREMENTS, *extras])
+        elif manager.exact:
+            run(manager.label, ["--no-deps", "-r", write("locked.txt", requirements or "")])
+            run(", ".join(extras), ["-c", write("pins.txt", constraints), *extras])
+        elif manager.name:
+            pinned = ["-c", write("pins.txt", constraints)] if constraints else []
+            run(manager.label, ["-r", write("requirements.txt", requirements or ""),
+                                *pinned, *extras])
+        else:
+            run(", ".join(extras), extras)
+
+    def _engine(self, ctx: BuildContext, venv: Path,
+                env: Mapping[str, str]) -> tuple[str, tuple[str, ...], dict[str, str]]:
+        """(name, argv up to the packages, environment) of the installer."""
+        target = str(venv / "bin" / "python")
+        engine = self.engine or ("uv" if isinstance(ctx.executor, HostExecutor) else "pip")
+        if engine == "uv":
+            return engine, (uvtool.uv_binary(), "pip", "install", "--python", target), \
+                {**env, **uvtool.uv_env(env, ctx.cache_dir / UV_CACHE)}
+        python = ctx.executor.python    # runs pip, which installs into the venv's python
+        return engine, (
+            python, "-m", "pip", "--python", target, "install",
             "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
-            "--root-user-action", "ignore", "--cache-dir", str(ctx.cache_dir / "pip-cache"),
-            *args), cwd=ctx.src, env=env, timeout=ctx.timeout, log=ctx.log,
-            executor=ctx.executor)
+            "--root-user-action", "ignore", "--cache-dir", str(ctx.cache_dir / "pip-cache")), \
+            dict(env)
 
     def _processes(self, ctx: BuildContext, venv: Path) -> tuple[dict, bool]:
         processes = user_processes(ctx.service)
