@@ -18,11 +18,18 @@ from typing import Callable, Mapping
 from .executor import HOST, Executor
 from .spec import ServiceSpec
 
+# The PATH of every build step and instance ends with these system
+# directories, after the release's own bin directories and the chosen
+# interpreter's, and holds nothing of the operator's PATH (pyenv shims,
+# ~/.cargo/bin): what an app runs must not depend on who started the
+# platform. No sbin, as on Heroku: apps run unprivileged. The platform finds
+# its own tools (node, npm) on its own PATH (executor.tool) and runs them by
+# absolute path.
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-# What a build inherits from the platform's own environment: enough to find
-# tools and reach package registries (proxies, certificates, pip/npm
-# settings), nothing else of the server's.
-PASSTHROUGH = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME",
+# What a build inherits from the platform's own environment: enough to reach
+# package registries (proxies, certificates, pip/npm settings), nothing else
+# of the server's.
+PASSTHROUGH = frozenset({"HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME",
                          "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"})
 PASSTHROUGH_PREFIXES = ("LC_", "PIP_", "NPM_CONFIG_", "SSL_CERT_")
 
@@ -94,9 +101,10 @@ def _passes(name: str) -> bool:
 
 
 def base_env() -> dict[str, str]:
-    """The platform's environment, filtered to what builds and apps need."""
+    """The platform's environment, filtered to what builds and apps need, with
+    the system directories for PATH."""
     env = {k: v for k, v in os.environ.items() if _passes(k)}
-    env.setdefault("PATH", DEFAULT_PATH)
+    env["PATH"] = DEFAULT_PATH
     return env
 
 

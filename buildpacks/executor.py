@@ -13,6 +13,7 @@ run.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -52,7 +53,9 @@ class HostExecutor:
         return f"{sys.version}\n{Path(sys.executable).resolve()}"
 
     def tool(self, name: str, path: str) -> str | None:
-        return shutil.which(name, path=path or DEFAULT_PATH)
+        # The host's tools are the platform's: found on its own PATH (node under
+        # ~/.nvm too), while the build's PATH holds only system directories.
+        return shutil.which(name, path=os.environ.get("PATH") or path or DEFAULT_PATH)
 
     def run(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
             timeout: float, on_line: Callable[[str], None]) -> int:

@@ -5,12 +5,11 @@ A release directory is written once and never changed after its
 manifest.json (written last) exists; dependencies live in the shared,
 content-addressed cache, never in a live release.
 """
-import os
 import time
 from pathlib import Path
 
 from buildpacks import build_service, plan
-from buildpacks.base import BuildContext
+from buildpacks.base import DEFAULT_PATH, BuildContext
 from buildpacks.buildfile import load_tree
 from dotcloud.errors import BuildError
 from dotcloud.fsutil import write_json
@@ -47,7 +46,7 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
         env = dict(spec.environment)
         env.update(variables)
         env.update(DOTCLOUD_PROJECT=app, DOTCLOUD_SERVICE_NAME=name,
-                   PATH=os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+                   PATH=DEFAULT_PATH,     # the operator's PATH never reaches a build
                    HOME=str(root), LANG="C.UTF-8")
         with executor_for(settings, app, name, spec.type, root) as executor:
             ctx = BuildContext(app=app, service=spec, src=src / spec.approot, release_dir=root,

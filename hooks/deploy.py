@@ -10,7 +10,6 @@ This module writes desired state; the runtime daemon starts and stops
 processes, the router routes.
 """
 import json
-import os
 import random
 import re
 import socket
@@ -20,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from buildpacks import run_postinstall
+from buildpacks.base import DEFAULT_PATH
 from dotcloud import routes
 from dotcloud.control import ControlUnavailable, request
 from dotcloud.errors import DeployError
@@ -185,7 +185,7 @@ def poke_runtime(settings: Settings, progress: Progress | None) -> None:
 
 def instance_env(settings: Settings, app: str, service: str, number: int, port: int | None,
                  info: dict, variables: dict, home: Path, data_env: dict | None = None) -> dict:
-    env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8",
+    env = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8",     # the build's env adds its bin dirs
            "HOME": str(home)}
     env.update(info.get("env", {}))
     env.update(info["spec"].get("environment", {}))

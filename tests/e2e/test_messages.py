@@ -1,5 +1,6 @@
 """What a failed deploy tells the pusher: the 5xx an instance answered, and
 only its own lines of the log file its label shares with earlier instances."""
+import os
 import time
 
 import pytest
@@ -85,3 +86,70 @@ def test_the_excerpt_leaves_out_records_stamped_before_the_instance():
     assert last_run_excerpt(text, since=now) == [
         "web: Traceback (most recent call last)", "web: ValueError: new",
         "web: [dotcloud] exited status=1"]
+
+
+OPERATOR_BIN = "/tmp/xyz-operator-bin"
+SYSTEM = {"/usr/local/bin", "/usr/bin", "/bin"}
+SHOW_PATH = '''
+import os
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [os.environ["PATH"].encode()]
+'''
+NODE_PATH = ('require("http").createServer((q, s) => s.end(process.env.PATH))'
+             '.listen(process.env.PORT);\n')
+TWO = '''
+www:
+  type: python
+  postbuild: echo "build-path=$PATH"
+api:
+  type: nodejs
+  postbuild: echo "build-path=$PATH"
+'''
+
+
+@pytest.fixture(scope="module")
+def operator_platform(tmp_path_factory):
+    """A platform started by an operator whose PATH has a directory of their own."""
+    from platform_helpers import Platform
+    root = tmp_path_factory.mktemp("operator")
+    p = Platform(data=root / "data", home=root)
+    (root / "data").mkdir()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PATH", f"{OPERATOR_BIN}:{os.environ['PATH']}")
+    try:
+        p.start()
+    finally:
+        mp.undo()
+    p.add_user("alice", admin=True)
+    yield p
+    p.stop()
+
+
+def foreign(path: str, platform) -> list[str]:
+    """PATH directories that are neither the system's nor the platform's data."""
+    return [d for d in path.split(":")
+            if d not in SYSTEM and not d.startswith(str(platform.data) + "/")]
+
+
+def test_builds_instances_and_run_get_a_clean_path(operator_platform, tmp_path):
+    p = operator_platform
+    repo = git_repo(tmp_path / "paths", {
+        "dotcloud.yml": TWO, "wsgi.py": SHOW_PATH, "requirements.txt": "",
+        "package.json": '{"name": "p", "version": "1.0.0"}', "server.js": NODE_PATH})
+    r = p.push("alice", repo, "paths")
+    assert r.code == 0, r.err
+    built = {l.split("] ", 1)[0].split("[")[-1]: l.split("build-path=", 1)[1].strip()
+             for l in r.err.splitlines() if "build-path=" in l}
+    assert set(built) == {"www", "api"}, r.err
+    www = p.get("paths.localhost")[1]
+    api = p.get("api.paths.localhost")[1]
+    ran = p.ssh("alice", "run", "paths", "www", "--", "sh", "-c", "'echo $PATH'")
+    assert ran.code == 0, ran.text
+    for where, path in [("www build", built["www"]), ("api build", built["api"]),
+                        ("www", www), ("api", api), ("run", ran.out.strip())]:
+        assert OPERATOR_BIN not in path, (where, path)
+        assert foreign(path, p) == [], (where, path)
+        assert path.endswith(":/usr/local/bin:/usr/bin:/bin"), (where, path)
+    assert www.split(":")[0].endswith("/bin") and "/usr/bin" in api.split(":")
+    assert ran.out.strip() == www
