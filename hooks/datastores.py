@@ -164,12 +164,27 @@ def answers(kind: str, port: int) -> bool:
             if kind == "postgresql":
                 params = f"user\0{LOGINS[kind]}\0database\0postgres\0\0".encode()
                 s.sendall(struct.pack("!ii", 8 + len(params), 3 << 16) + params)
-                return s.recv(1) == b"R"
+                head = _read(s, 5)
+                # Read all of it: hanging up with unread data resets the
+                # connection, which the server logs; at the password prompt it
+                # logs nothing.
+                _read(s, struct.unpack("!i", head[1:])[0] - 4)
+                return head[:1] == b"R"
             s.sendall(b"PING\r\n")
             reply = s.recv(64)
             return bool(reply) and not reply.startswith(b"-LOADING")
     except OSError:
         return False
+
+
+def _read(s: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
 
 
 def wait_ready(store: Store, inst: Instance, kind: str, timeout: float) -> None:
