@@ -86,9 +86,7 @@ class ReceivePack(ReceivePackHandler):
 
     def _on_update(self, ref, old_sha, new_sha):
         if ref not in DEPLOY_REFS or new_sha == ZERO:
-            self.backend.store.audit(self.backend.user, "push", self.app,
-                                     f"{ref.decode()} {new_sha.decode()[:7]} (stored)")
-            return None
+            return self._store_ref(ref, old_sha, new_sha)
         settings = self.backend.settings
         if self.lock is None:
             self.lock = AppLock(settings.run_dir, self.app)
@@ -114,6 +112,27 @@ class ReceivePack(ReceivePackHandler):
                 self.repo.refs.set_symbolic_ref(b"HEAD", ref)
             return None
         return reason.replace("\n", " ").encode("utf-8", "replace")[:900]
+
+    def _store_ref(self, ref, old_sha, new_sha):
+        """Move a ref that deploys nothing, compare-and-swap.
+
+        dulwich's own update after this hook ignores a stale old sha and
+        answers `ok` anyway; done here, a lost update is answered `ng`.
+        (dulwich's update then finds the ref already moved and changes nothing.)
+        """
+        refs = self.repo.refs
+        if new_sha == ZERO:
+            if ref not in refs.as_dict():
+                return b"no such ref"
+            moved = refs.remove_if_equals(ref, old_sha)
+        else:
+            moved = refs.add_if_new(ref, new_sha) if old_sha == ZERO else \
+                refs.set_if_equals(ref, old_sha, new_sha)
+        if not moved:
+            return b"fetch first"
+        self.backend.store.audit(self.backend.user, "push", self.app,
+                                 f"{ref.decode()} {new_sha.decode()[:7]} (stored)")
+        return None
 
     def progress(self, line: str) -> None:
         try:
