@@ -35,7 +35,7 @@ def lock_file(make_ctx):
     """A package-lock.json made by npm install, for the npm ci tests."""
     ctx, _ = make_ctx({"package.json": package(), "server.js": SERVER}, type="nodejs")
     build_service(ctx)
-    return (ctx.src / "node_modules").resolve().parent.joinpath("package-lock.json").read_text()
+    return (ctx.release_dir / ".deps" / "www-node").resolve().joinpath("package-lock.json").read_text()
 
 
 needs_npm = pytest.mark.skipif(not shutil.which("npm"), reason="npm is not installed")
@@ -50,11 +50,16 @@ def test_npm_install_without_lock_then_incremental(make_ctx, run_service, http):
     result = build_service(ctx)
     assert "Installing dependencies with npm install" in lines.lines
     assert result.incremental is False and result.http is True
-    link = ctx.src / "node_modules"
-    assert link.is_symlink() and str(link.resolve()).startswith(str(ctx.cache_dir / "node"))
+    modules = ctx.src / "node_modules"
+    # A real directory of the app, its files hard links into the cache.
+    assert modules.is_dir() and not modules.is_symlink()
+    entry = (ctx.release_dir / ".deps" / "www-node").resolve()
+    assert str(entry).startswith(str(ctx.cache_dir / "node"))
+    index = modules / "is-number" / "index.js"
+    assert os.path.samefile(index, entry / "node_modules" / "is-number" / "index.js")
     assert result.processes["web"][1:] == (str(ctx.src / "server.js"),)
     assert result.env["NODE_ENV"] == "production"
-    assert result.env["PATH"].startswith(f"{link}/.bin:")
+    assert result.env["PATH"].startswith(f"{modules}/.bin:")
     with run_service(ctx, result) as url:
         status, _, body = http(url)
         assert (status, body) == (200, b"is-number(5)=true MODE=prod via=node")
@@ -63,8 +68,9 @@ def test_npm_install_without_lock_then_incremental(make_ctx, run_service, http):
     assert plan(again) is True
     second = build_service(again)
     assert second.incremental is True and not npm_ran(lines2)
-    assert (again.src / "node_modules").resolve() == link.resolve()
-    assert (again.release_dir / ".deps" / "www-node").resolve() == link.resolve().parent
+    assert "Dependencies unchanged: node_modules linked from an earlier build" in lines2.lines
+    assert os.path.samefile(again.src / "node_modules" / "is-number" / "index.js", index)
+    assert (again.release_dir / ".deps" / "www-node").resolve() == entry
 
 
 @needs_npm
@@ -134,7 +140,8 @@ def test_committed_node_modules_is_replaced(make_ctx):
              "node_modules/stale/index.js": "stale"}
     ctx, lines = make_ctx(files, type="nodejs")
     build_service(ctx)
-    assert (ctx.src / "node_modules").is_symlink()
+    assert not (ctx.src / "node_modules" / "stale").exists()
+    assert (ctx.src / "node_modules" / "is-number").is_dir()
     assert "node_modules from the repository replaced by the built one" in lines.lines
 
 
