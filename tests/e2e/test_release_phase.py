@@ -20,8 +20,9 @@ slow = pytest.mark.slow
 
 RELEASE_PY = '''
 import os, sys, six
-line = "%s %s six=%s home=%s" % (os.environ["DOTCLOUD_PROJECT"], os.environ.get("GREETING", "-"),
-                                 six.__version__, os.environ["HOME"])
+line = "%s %s six=%s args=%s home=%s" % (
+    os.environ["DOTCLOUD_PROJECT"], os.environ.get("GREETING", "-"), six.__version__,
+    ",".join(sys.argv[1:]), os.environ["HOME"])
 print("release says:", line)
 with open(os.environ["LEDGER"], "a") as f:
     f.write(line + "\\n")
@@ -35,10 +36,10 @@ def application(environ, start_response):
 '''
 
 
-def release_app(ledger, body: str, exit_code: int = 0) -> dict:
+def release_app(ledger, body: str, exit_code: int = 0, args: str = "") -> dict:
     return {"dotcloud.yml": f"www:\n  type: python\n  instances: 2\n  environment:\n"
                             f"    LEDGER: {ledger}\n    RELEASE_EXIT: '{exit_code}'\n",
-            "Procfile": "release: python release.py\n",
+            "Procfile": f"release: python release.py{args}\n",
             "requirements.txt": "six==1.16.0\n",      # older than the newest: the venv's own
             "release.py": RELEASE_PY, "wsgi.py": WSGI.format(body=body)}
 
@@ -57,7 +58,7 @@ def test_release_command_runs_once_per_deploy_before_launch(platform, tmp_path):
     assert r.code == 0, r.err
     lines = ledger.read_text().splitlines()
     assert len(lines) == 1                       # two instances, one release command
-    assert lines[0].startswith("relonce - six=1.16.0 home=")
+    assert lines[0].startswith("relonce - six=1.16.0 args= home=")
     home = lines[0].split("home=")[1]
     assert "[www] Running release command: python release.py" in r.err
     assert f"[www] release says: {lines[0]}" in r.err
@@ -70,9 +71,20 @@ def test_release_command_runs_once_per_deploy_before_launch(platform, tmp_path):
     r = platform.ssh("alice", "var", "set", "relonce", "GREETING=hi")
     assert r.code == 0, r.err
     lines = ledger.read_text().splitlines()
-    assert len(lines) == 2 and lines[1].startswith("relonce hi six=1.16.0 home=")
+    assert len(lines) == 2 and lines[1].startswith("relonce hi six=1.16.0 args= home=")
     assert "Running release command: python release.py" in r.text
     assert lines[1].split("home=")[1] != home
+
+    # A rollback runs the release command of the build it goes back to.
+    git_repo(repo, release_app(ledger, "three", args=" third"))
+    r = platform.push("alice", repo, "relonce")
+    assert r.code == 0, r.err
+    assert ledger.read_text().splitlines()[2].startswith("relonce hi six=1.16.0 args=third ")
+    r = platform.ssh("alice", "rollback", "relonce")
+    assert r.code == 0, r.err
+    lines = ledger.read_text().splitlines()
+    assert len(lines) == 4 and lines[3].startswith("relonce hi six=1.16.0 args= home=")
+    assert body(platform, "relonce") == "one"
 
 
 @slow
