@@ -20,8 +20,9 @@ the file that asked. Nothing is ever downloaded.
 
 Finding the candidates runs each binary not named by pyenv once
 (`-c` printing its version); the answers are kept for the life of the
-process, keyed by the binary's inode and mtime, so a build asks nothing
-twice. The docker runtime's interpreter is its base image's
+process, keyed by the binary's inode and mtime, and the whole discovery
+while the directories it listed and the binaries it ran are unchanged, so
+a build asks nothing twice. The docker runtime's interpreter is its base image's
 (config.yml's `docker_python_image`), whose tag is taken at its word: a
 request its tag does not satisfy by the same rule (`python:3.12-slim`
 serves `3.12`, not `3.13` nor `3.12.1`) is refused; one image per runtime,
@@ -249,12 +250,16 @@ def _executable(path: str) -> bool:
     return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
+def path_dirs(path_env: str) -> list[str]:
+    """The PATH's absolute directories and /usr/bin, shim directories left out."""
+    return [d for d in dict.fromkeys([*path_env.split(os.pathsep), SYSTEM_BIN])
+            if d.startswith("/") and Path(d).name != "shims"]
+
+
 def path_binaries(path_env: str) -> list[str]:
     """`python3.X` files in /usr/bin and the PATH's directories, shim directories skipped."""
     found = []
-    for directory in dict.fromkeys([*path_env.split(os.pathsep), SYSTEM_BIN]):
-        if not directory.startswith("/") or Path(directory).name == "shims":
-            continue
+    for directory in path_dirs(path_env):
         try:
             names = sorted(os.listdir(directory))
         except OSError:
@@ -285,17 +290,52 @@ def pyenv_root(environ: Mapping[str, str]) -> Path:
     return Path(root) if root else Path(os.path.expanduser("~")) / ".pyenv"
 
 
+_found: dict[tuple, tuple[tuple, list[Installed]]] = {}
+
+
+def _stamp(path: str) -> tuple:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ()
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
 def discover(extra: Sequence[str] = (), *, environ: Mapping[str, str] | None = None,
              own: bool = True) -> list[Installed]:
     """Every CPython installed here, in order of preference among equal versions:
-    config.yml's list, the platform's own, PATH and /usr/bin, pyenv's."""
+    config.yml's list, the platform's own, PATH and /usr/bin, pyenv's.
+
+    Kept while nothing it looked at changed (the directories it listed, the
+    binaries it ran): a build asks several times, and then pays a few stat calls.
+    """
     environ = os.environ if environ is None else environ
+    root = pyenv_root(environ)
+    key = (tuple(extra), environ.get("PATH", ""), str(root), own)
+    with _probe_lock:
+        kept = _found.get(key)
+    if kept is not None and all(_stamp(path) == stamp for path, stamp in kept[0]):
+        return list(kept[1])
+    watched = [*path_dirs(environ.get("PATH", "")), str(root / "versions")]
+    stamps = [(path, _stamp(path)) for path in watched]
+    found, ran = _scan(extra, environ, own, root)
+    stamps += [(path, _stamp(path)) for path in ran]
+    with _probe_lock:
+        _found[key] = (tuple(stamps), found)
+    return list(found)
+
+
+def _scan(extra: Sequence[str], environ: Mapping[str, str], own: bool,
+          root: Path) -> tuple[list[Installed], list[str]]:
+    """(what is installed, the binaries run or looked for to know it)."""
     named = [os.path.abspath(os.path.expanduser(p)) for p in extra]
+    ran = list(named)
     for path in named:
         if not _executable(path):
             log.warning("interpreter_missing", path=path, setting="python_interpreters")
     named = [p for p in named if _executable(p)]
     on_path = path_binaries(environ.get("PATH", ""))
+    ran += on_path
     with ThreadPoolExecutor(max_workers=PROBE_WORKERS) as pool:
         named_versions = list(pool.map(probe, named))
         path_versions = list(pool.map(probe, on_path))
@@ -304,11 +344,11 @@ def discover(extra: Sequence[str] = (), *, environ: Mapping[str, str] | None = N
         found.append(Installed(sys.executable, tuple(sys.version_info[:3]),
                                os.path.realpath(sys.executable)))
     found += [Installed(p, v, os.path.realpath(p)) for p, v in zip(on_path, path_versions) if v]
-    found += pyenv_interpreters(pyenv_root(environ))
+    found += pyenv_interpreters(root)
     unique: dict[str, Installed] = {}
     for item in found:
         unique.setdefault(item.real, item)
-    return list(unique.values())
+    return list(unique.values()), ran
 
 
 def own_interpreter(source: str = PLATFORM_DEFAULT) -> Interpreter:

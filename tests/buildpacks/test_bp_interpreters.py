@@ -225,6 +225,20 @@ def test_a_probe_is_asked_once_per_binary(tmp_path):
     assert discover(own=False, environ=environ)[0].version == (3, 12, 5)
 
 
+def test_discovery_is_kept_until_what_it_looked_at_changes(tmp_path):
+    bin_dir = tmp_path / "bin"
+    fake_python(bin_dir / "python3.12", "CPython 3.12.4")
+    environ = {"PATH": str(bin_dir), "PYENV_ROOT": str(tmp_path / "pyenv")}
+    first = discover(own=False, environ=environ)
+    assert discover(own=False, environ=environ) == first
+    fake_python(bin_dir / "python3.13", "CPython 3.13.1")                # a new binary
+    fake_pyenv(tmp_path / "pyenv", "3.11.9")                             # a new pyenv version
+    again = [(os.path.basename(i.path), i.version) for i in discover(own=False, environ=environ)
+             if not i.path.startswith("/usr/bin/")]
+    assert again == [("python3.12", (3, 12, 4)), ("python3.13", (3, 13, 1)),
+                     ("python3", (3, 11, 9))]
+
+
 # -- a service's build ------------------------------------------------------
 
 @pytest.fixture
