@@ -21,12 +21,20 @@ def application(environ, start_response):
 '''
 
 
-def pyenv_versions(minor: str) -> list[str]:
-    """pyenv's installed N.N.N for `minor`, oldest first, as the test sees them itself."""
+def installed_versions(minor: str) -> list[str]:
+    """The N.N.N of `minor` installed here, oldest first, as the test finds them itself:
+    pyenv's directories, and python3.N in /usr/bin and on PATH (run)."""
     root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
     names = os.listdir(root) if root.is_dir() else []
-    found = [n for n in names if re.fullmatch(rf"{re.escape(minor)}\.\d+", n)
-             and (root / n / "bin" / "python3").exists()]
+    found = {n for n in names if re.fullmatch(rf"{re.escape(minor)}\.\d+", n)
+             and (root / n / "bin" / "python3").exists()}
+    for directory in os.environ.get("PATH", "").split(":") + ["/usr/bin"]:
+        binary = Path(directory) / f"python{minor}"
+        if directory.endswith("/shims") or not os.access(binary, os.X_OK):
+            continue
+        out = subprocess.run([binary, "-c", "import sys; print(*sys.version_info[:3], sep='.')"],
+                             capture_output=True, text=True)
+        found.add(out.stdout.strip())
     return sorted(found, key=lambda n: tuple(map(int, n.split("."))))
 
 
@@ -37,9 +45,9 @@ def remote_ref(platform, app):
 
 
 def test_python_version_file_chooses_the_interpreter(platform, tmp_path):
-    installed = pyenv_versions("3.12")
+    installed = installed_versions("3.12")
     if not installed:
-        pytest.skip("needs a pyenv-installed Python 3.12 (e.g. pyenv install 3.12.1)")
+        pytest.skip("needs an installed Python 3.12 (e.g. pyenv install 3.12.1)")
     repo = git_repo(tmp_path / "pv", {".python-version": "# asked as Heroku's apps do\n3.12\n",
                                       "requirements.txt": "", "wsgi.py": WSGI})
     r = platform.push("alice", repo, "pyver")
