@@ -89,6 +89,9 @@ def load(data: Path | None = None, **overrides) -> Settings:
                 if not isinstance(value, (list, tuple)):
                     raise UsageError(f"{config}: '{key}' must be a list")
                 value = tuple(str(v) for v in value) if key != "port_range" else tuple(value)
+            if key == "python_version" and not isinstance(value, str):
+                # Unquoted, YAML reads 3.10 as the number 3.1.
+                raise UsageError(f"{config}: 'python_version' must be quoted, e.g. \"3.12\"")
             values[key] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = replace(Settings(data=data), **values)

@@ -373,3 +373,15 @@ def test_docker_refuses_what_its_base_image_does_not_provide(make_ctx, files, im
     assert str(e.value) == (f"{source} asks for Python {asked}, which the docker runtime's base "
                             f"image {image} does not provide (set docker_python_image in "
                             "config.yml to an image of that version)")
+
+
+def test_config_yml_python_version_must_be_quoted(tmp_path):
+    from dotcloud.errors import UsageError
+    from dotcloud.settings import load
+    (tmp_path / "config.yml").write_text("python_version: 3.10\n")
+    with pytest.raises(UsageError) as e:
+        load(tmp_path)
+    assert str(e.value) == (f"{tmp_path / 'config.yml'}: 'python_version' must be quoted, "
+                            'e.g. "3.12"')
+    (tmp_path / "config.yml").write_text("python_version: '3.10'\n")
+    assert load(tmp_path).python_version == "3.10"
