@@ -162,7 +162,7 @@ class PythonBuildpack(Buildpack):
         if manager.name == "uv":
             exported = lists / "uv-export.txt"
             ctx.log(f"Exporting {manager.label}")
-            check_step("uv export", (
+            check_step(f"{manager.label}: uv export", (
                 uvtool.uv_binary(), "export", "--locked", "--format", "requirements-txt",
                 "--no-default-groups", "--no-emit-project", "--no-header", "--no-annotate",
                 "--python", python_for(ctx).path, "--output-file", str(exported)),
