@@ -6,7 +6,11 @@
 `push` uses git when the directory is a repository. Otherwise it keeps a
 private git directory for this folder in ~/.cache/dotcloud and commits the
 folder there as `rsync-<milliseconds>`, so each upload sends only what
-changed since the last one. Everything else runs `ssh -p PORT dotcloud@HOST
+changed since the last one. A Mercurial working copy goes the same way, but
+only with the files hg tracks (clean, modified or added: never unknown,
+ignored by .hgignore, or removed), as they are in the working copy, named
+after its changeset as `hg id -i` says it: `hg-<12 hex digits>`, with a `+`
+when the working copy has uncommitted changes. Everything else runs `ssh -p PORT dotcloud@HOST
 COMMAND ...` with the arguments passed as they are. DOTCLOUD_SSH_COMMAND
 (like GIT_SSH_COMMAND) picks the ssh command and its options for both.
 """
@@ -54,6 +58,9 @@ def push(host: str, port: int, rest: list[str]) -> int:
         os.environ.setdefault("GIT_SSH_COMMAND", os.environ["DOTCLOUD_SSH_COMMAND"])
     if _in_git_repo(here):
         return subprocess.call(["git", "push", url, "HEAD:refs/heads/main"])
+    hg_root = _hg_root(here)
+    if hg_root is not None:
+        return _upload(hg_root, url, _hg_snapshot(hg_root))
     return _upload(here, url)
 
 
@@ -69,7 +76,35 @@ def _in_git_repo(here: Path) -> bool:
                           capture_output=True).returncode == 0
 
 
-def _upload(here: Path, url: str) -> int:
+def _hg(root: Path, *args: str) -> subprocess.CompletedProcess:
+    # HGPLAIN: the output as documented, whatever the user's hgrc says.
+    return subprocess.run(["hg", *args], cwd=root, capture_output=True,
+                          env=dict(os.environ, HGPLAIN="1"))
+
+
+def _hg_root(here: Path) -> Path | None:
+    """The root of the Mercurial working copy holding `here`; None outside one,
+    or without hg installed."""
+    try:
+        found = _hg(here, "root")
+    except FileNotFoundError:
+        return None
+    return Path(os.fsdecode(found.stdout.strip())) if found.returncode == 0 else None
+
+
+def _hg_snapshot(root: Path) -> tuple[str, list[bytes]]:
+    """The upload's name and the files to upload (paths from the root)."""
+    ident = _hg(root, "id", "-i")
+    files = _hg(root, "status", "--modified", "--added", "--clean", "--no-status", "--print0")
+    if ident.returncode != 0 or files.returncode != 0:
+        why = (ident.stderr or files.stderr).decode("utf-8", "replace").strip().splitlines()
+        raise DotcloudError(f"hg could not describe {root}: {why[-1] if why else 'failed'}")
+    # Tracked files deleted from the disk without `hg remove` are not there to send.
+    paths = [p for p in files.stdout.split(b"\0") if p and os.path.lexists(root / os.fsdecode(p))]
+    return f"hg-{ident.stdout.decode().strip()}", paths
+
+
+def _upload(here: Path, url: str, hg: tuple[str, list[bytes]] | None = None) -> int:
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dotcloud"
     gitdir = cache / (hashlib.sha256(str(here).encode()).hexdigest()[:16] + ".git")
     env = dict(os.environ, GIT_DIR=str(gitdir), GIT_WORK_TREE=str(here),
@@ -79,10 +114,17 @@ def _upload(here: Path, url: str) -> int:
         gitdir.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["git", "init", "-q", "--bare", str(gitdir)], check=True)
         subprocess.run(["git", "config", "core.bare", "false"], env=env, check=True)
-    revision = f"rsync-{int(time.time() * 1000)}"
-    for step in (["git", "add", "-A", "."],
-                 ["git", "commit", "-q", "--allow-empty", "-m", revision]):
-        if subprocess.run(step, env=env, cwd=here).returncode != 0:
+    if hg is None:
+        revision = f"rsync-{int(time.time() * 1000)}"
+        steps = [(["git", "add", "-A", "."], None)]
+    else:
+        # Exactly hg's list: git's own ignore rules play no part, nor .hg.
+        revision, paths = hg
+        steps = [(["git", "read-tree", "--empty"], None),
+                 (["git", "update-index", "--add", "-z", "--stdin"], b"\0".join(paths))]
+    steps.append((["git", "commit", "-q", "--allow-empty", "-m", revision], None))
+    for step, stdin in steps:
+        if subprocess.run(step, env=env, cwd=here, input=stdin).returncode != 0:
             raise DotcloudError(f"could not record the upload ({' '.join(step[:2])} failed)")
     print(f"Uploading {here} as {revision}", flush=True)
     return subprocess.call(["git", "push", "--progress", url, "HEAD:refs/heads/main"], env=env,

@@ -5,6 +5,7 @@ written; submodules are skipped. Paths come from git tree entries, which
 cannot contain '/' or be '..', but we check anyway before writing.
 """
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -27,6 +28,25 @@ def export_tree(repo_path: Path, sha: str, dest: Path) -> int:
     total = _write_tree(repo, repo[commit.tree], dest)
     repo.close()
     return total
+
+
+# The names the dotcloud client gives its uploads (dotcloud/client.py).
+UPLOAD_NAME = re.compile(r"(rsync-\d{1,20}|hg-[0-9a-f]{12}\+?)\n?")
+
+
+def upload_name(repo_path: Path, sha: str) -> str | None:
+    """The name the dotcloud client gave the upload of commit `sha`, which is
+    its whole message; None for any other commit."""
+    repo = Repo(str(repo_path))
+    try:
+        commit = repo[sha.encode()]
+        message = commit.message.decode("utf-8", "replace") if isinstance(commit, Commit) else ""
+    except KeyError:
+        message = ""
+    finally:
+        repo.close()
+    found = UPLOAD_NAME.fullmatch(message)
+    return found.group(1) if found else None
 
 
 def _write_tree(repo: Repo, tree: Tree, dest: Path) -> int:

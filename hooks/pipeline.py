@@ -21,6 +21,7 @@ from dotcloud.settings import load
 from dotcloud.state import Store
 
 from . import build, deploy, retention
+from .export import upload_name
 from .progress import Progress
 
 log = logs.get("pipeline")
@@ -70,7 +71,9 @@ def main(argv=None) -> int:
 
 def push(settings, store, app, rev, user, progress) -> None:
     variables = store.variables(app)
-    release = store.new_release(app, rev, user, "push", {"variables": variables})
+    name = upload_name(settings.data / "repos" / f"{app}.git", rev)   # hg-…, rsync-…
+    release = store.new_release(app, rev, user, f"push of {name}" if name else "push",
+                                {"variables": variables})
     try:
         manifest = build.build(settings, app, release, settings.data / "repos" / f"{app}.git",
                                variables, progress)

@@ -16,7 +16,7 @@ from .output import iso, short_rev, table, when
 from .restarts import restart_service
 
 RELEASE_RE = re.compile(r"v?(\d{1,9})")
-REVISION_RE = re.compile(r"[0-9a-f]{4,40}|rsync-\d{1,20}")
+REVISION_RE = re.compile(r"[0-9a-f]{4,40}|rsync-\d{1,20}|hg-[0-9a-f]{12}\+?")
 DEPLOYABLE = ("built", "active", "retired")
 
 
@@ -68,7 +68,8 @@ def revisions(ctx: CommandContext, args: Args) -> int:
 
 
 def find_release(ctx: CommandContext, app: str, rev: str):
-    """vN / N is a release number; otherwise a git revision (prefix) or rsync name."""
+    """vN / N is a release number; otherwise a git revision (prefix), or the
+    name the client gave an upload (rsync-…, hg-…)."""
     releases = ctx.store.releases(app)
     m = RELEASE_RE.fullmatch(rev)
     if m is not None and (rev.startswith("v") or len(rev) < 4):
@@ -79,7 +80,8 @@ def find_release(ctx: CommandContext, app: str, rev: str):
         return found[0]
     if not REVISION_RE.fullmatch(rev):
         raise UsageError(f"expected a release (v3) or a revision (3f2a9c1), not '{rev[:40]}'")
-    found = [r for r in releases if r.revision.startswith(rev) and r.status in DEPLOYABLE]
+    found = [r for r in releases if r.status in DEPLOYABLE
+             and (r.revision.startswith(rev) or r.description == f"push of {rev}")]
     if not found:
         raise NotFound(f"{app} has no deployable release of revision {rev}")
     return found[-1]

@@ -1,5 +1,8 @@
-"""SPEC 9: the `dotcloud` client pushes a plain directory, sending only changes."""
+"""SPEC 9: the `dotcloud` client pushes a plain directory, sending only changes, or a
+Mercurial working copy."""
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -41,3 +44,54 @@ def test_bad_app_name_is_refused(platform, tmp_path):
     r = client(platform, tmp_path, "push", "Bad_Name", home=tmp_path)
     assert r.returncode != 0
     assert "invalid app name" in r.stderr
+
+
+def hg(cwd, *args):
+    env = dict(os.environ, HGPLAIN="1", HGUSER="t <t@example.com>")
+    return subprocess.run(["hg", *args], cwd=cwd, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("hg") is None, reason="Mercurial is not installed")
+def test_push_mercurial_working_copy(platform, tmp_path):
+    site = tmp_path / "hgsite"
+    site.mkdir()
+    hg(site, "init")
+    (site / "wsgi.py").write_text(WSGI.format(body="hg v1"))
+    (site / "requirements.txt").write_text("")
+    (site / ".hgignore").write_text("syntax: glob\nsecret.txt\n")
+    (site / "secret.txt").write_text("ignored by .hgignore")
+    (site / "stray.txt").write_text("never added")
+    hg(site, "add", "wsgi.py", "requirements.txt", ".hgignore")
+    hg(site, "commit", "-m", "first")
+    ident = hg(site, "id", "-i")
+    assert len(ident) == 12
+
+    # From a subdirectory: the working copy's root is what goes.
+    (site / "sub").mkdir()
+    r = client(platform, site / "sub", "push", "hgsite", home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"Uploading {site} as hg-{ident}" in r.stdout
+    assert platform.get("hgsite.localhost")[:2] == (200, "hg v1")
+    [release] = [r for r in platform_json(platform, "revisions", "hgsite")["releases"]]
+    assert release["description"] == f"push of hg-{ident}"
+    src = platform.data / "releases" / "hgsite" / "v1" / "src"
+    uploaded = {p.name for p in src.iterdir()} - {"__pycache__"}
+    assert uploaded == {".hgignore", "requirements.txt", "wsgi.py"}   # no secret, stray or .hg
+    assert f"push of hg-{ident}" in platform.ssh("alice", "revisions", "hgsite").out
+
+    # Uncommitted changes to tracked files go too, and the name says so.
+    (site / "wsgi.py").write_text(WSGI.format(body="hg v2"))
+    r = client(platform, site, "push", "hgsite", home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"as hg-{ident}+" in r.stdout
+    assert platform.get("hgsite.localhost")[:2] == (200, "hg v2")
+    r = platform.ssh("alice", "deploy", "hgsite", f"hg-{ident}")
+    assert r.code == 0, r.text
+    assert platform.get("hgsite.localhost")[:2] == (200, "hg v1")
+
+
+def platform_json(platform, *command):
+    r = platform.ssh("alice", *command, "--json")
+    assert r.code == 0, r.text
+    return json.loads(r.out)
