@@ -14,6 +14,7 @@ TITLES = {
     502: "Bad Gateway",
     503: "Service Unavailable",
     504: "Gateway Timeout",
+    505: "HTTP Version Not Supported",
 }
 
 EXPLANATIONS = {
@@ -26,6 +27,7 @@ EXPLANATIONS = {
     502: "The application could not be reached or sent an invalid response.",
     503: "The application has no running instance right now.",
     504: "The application did not answer in time.",
+    505: "Only HTTP/1.0 and HTTP/1.1 are served here.",
 }
 
 

@@ -148,7 +148,12 @@ class ClientConnection(asyncio.Protocol):
                 self.router.log.error("router_bug", exc_info=exc.__context__ or exc)
                 self._reject(400, "internal error")
         except httptools.HttpParserError as exc:
-            self._reject(400, str(exc).strip() or "malformed request")
+            reason = str(exc).strip()
+            if reason == "Invalid HTTP version":
+                # a well-formed request line of a version llhttp does not know
+                self._reject(505, "only HTTP/1.0 and HTTP/1.1 are served here")
+            else:
+                self._reject(400, reason or "malformed request")
         else:
             if self.in_head and self.head_bytes > self.head_limit:
                 self._reject(431, "request head too large")
@@ -198,11 +203,16 @@ class ClientConnection(asyncio.Protocol):
         if self.closing:
             return
         parser = self.parser
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            # HTTP/2.0 or 3.0 on a request line is not HTTP/1.x framing to forward
+            self.reject = (505, f"HTTP/{version} is not supported; use HTTP/1.1")
+            raise _Reject
         upgrading = parser.should_upgrade()
         # after an Upgrade request the connection is a tunnel or it is closed
         exchange = self.router.open_exchange(
             self, parser.get_method(), self.url, self.headers,
-            parser.get_http_version() == "1.1", parser.should_keep_alive() and not upgrading,
+            version == "1.1", parser.should_keep_alive() and not upgrading,
             upgrading, self.begin_at)
         self.headers = []
         self.parsing = exchange

@@ -80,6 +80,17 @@ def test_connect_method_refused(fresh_hello):
     assert hello.up.hits == 0
 
 
+@pytest.mark.parametrize("version", [b"2.0", b"3.0", b"1.2"])
+def test_other_http_versions_are_answered_505(fresh_hello, version):
+    hello = fresh_hello
+    raw = hello.raw(b"GET /echo HTTP/" + version + b"\r\n" + H + b"\r\n")
+    assert status_of(raw) == 505, raw[:200]
+    assert b"HTTP Version Not Supported" in raw
+    assert hello.up.hits == 0
+    for ok in (b"1.0", b"1.1"):
+        assert status_of(hello.raw(b"GET /echo HTTP/" + ok + b"\r\n" + H + b"\r\n")) == 200
+
+
 def test_smuggled_second_request_never_reaches_upstream(fresh_hello):
     hello = fresh_hello
     # a valid request followed by an ambiguous one on the same connection: the
