@@ -22,12 +22,14 @@ Finding the candidates runs each binary not named by pyenv once
 (`-c` printing its version); the answers are kept for the life of the
 process, keyed by the binary's inode and mtime, and the whole discovery
 while the directories it listed and the binaries it ran are unchanged, so
-a build asks nothing twice. The docker runtime's interpreter is its base image's
-(config.yml's `docker_python_image`), whose tag is taken at its word: a
-request its tag does not satisfy by the same rule (`python:3.12-slim`
-serves `3.12`, not `3.13` nor `3.12.1`) is refused; one image per runtime,
-not yet one per requested version. This module never installs anything
-and never writes a file.
+a build asks nothing twice.
+
+The docker runtime's interpreter is its base image's (config.yml's
+`docker_python_image`), whose tag is taken at its word: a request its tag
+does not satisfy by the same rule (`python:3.12-slim` serves `3.12`, not
+`3.13` nor `3.12.1`) is refused; one image per runtime, not yet one per
+requested version. This module never installs anything and never writes a
+file.
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ CONFIG_KEY = "python_version"
 SERVICE_CONFIG = f"dotcloud.yml config '{CONFIG_KEY}'"
 PLATFORM_CONFIG = f"config.yml '{CONFIG_KEY}'"
 PLATFORM_DEFAULT = "the platform default"
-# What the install tools (venv, pip/uv) still support; Heroku refuses older too.
+# What venv and uv (the host's install engine) still support; Heroku refuses older too.
 MIN_PYTHON = (3, 8)
 SYSTEM_BIN = "/usr/bin"
 RUNTIME_RE = re.compile(r"python-(\S+)")
@@ -98,8 +100,8 @@ class Installed:
 class Interpreter:
     """The interpreter a build uses, why, and what keys the dependencies it builds."""
 
-    path: str       # absolute path of the binary (in the docker runtime: the image's name)
-    version: str    # "3.12.1" (in the docker runtime: what was asked, or "")
+    path: str       # absolute path of the binary (in the docker runtime: the image's python3)
+    version: str    # "3.12.1" (in the docker runtime: what the image's tag says, or "")
     source: str     # ".python-version", "runtime.txt", ..., "the platform default"
     identity: str   # version and resolved binary (or image id): part of cache keys
     image: str = ""  # the docker runtime's base image holding it
