@@ -83,22 +83,28 @@ def _hg(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def _hg_root(here: Path) -> Path | None:
-    """The root of the Mercurial working copy holding `here`; None outside one,
-    or without hg installed."""
-    try:
-        found = _hg(here, "root")
-    except FileNotFoundError:
-        return None
-    return Path(os.fsdecode(found.stdout.strip())) if found.returncode == 0 else None
+    """The root of the Mercurial working copy holding `here`; None outside one."""
+    # Found without hg: a working copy must never go as a plain folder (its
+    # .hg and ignored files with it) because hg is missing or fails.
+    for directory in (here, *here.parents):
+        if (directory / ".hg").is_dir():
+            return directory
+    return None
 
 
 def _hg_snapshot(root: Path) -> tuple[str, list[bytes]]:
     """The upload's name and the files to upload (paths from the root)."""
-    ident = _hg(root, "id", "-i")
-    files = _hg(root, "status", "--modified", "--added", "--clean", "--no-status", "--print0")
+    try:
+        ident = _hg(root, "id", "-i")
+        files = _hg(root, "status", "--modified", "--added", "--clean", "--no-status",
+                    "--print0")
+    except FileNotFoundError:
+        raise DotcloudError(f"{root} is a Mercurial working copy; pushing it needs hg "
+                            "(install Mercurial)") from None
     if ident.returncode != 0 or files.returncode != 0:
         why = (ident.stderr or files.stderr).decode("utf-8", "replace").strip().splitlines()
-        raise DotcloudError(f"hg could not describe {root}: {why[-1] if why else 'failed'}")
+        first = why[0].removeprefix("abort: ") if why else "failed"
+        raise DotcloudError(f"hg could not describe {root}: {first}")
     # Tracked files deleted from the disk without `hg remove` are not there to send.
     paths = [p for p in files.stdout.split(b"\0") if p and os.path.lexists(root / os.fsdecode(p))]
     return f"hg-{ident.stdout.decode().strip()}", paths

@@ -12,10 +12,10 @@ from platform_helpers import ROOT, WSGI
 pytestmark = pytest.mark.slow
 
 
-def client(platform, cwd, *args, home):
+def client(platform, cwd, *args, home, **environ):
     env = dict(os.environ, DOTCLOUD_SSH_COMMAND=platform.ssh_command("alice"),
                DOTCLOUD_PORT=str(platform.ssh_port), DOTCLOUD_HOST="127.0.0.1",
-               XDG_CACHE_HOME=str(home), PYTHONPATH=str(ROOT))
+               XDG_CACHE_HOME=str(home), PYTHONPATH=str(ROOT), **environ)
     return subprocess.run([sys.executable, "-m", "dotcloud.client", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -95,3 +95,28 @@ def platform_json(platform, *command):
     r = platform.ssh("alice", *command, "--json")
     assert r.code == 0, r.text
     return json.loads(r.out)
+
+
+@pytest.mark.skipif(shutil.which("hg") is None, reason="Mercurial is not installed")
+def test_mercurial_working_copy_errors_push_nothing(platform, tmp_path):
+    site = tmp_path / "hgbroken"
+    site.mkdir()
+    hg(site, "init")
+    (site / "wsgi.py").write_text(WSGI.format(body="never"))
+    hg(site, "add", "wsgi.py")
+    # Without hg, a working copy is not sent as a plain folder (.hg and all).
+    bare = tmp_path / "bin-without-hg"
+    bare.mkdir()
+    for tool in ("git", "ssh"):
+        (bare / tool).symlink_to(shutil.which(tool))
+    r = client(platform, site, "push", "hgbroken", home=tmp_path, PATH=str(bare))
+    assert r.returncode != 0
+    assert f"dotcloud: {site} is a Mercurial working copy; pushing it needs hg" in r.stderr
+    # A repository hg cannot read.
+    with open(site / ".hg" / "requires", "a") as f:
+        f.write("no-such-hg-feature\n")
+    r = client(platform, site, "push", "hgbroken", home=tmp_path)
+    assert r.returncode != 0
+    assert f"dotcloud: hg could not describe {site}: " in r.stderr
+    assert "no-such-hg-feature" in r.stderr
+    assert "hgbroken" not in platform.ssh("alice", "list").out
