@@ -111,6 +111,20 @@ def test_restart_of_a_service_dying_on_every_request_fails_at_once(cmd, platform
     assert ("www.0 not responsive: it closed the connection without an answer, "
             "3 checks in a row") in r.err, r.text
 
+def test_restart_of_a_service_answering_500_fails_with_what_it_answered(cmd, platform,
+                                                                        tmp_path):
+    name = unique("failing")
+    broken = platform.data / "homes" / name / "broken"
+    app = ENV_APP.replace('start_response("200 OK"',
+                          f'start_response("503 Down" if os.path.exists({str(broken)!r}) '
+                          'else "200 OK"')
+    deploy_env_app(platform, tmp_path, name, {"wsgi.py": app})
+    broken.touch()
+    r = cmd("alice", "restart", name, "www")
+    assert r.code == 1, r.text
+    assert "www.0 answered 503 Down to GET / " in r.err and "times in a row" in r.err, r.text
+
+
 def test_failed_config_release_is_undone(cmd, platform, tmp_path):
     """A var set whose deploy fails leaves the variables as they were."""
     name = unique("fragile")
