@@ -230,6 +230,7 @@ def test_django_with_collectstatic_and_a_release_phase_migrate_in_one_push(platf
     repo = git_repo(tmp_path / "djapp", DJANGO_FILES)
     r = platform.push("alice", repo, "djapp")
     assert r.code == 0, r.err
+    assert "[www] $ python manage.py collectstatic --noinput" in r.err     # at build time
     assert "[www] Running release command: python manage.py migrate --noinput" in r.err
     assert "Applying polls.0001_initial... OK" in r.err
     page = body(platform, "djapp")
