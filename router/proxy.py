@@ -31,7 +31,7 @@ class ClientConnection(asyncio.Protocol):
         "begin_at", "reject", "paused", "write_paused", "closing", "upgrade_buf",
         "tunnel", "activity", "seen_activity", "progress_at", "idle_since",
         "pending_error", "head_limit", "body_expected", "body_seen", "body_left",
-        "messages")
+        "messages", "body_since", "body_mark")
 
     def __init__(self, router):
         self.router = router
@@ -65,6 +65,8 @@ class ClientConnection(asyncio.Protocol):
         self.body_seen = 0         # of it, seen by the parser
         self.body_left = 0         # still to come, passed on without the parser
         self.messages = 0          # requests begun in the current read
+        self.body_since = 0.0      # start of the current body-rate window (0: none)
+        self.body_mark = 0         # `activity` at that start
 
     # -- connection events -------------------------------------------------
 
@@ -92,7 +94,7 @@ class ClientConnection(asyncio.Protocol):
             if not tunnel.closed:
                 tunnel.transport.write(data)
             return
-        self.activity += 1
+        self.activity += len(data)     # bytes received: progress, and the body rate
         if self.upgrade_buf is not None:
             self.upgrade_buf.append(data)
             return
@@ -365,12 +367,37 @@ class ClientConnection(asyncio.Protocol):
             self.seen_activity = self.activity
             self.progress_at = now
         if self.queue:
-            self.queue[0].check_timeout(now, self.progress_at)
+            self._check_body_rate(now)
+            if self.queue:
+                self.queue[0].check_timeout(now, self.progress_at)
         elif self.in_head or self.fresh:
             if now - self.begin_at >= self.settings.header_timeout:
                 self._reject(408, "request head not received in time")
         elif now - self.idle_since >= self.settings.keepalive_timeout:
             self.close()
+
+
+    def _check_body_rate(self, now: float) -> None:
+        """Cut a request body that trickles in below the minimum rate.
+
+        Each window of `body_rate_grace` seconds must bring at least
+        `min_body_rate` bytes per second; a window in which we stopped
+        reading (backpressure from the instance) does not count.
+        """
+        exchange = self.parsing
+        if exchange is None or exchange is not self.queue[0] or self.paused:
+            self.body_since = 0.0
+            return
+        if not self.body_since:
+            self.body_since, self.body_mark = now, self.activity
+            return
+        elapsed = now - self.body_since
+        if elapsed < self.settings.body_rate_grace:
+            return
+        if self.activity - self.body_mark < self.settings.min_body_rate * elapsed:
+            exchange.respond_error(408, log="request body below the minimum rate")
+            return
+        self.body_since, self.body_mark = now, self.activity
 
 
 class _DeadParser:

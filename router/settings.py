@@ -24,6 +24,8 @@ class Settings:
     idle_timeout: float = 60.0          # no byte either way while a body streams
     keepalive_timeout: float = 75.0     # idle client connection between requests
     header_timeout: float = 10.0        # a request's head must arrive within this
+    min_body_rate: int = 512            # bytes/s a request body must keep up, per window
+    body_rate_grace: float = 10.0       # ...of this many seconds (slow-body cut: 408)
     max_request_line: int = 8192
     max_header_bytes: int = 32768
     max_headers: int = 100

@@ -157,6 +157,34 @@ def test_slowloris_timed_out_without_blocking_others(upstreams, start_router):
         s.close()
 
 
+def test_a_body_below_the_minimum_rate_is_cut_with_408(upstreams, start_router):
+    up = upstreams("a")
+    router = start_router(routes(1, {"hello.localhost": ("hello", "www", [up.backend()])}),
+                          env={"DOTCLOUD_ROUTER_MIN_BODY_RATE": "200",
+                               "DOTCLOUD_ROUTER_BODY_RATE_GRACE": "1"})
+    with socket.create_connection(("127.0.0.1", router.port), timeout=15) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 100000\r\n\r\n")
+        started = time.monotonic()
+        answer = b""
+        s.settimeout(0.3)
+        while time.monotonic() - started < 10 and not answer:
+            try:
+                s.sendall(b"x" * 20)          # 20 bytes every 0.3 s: under 200 B/s
+                answer = s.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+    # A body at a fair pace, slower than one window, passes.
+    with socket.create_connection(("127.0.0.1", router.port), timeout=15) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 3000\r\n\r\n")
+        for _ in range(10):
+            s.sendall(b"y" * 300)             # 1000 B/s for 3 s
+            time.sleep(0.3)
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+
+
 def test_idle_keep_alive_connection_closed(upstreams, start_router):
     up = upstreams("a")
     router = start_router(routes(1, {"hello.localhost": ("hello", "www", [up.backend()])}),
