@@ -38,6 +38,7 @@ BUILDFILE = '''
 www:
   type: python
   postbuild: if [ -f /.dockerenv ]; then echo container > built.txt; else echo host > built.txt; fi
+  release: if [ -f /.dockerenv ]; then echo release-in-container; else echo release-on-host; fi
 '''
 
 
@@ -63,6 +64,7 @@ def where(dplatform, tmp_path_factory):
     repo = git_repo(tmp_path_factory.mktemp("where") / "repo", where_app("v1"))
     r = dplatform.push("alice", repo, "where")
     assert r.code == 0, r.text
+    assert "[www] release-in-container" in r.err, r.err     # the release command too
     return repo
 
 
