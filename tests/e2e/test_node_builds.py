@@ -1,0 +1,55 @@
+"""Node apps through a real push: node_modules is a real directory of the app."""
+import json
+import subprocess
+
+import pytest
+from platform_helpers import git_repo
+
+pytestmark = pytest.mark.slow
+
+# What sass does in a Bootstrap template: find the app's sources from a
+# package's own location, through node_modules/.. (resolved, not lexical).
+BUILD_JS = """\
+const fs = require("fs"), path = require("path");
+const ms = path.dirname(require.resolve("ms/package.json"));
+require("is-number");   // a devDependency: there for the build
+fs.writeFileSync("out.txt", fs.readFileSync(path.join(ms, "..", "..", "src", "x.txt")));
+"""
+SERVER_JS = """\
+const http = require("http");
+let dev = true;
+try { require.resolve("is-number"); } catch (e) { dev = false; }
+http.createServer((q, s) => s.end(JSON.stringify({
+  built: require("fs").readFileSync("out.txt", "utf8"), NODE_ENV: process.env.NODE_ENV, dev,
+  ms: require("ms/package.json").version,
+}))).listen(process.env.PORT, "127.0.0.1");
+"""
+PACKAGE = {"name": "site", "version": "1.0.0", "private": True,
+           "dependencies": {"ms": "2.0.0"}, "devDependencies": {"is-number": "7.0.0"},
+           "scripts": {"build": "node build.js", "start": "node server.js"}}
+
+
+def test_build_reads_the_app_through_node_modules_then_reuses_them(platform, tmp_path):
+    files = {"package.json": json.dumps(PACKAGE), "build.js": BUILD_JS,
+             "server.js": SERVER_JS, "src/x.txt": "from src"}
+    repo = git_repo(tmp_path / "nm", files)
+    # The lock is made here by the real npm, so no registry host is committed.
+    subprocess.run(["npm", "install", "--package-lock-only", "--ignore-scripts"], cwd=repo,
+                   check=True, capture_output=True, timeout=300)
+    repo = git_repo(repo, {}, "lock")
+    r = platform.push("alice", repo, "nodemods")
+    assert r.code == 0, r.text
+    assert "Installing dependencies with npm ci" in r.err, r.err
+    assert "Running build script" in r.err and "Pruning devDependencies" in r.err, r.err
+    status, body, _ = platform.get("nodemods.localhost")
+    assert status == 200, body
+    assert json.loads(body) == {"built": "from src", "NODE_ENV": "production", "dev": False,
+                                "ms": "2.0.0"}
+
+    repo = git_repo(repo, {"src/x.txt": "changed"}, "only the source")
+    r = platform.push("alice", repo, "nodemods")
+    assert r.code == 0, r.text
+    assert "Dependencies unchanged: node_modules linked from an earlier build" in r.err, r.err
+    assert "Installing dependencies" not in r.err, r.err
+    status, body, _ = platform.get("nodemods.localhost")
+    assert json.loads(body)["built"] == "changed"
