@@ -4,8 +4,9 @@ New data servers start first and are waited for until they serve; then the
 new app instances are created beside the old ones (own ports), each runs
 postinstall, each service with a release command runs it once, and only
 then do the app instances launch and get health-checked; only when every
-one answers does the router switch, in one table swap. The old generation is then drained and stopped. A
-generation that never answers is torn down and the old one keeps serving.
+one answers does the router switch, in one table swap. The old generation
+is then drained and stopped. A generation that never answers is torn down
+and the old one keeps serving.
 This module writes desired state; the runtime daemon starts and stops
 processes, the router routes.
 """
