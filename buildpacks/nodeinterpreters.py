@@ -1,7 +1,8 @@
 """Which node a service builds and runs with: `engines.node`, among those installed.
 
 The candidates are the node on the platform's PATH (the default), the
-host's /usr/bin/node, and `node_interpreters` from DATA/config.yml. With
+host's /usr/bin/node, and `node_interpreters` from DATA/config.yml (a
+build in a docker image has only the image's node). With
 `engines.node` in package.json the newest candidate in that range is
 chosen; when none is, the default is used and the build says so, naming
 the range asked for and the version used. Nothing is downloaded. This
@@ -18,6 +19,7 @@ from dotcloud.errors import BuildError
 
 from . import noderanges
 from .base import BuildContext, base_env
+from .executor import HOST
 
 HOST_NODE = "/usr/bin/node"
 
@@ -60,7 +62,9 @@ def choose(ctx: BuildContext, default: str, wanted: object,
         warn(f"package.json: engines.node must be a string; using node {fallback.version}")
         return fallback
     found = {fallback.path: fallback}
-    for path in (HOST_NODE, *ctx.node_interpreters):
+    # Other executors (a docker image) bring their own node, and only that one.
+    others = (HOST_NODE, *ctx.node_interpreters) if ctx.executor is HOST else ()
+    for path in others:
         if os.path.realpath(path) in {os.path.realpath(p) for p in found}:
             continue
         if os.path.isfile(path) and os.access(path, os.X_OK):

@@ -86,6 +86,7 @@ def make_lock(make_ctx, tmp_path, manager, package):
 
 CASES = {
     "npm": (Manager("npm", None, None), {}),
+    "npm-pinned": (Manager("npm", "10.9.2", None), {"packageManager": "npm@10.9.2"}),
     "yarn1": (Manager("yarn", "1.22.22", None), {}),   # no packageManager: yarn.lock says yarn 1
     "pnpm": (Manager("pnpm", "9.12.0", None), {"packageManager": "pnpm@9.12.0"}),
     "berry": (Manager("yarn", "4.5.0", None), {"packageManager": "yarn@4.5.0"}),
