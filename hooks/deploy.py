@@ -58,7 +58,7 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
     progress.step("Initializing new services... (This may take a few minutes)")
     scales = store.scales(app)
     created: list[tuple[Instance, dict]] = []
-    launched: list[tuple[Instance, dict]] = []
+    launched: list[tuple[Instance, dict]] = []     # whose logs may tell why a deploy failed
     build_dir = release_dir(settings, app, release.build)
     try:
         data_env, data_ports = _data_services(settings, store, app, gen, manifest, progress)
@@ -81,6 +81,7 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
         if created:
             launched = list(created)
             _start_data(settings, store, app, launched, progress)
+            launched = []       # they serve: what fails next is not theirs to explain
             t0 = progress.mark("data", t0)
         for service, info in manifest["services"].items():
             if not datastores.is_data(info):
@@ -88,7 +89,7 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
                 how = "scaling" if service in scales else "default scaling"
                 progress.step(f"Using {how} for service {service} ({count} instance(s)).")
                 initialize(service, info, count)
-        apps = created[len(launched):]
+        apps = [(inst, info) for inst, info in created if not datastores.is_data(info)]
         progress.step("All services have been initialized. Deploying code...")
         for inst, info in apps:
             inst_spec = json.loads(inst.spec)
@@ -114,7 +115,7 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
                 t0 = progress.mark("release", t0)
         for inst, _ in apps:
             progress.line(f"[{inst.label}] Launching...")
-        launched = created
+        launched = apps
         store.set_desired([i.id for i, _ in apps], "run")
         poke_runtime(settings, progress)
         t0 = progress.mark("start", t0)
