@@ -151,7 +151,7 @@ class PythonBuildpack(Buildpack):
                                   str(venv)),
                    cwd=ctx.src, env=env, timeout=ctx.timeout, log=ctx.log,
                    executor=ctx.executor)
-        engine, install, env = self._engine(ctx, venv, env)
+        engine, install, install_env = self._engine(ctx, venv, env)
         extras = list(ctx.service.requirements) + [SERVER_PACKAGE]
         # Generated lists live in the venv: the docker runtime mounts it, and
         # they say what it was made from.
@@ -160,20 +160,12 @@ class PythonBuildpack(Buildpack):
         requirements = manager.requirements
         constraints = manager.constraints
         if manager.name == "uv":
-            exported = lists / "uv-export.txt"
-            ctx.log(f"Exporting {manager.label}")
-            check_step(f"{manager.label}: uv export", (
-                uvtool.uv_binary(), "export", "--locked", "--format", "requirements-txt",
-                "--no-default-groups", "--no-emit-project", "--no-header", "--no-annotate",
-                "--python", python_for(ctx).path, "--output-file", str(exported)),
-                cwd=ctx.src, env={**env, **uvtool.uv_env(env, ctx.cache_dir / UV_CACHE)},
-                timeout=ctx.timeout, log=ctx.log, executor=HOST)
-            requirements = exported.read_text()
+            requirements = self._export_uv(ctx, env, lists / "uv-export.txt")
             constraints = pymanagers.pins(requirements)
 
         def run(what: str, args: list[str]) -> None:
             ctx.log(f"Installing {what} with {engine}")
-            check_step(f"{engine} install", (*install, *args), cwd=ctx.src, env=env,
+            check_step(f"{engine} install", (*install, *args), cwd=ctx.src, env=install_env,
                        timeout=ctx.timeout, log=ctx.log, executor=ctx.executor)
 
         def write(name: str, text: str) -> str:
@@ -190,6 +182,20 @@ class PythonBuildpack(Buildpack):
                                 *pinned, *extras])
         else:
             run(", ".join(extras), extras)
+
+    def _export_uv(self, ctx: BuildContext, env: Mapping[str, str], output: Path) -> str:
+        """uv.lock's packages as a requirements list; uv refuses a stale lock."""
+        ctx.log(f"Exporting {pymanagers.UV_LOCK}")
+        # On this host whatever the executor: it only reads the lock.
+        python = ("--python", python_for(ctx).path) \
+            if isinstance(ctx.executor, HostExecutor) else ()
+        check_step(f"{pymanagers.UV_LOCK}: uv export", (
+            uvtool.uv_binary(), "export", "--locked", "--format", "requirements-txt",
+            "--no-default-groups", "--no-emit-project", "--no-header", "--no-annotate",
+            *python, "--output-file", str(output)),
+            cwd=ctx.src, env={**env, **uvtool.lock_check_env(env, ctx.cache_dir / UV_CACHE)},
+            timeout=ctx.timeout, log=ctx.log, executor=HOST)
+        return output.read_text()
 
     def _engine(self, ctx: BuildContext, venv: Path,
                 env: Mapping[str, str]) -> tuple[str, tuple[str, ...], dict[str, str]]:

@@ -41,6 +41,9 @@ SETTINGS = {
     "no-index": ("UV_NO_INDEX", None),
     "pre": ("UV_PRERELEASE", None),
 }
+INDEX_VARIABLES = frozenset({"UV_DEFAULT_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL",
+                             "UV_FIND_LINKS", "UV_NO_INDEX", "UV_CONSTRAINT",
+                             "UV_INDEX_STRATEGY", "UV_PRERELEASE"})
 SECTIONS = ("global", "install")
 TRUE = ("1", "true", "yes", "on")
 FIXED = {
@@ -106,6 +109,17 @@ def pip_settings(environ: Mapping[str, str]) -> dict[str, str]:
             if key in SETTINGS:
                 found[key] = value
     return found
+
+
+def lock_check_env(environ: Mapping[str, str], cache_dir: Path) -> dict[str, str]:
+    """uv_env without the choice of indexes, for `uv export --locked`.
+
+    uv counts the indexes configured where it runs as inputs of the lock: a
+    wheel directory or mirror configured on this server, and not where the
+    lock was made, would make every lock stale. The lock is checked against
+    its pyproject.toml only.
+    """
+    return {k: v for k, v in uv_env(environ, cache_dir).items() if k not in INDEX_VARIABLES}
 
 
 def uv_env(environ: Mapping[str, str], cache_dir: Path) -> dict[str, str]:
