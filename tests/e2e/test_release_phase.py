@@ -103,6 +103,12 @@ def test_failing_release_command_fails_the_push_and_the_old_release_keeps_servin
     assert len(ledger.read_text().splitlines()) == 2
     assert body(platform, "relfail") == "old"
 
+    # So does a `var set` whose release command fails; the variable is not kept.
+    r = platform.ssh("alice", "var", "set", "relfail", "RELEASE_EXIT=5")
+    assert r.code != 0 and "www: release command failed (exit 5)" in r.text, r.text
+    assert body(platform, "relfail") == "old"
+    assert "RELEASE_EXIT" not in platform.ssh("alice", "var", "list", "relfail").out
+
 
 # Shared by the tests below, so the second one reuses the first's virtualenv.
 DJANGO_REQUIREMENTS = "Django==5.1.4\npsycopg[binary]==3.2.3\nwhitenoise==6.7.0\n"
