@@ -171,8 +171,13 @@ class PythonBuildpack(Buildpack):
         def write(name: str, text: str) -> str:
             (lists / name).write_text(text)
             return str(lists / name)
-        if manager.name == "pip":
+        texts = "\n".join(manager.inputs[1::2])
+        if manager.name == "pip" and "--hash" not in texts:
             run(REQUIREMENTS, ["-r", REQUIREMENTS, *extras])
+        elif manager.name == "pip":
+            # Hash-checking mode refuses gunicorn beside the file: it goes after.
+            run(REQUIREMENTS, ["-r", REQUIREMENTS])
+            run(", ".join(extras), ["-c", write("pins.txt", pymanagers.pins(texts)), *extras])
         elif manager.exact:
             run(manager.label, ["--no-deps", "-r", write("locked.txt", requirements or "")])
             run(", ".join(extras), ["-c", write("pins.txt", constraints), *extras])

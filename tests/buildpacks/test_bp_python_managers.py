@@ -355,3 +355,15 @@ def test_collectstatic_failure_fails_the_build_with_its_output(make_ctx):
                                "(set DISABLE_COLLECTSTATIC=1 to skip it)")
     assert any("nowhere" in line for line in lines.lines)
     assert not (ctx.src / "post").exists()
+
+
+@pytest.mark.slow
+def test_requirements_txt_with_hashes_still_gets_gunicorn(make_ctx):
+    # pip-compile --generate-hashes output: hash-checking mode for the file,
+    # gunicorn installed after it with its pins held.
+    six = (f"six=={OLD_SIX} \\\n"
+           "    --hash=sha256:30639c035cdb23534cd4aa2dd52c3bf48f06e5f4a941509c8bafd8ce11080259 \\\n"
+           "    --hash=sha256:8b74bedcbbbaca38ff6d7491d76f2b06b3592611af620f8426e82dddb04a5ced\n")
+    ctx, lines, result, versions = built(make_ctx, {"requirements.txt": f"# {SALT}\n{six}"})
+    assert versions["six"] == OLD_SIX and "gunicorn" in versions
+    assert "Installing gunicorn with uv" in lines.lines
