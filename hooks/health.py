@@ -73,9 +73,10 @@ class HttpCheck:
     never will (the connection cut, or 5xx, check after check)."""
     path: str
     host: str
-    cuts: int = 0                                  # in a row, up to the last check
-    errors: list[str] = field(default_factory=list)   # "500 Internal Server Error", in a row
-    errors_since: float = 0.0
+    cuts: int = 0                   # checks in a row, up to the last, cut without an answer
+    errors: int = 0                 # checks in a row, up to the last, answered 5xx
+    errors_since: float = 0.0       # when the first of them was
+    answered: dict[str, None] = field(default_factory=dict)   # their status lines, in order
 
     def check(self, port: int) -> bool:
         answer = probe(port, self.path, self.host)
@@ -84,9 +85,11 @@ class HttpCheck:
         if status is not None and status >= 500:
             if not self.errors:
                 self.errors_since = time.monotonic()
-            self.errors.append(f"{status} {answer.reason}".strip())
+            self.errors += 1
+            self.answered[f"{status} {answer.reason}".strip()] = None
         else:
-            self.errors.clear()
+            self.errors = 0
+            self.answered.clear()
         return status is not None and CLOSED < status < 500
 
     def failure(self, out_of_time: bool = False) -> str | None:
@@ -96,10 +99,10 @@ class HttpCheck:
             return (f"not responsive: it closed the connection without an answer, "
                     f"{self.cuts} checks in a row")
         if self.errors and (out_of_time or (
-                len(self.errors) >= FAILING_IN_A_ROW
+                self.errors >= FAILING_IN_A_ROW
                 and time.monotonic() - self.errors_since >= FAILING_FOR)):
-            times = "once" if len(self.errors) == 1 else f"{len(self.errors)} times in a row"
-            return f"answered {', '.join(dict.fromkeys(self.errors))} to GET {self.path} {times}"
+            times = "once" if self.errors == 1 else f"{self.errors} times in a row"
+            return f"answered {', '.join(self.answered)} to GET {self.path} {times}"
         return None
 
 

@@ -110,7 +110,7 @@ def test_an_answer_below_500_ends_a_streak_of_5xx():
             check.check(listener.getsockname()[1])
         finally:
             listener.close()
-    assert check.errors == [] and check.failure(out_of_time=True) is None
+    assert check.errors == 0 and check.failure(out_of_time=True) is None
 
 
 def test_out_of_time_the_5xx_it_answered_is_the_reason():
@@ -123,3 +123,13 @@ def test_out_of_time_the_5xx_it_answered_is_the_reason():
     assert check.failure() is None
     assert check.failure(out_of_time=True) == \
         "answered 500 Internal Server Error to GET / once"
+
+
+def test_different_5xx_answers_are_all_named():
+    def unavailable(conn):
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+    answers = iter([fail, unavailable] * 200)
+    n, why, ok = checks_until_failure(lambda conn: next(answers)(conn))
+    assert not ok and why == ("answered 500 Internal Server Error, 503 Service Unavailable "
+                              f"to GET /health {n} times in a row")
