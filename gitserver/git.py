@@ -9,20 +9,23 @@ import struct
 import time
 from pathlib import Path
 
+import paramiko
 from dulwich.errors import GitProtocolError, HangupException
 from dulwich.protocol import SIDE_BAND_CHANNEL_PROGRESS, Protocol
 from dulwich.repo import Repo
 from dulwich.server import Backend, ReceivePackHandler, UploadPackHandler
 
-from dotcloud import logs, names
+from dotcloud import logs, names, outcome
 from dotcloud.appfiles import remove_app_files
 from dotcloud.errors import NotFound, UsageError
 from dotcloud.locks import AppLock
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
+from hooks import pipeline as hooks_pipeline
+
 from . import packs, pipeline
-from .channel import ChannelIO
+from .channel import ChannelIO, PushTooLarge
 
 DEPLOY_REFS = (b"refs/heads/main", b"refs/heads/master")
 ZERO = b"0" * 40
@@ -66,6 +69,7 @@ class ReceivePack(ReceivePackHandler):
         self.backend = backend
         self.app = app
         self.lock: AppLock | None = None
+        self.client_gone = False
 
     def _apply_pack(self, refs):
         statuses = super()._apply_pack(refs)
@@ -103,6 +107,12 @@ class ReceivePack(ReceivePackHandler):
         action = ["push", self.app, new_sha.decode(), "--ref", ref.decode(),
                   "--user", self.backend.user]
         ok, reason = pipeline.run(settings, action, self.progress, lock_fd=self.lock.fd)
+        # The store decides, not the pipeline's exit: one killed after its router
+        # switch still deployed this push, and its branch must follow.
+        store = self.backend.store
+        hooks_pipeline.settle(settings, store, self.app)
+        ok = outcome.pushed(store, self.app, ref.decode(), new_sha.decode())
+        reason = "" if ok else reason or "the deploy did not finish"
         self.backend.store.audit(self.backend.user, "push", self.app,
                                  f"{ref.decode()} {new_sha.decode()[:7]} "
                                  f"{'deployed' if ok else 'failed: ' + reason}")
@@ -135,11 +145,16 @@ class ReceivePack(ReceivePackHandler):
         return None
 
     def progress(self, line: str) -> None:
+        if self.client_gone:
+            return
         try:
             self.proto.write_sideband(SIDE_BAND_CHANNEL_PROGRESS,
                                       (line + "\n").encode("utf-8", "replace"))
-        except OSError:
-            pass  # the client went away; the pipeline still finishes its work
+        except (OSError, EOFError, paramiko.SSHException):
+            # The client went away; the pipeline still finishes its work, and
+            # the outcome is the same as if it had stayed.
+            self.client_gone = True
+            log.info("git_client_gone", app=self.app)
 
 
 def serve(settings: Settings, store: Store, user: str, command: str, path: str,
@@ -165,6 +180,12 @@ def serve(settings: Settings, store: Store, user: str, command: str, path: str,
     except (GitProtocolError, ValueError, struct.error) as exc:
         log.info("git_protocol_error", app=app, command=command, error=str(exc)[:200])
         raise UsageError(f"git protocol error: {_first_line(exc)}") from None
+    except PushTooLarge as exc:
+        raise UsageError(str(exc)) from None
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        # The client hung up before the last answer; what it pushed is settled.
+        log.info("git_client_gone", app=app, command=command, error=str(exc)[:200])
+        return 1
     finally:
         if receiving:
             packs.remove_stale(repo_path(settings, app))

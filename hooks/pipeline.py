@@ -10,10 +10,11 @@ The caller holds the app's deploy lock and passes it as DOTCLOUD_LOCK_FD.
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 
-from dotcloud import logs, names
+from dotcloud import logs, names, outcome
 from dotcloud.errors import DotcloudError, NotFound
 from dotcloud.fsutil import write_json
 from dotcloud.locks import AppLock
@@ -48,8 +49,10 @@ def main(argv=None) -> int:
     store = Store(settings.db_path)
     lock = _hold_lock(settings, names.app(args.app))
     try:
+        # What an earlier pipeline of this app, killed half way, left unsettled.
+        settle(settings, store, names.app(args.app))
         if args.action == "push":
-            push(settings, store, args.app, args.rev, args.user, progress)
+            push(settings, store, args.app, args.rev, args.user, progress, ref=args.ref)
         elif args.action == "deploy":
             redeploy(settings, store, args.app, args.number, args.user, progress)
         else:
@@ -69,26 +72,31 @@ def main(argv=None) -> int:
     return 0
 
 
-def push(settings, store, app, rev, user, progress) -> None:
+def push(settings, store, app, rev, user, progress, ref="refs/heads/main") -> None:
+    repo = settings.data / "repos" / f"{app}.git"
     variables = store.variables(app)
-    name = upload_name(settings.data / "repos" / f"{app}.git", rev)   # hg-…, rsync-…
+    name = upload_name(repo, rev)   # hg-…, rsync-…
     release = store.new_release(app, rev, user, f"push of {name}" if name else "push",
-                                {"variables": variables})
+                                outcome.push_config(variables, ref))
     try:
-        manifest = build.build(settings, app, release, settings.data / "repos" / f"{app}.git",
-                               variables, progress)
-    except DotcloudError as exc:
-        store.set_release_status(release.id, "failed", f"build failed: {exc}")
-        raise type(exc)(f"build failed: {exc}") from None
-    release = _with_http(store, release, manifest)
-    _deploy(settings, store, app, release, progress)
+        try:
+            manifest = build.build(settings, app, release, repo, variables, progress)
+        except DotcloudError as exc:
+            store.set_release_status(release.id, "failed", f"build failed: {exc}")
+            raise type(exc)(f"build failed: {exc}") from None
+        release = _with_http(store, release, manifest)
+        _deploy(settings, store, app, release, progress)
+    except DotcloudError:
+        # A refused push keeps its record (revisions shows why), not its build.
+        shutil.rmtree(build.release_dir(settings, app, release.build), ignore_errors=True)
+        raise
 
 
 def redeploy(settings, store, app, number, user, progress) -> None:
     source = store.release(app, number)
     if source is None:
         raise NotFound(f"app '{app}' has no release v{number}")
-    config = json.loads(source.config)
+    config = outcome.inherited(json.loads(source.config))
     release = store.new_release(app, source.revision, user, f"deploy of v{number}", config,
                                 build=source.build, status="built")
     progress.step(f"Deploying release v{number} (revision {source.revision[:7]}) without rebuilding")
@@ -99,7 +107,7 @@ def new_config_release(settings, store, app, user, description, progress) -> Non
     current = store.active_release(app)
     if current is None:
         raise NotFound(f"app '{app}' has nothing deployed yet; push code first")
-    config = dict(json.loads(current.config), variables=store.variables(app))
+    config = dict(outcome.inherited(json.loads(current.config)), variables=store.variables(app))
     release = store.new_release(app, current.revision, user, description, config,
                                 build=current.build, status="built")
     _deploy(settings, store, app, release, progress)
@@ -112,11 +120,20 @@ def _deploy(settings, store, app, release, progress) -> None:
     except DotcloudError as exc:
         store.set_release_status(release.id, "failed", f"deploy failed: {exc}")
         raise type(exc)(f"deploy failed: {exc}") from None
+    # The release is active: its branch moves now, whatever the client does.
+    outcome.finish_push(settings.data / "repos" / f"{app}.git", store, app)
     progress.step("Application fully deployed")
     progress.step(settings.url(app))
     progress.line(f"     ({progress.timings()})")
     log.info("deployed", app=app, release=release.number, seconds=round(time.monotonic() - t0, 3))
     retention.prune(settings, store, app)
+
+
+def settle(settings, store, app) -> list[str]:
+    """outcome.settle with this data directory's layout."""
+    return outcome.settle(
+        settings.data / "repos" / f"{app}.git", store, app, settings.run_dir,
+        lambda n: shutil.rmtree(build.release_dir(settings, app, n), ignore_errors=True))
 
 
 def _with_http(store, release, manifest):
