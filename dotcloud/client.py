@@ -124,9 +124,14 @@ def _upload(here: Path, url: str, hg: tuple[str, list[bytes]] | None = None) -> 
         revision = f"rsync-{int(time.time() * 1000)}"
         steps = [(["git", "add", "-A", "."], None)]
     else:
-        # Exactly hg's list: git's own ignore rules play no part, nor .hg.
+        # Exactly hg's list: git's own ignore rules play no part, nor .hg. The
+        # index is kept between uploads, so unchanged files are not read again.
         revision, paths = hg
-        steps = [(["git", "read-tree", "--empty"], None),
+        known = subprocess.run(["git", "ls-files", "-z"], env=env, cwd=here,
+                               capture_output=True).stdout.split(b"\0")
+        gone = set(known) - set(paths) - {b""}
+        steps = [(["git", "update-index", "--force-remove", "-z", "--stdin"],
+                  b"\0".join(sorted(gone))),
                  (["git", "update-index", "--add", "-z", "--stdin"], b"\0".join(paths))]
     steps.append((["git", "commit", "-q", "--allow-empty", "-m", revision], None))
     for step, stdin in steps:

@@ -62,7 +62,8 @@ def test_push_mercurial_working_copy(platform, tmp_path):
     (site / ".hgignore").write_text("syntax: glob\nsecret.txt\n")
     (site / "secret.txt").write_text("ignored by .hgignore")
     (site / "stray.txt").write_text("never added")
-    hg(site, "add", "wsgi.py", "requirements.txt", ".hgignore")
+    (site / "notes.txt").write_text("removed before the second push")
+    hg(site, "add", "wsgi.py", "requirements.txt", ".hgignore", "notes.txt")
     hg(site, "commit", "-m", "first")
     ident = hg(site, "id", "-i")
     assert len(ident) == 12
@@ -77,15 +78,22 @@ def test_push_mercurial_working_copy(platform, tmp_path):
     assert release["description"] == f"push of hg-{ident}"
     src = platform.data / "releases" / "hgsite" / "v1" / "src"
     uploaded = {p.name for p in src.iterdir()} - {"__pycache__"}
-    assert uploaded == {".hgignore", "requirements.txt", "wsgi.py"}   # no secret, stray or .hg
+    assert uploaded == {".hgignore", "requirements.txt", "wsgi.py", "notes.txt"}  # no .hg,
+    # secret.txt (ignored) or stray.txt (unknown)
     assert f"push of hg-{ident}" in platform.ssh("alice", "revisions", "hgsite").out
 
-    # Uncommitted changes to tracked files go too, and the name says so.
+    # Uncommitted changes go too (modified, added, removed), and the name says so.
     (site / "wsgi.py").write_text(WSGI.format(body="hg v2"))
+    (site / "added.txt").write_text("added, not committed")
+    hg(site, "add", "added.txt")
+    hg(site, "remove", "notes.txt")
     r = client(platform, site, "push", "hgsite", home=tmp_path)
     assert r.returncode == 0, r.stderr
     assert f"as hg-{ident}+" in r.stdout
     assert platform.get("hgsite.localhost")[:2] == (200, "hg v2")
+    src = platform.data / "releases" / "hgsite" / "v2" / "src"
+    assert {p.name for p in src.iterdir()} - {"__pycache__"} == {
+        ".hgignore", "requirements.txt", "wsgi.py", "added.txt"}
     r = platform.ssh("alice", "deploy", "hgsite", f"hg-{ident}")
     assert r.code == 0, r.text
     assert platform.get("hgsite.localhost")[:2] == (200, "hg v1")
