@@ -148,7 +148,8 @@ def registry(ctx: BuildContext, npm: str) -> str:
 def tool_env(ctx: BuildContext, manager: Manager, npm: str) -> dict[str, str]:
     """Variables every run of the manager needs (its caches, the registry)."""
     if manager.name == "pnpm":
-        return {"npm_config_store_dir": str(ctx.cache_dir / "pnpm-store")}
+        return {"npm_config_store_dir": str(ctx.cache_dir / "pnpm-store"),
+                "npm_config_update_notifier": "false"}
     if manager.name != "yarn":
         return {}
     if not manager.berry:

@@ -1,5 +1,7 @@
 """Node apps through a real push: node_modules is a real directory of the app."""
 import json
+import os
+import shutil
 import subprocess
 
 import pytest
@@ -53,3 +55,49 @@ def test_build_reads_the_app_through_node_modules_then_reuses_them(platform, tmp
     assert "Installing dependencies" not in r.err, r.err
     status, body, _ = platform.get("nodemods.localhost")
     assert json.loads(body)["built"] == "changed"
+
+
+def make_lock(tmp_path, name, version, package):
+    """The lock the real yarn or pnpm writes, the tool fetched as the platform does."""
+    from buildpacks.base import BuildContext, base_env
+    from buildpacks.nodemanagers import Manager, fetch, tool_env
+    from buildpacks.spec import ServiceSpec
+
+    work = tmp_path / f"lock-{name}"
+    work.mkdir()
+    (work / "package.json").write_text(json.dumps(package))
+    ctx = BuildContext(app="lockgen", service=ServiceSpec(name="www", type="nodejs"), src=work,
+                       release_dir=work, cache_dir=tmp_path / "tool-cache", env={},
+                       log=lambda line: None)
+    manager = Manager(name, version, None)
+    npm = shutil.which("npm")
+    tool = fetch(ctx, manager, shutil.which("node"), npm)
+    env = {**base_env(), **tool_env(ctx, manager, npm)}
+    env["PATH"] = f"{os.path.dirname(shutil.which('node'))}:{env['PATH']}"
+    args = ("install", "--lockfile-only") if name == "pnpm" else ("install", "--ignore-scripts")
+    subprocess.run([*tool.argv, *args], cwd=work, env=env, check=True, capture_output=True,
+                   timeout=300)
+    lock = "pnpm-lock.yaml" if name == "pnpm" else "yarn.lock"
+    return lock, (work / lock).read_text()
+
+
+@pytest.mark.parametrize("name,version,declared", [
+    ("pnpm", "9.12.0", True), ("yarn", "1.22.22", False)])
+def test_yarn_and_pnpm_apps(platform, tmp_path, name, version, declared):
+    package = dict(PACKAGE, **({"packageManager": f"{name}@{version}"} if declared else {}))
+    package["scripts"] = dict(PACKAGE["scripts"], start=f"{name} run serve",
+                              serve="node server.js")
+    lock, text = make_lock(tmp_path, name, version, package)
+    # pnpm's node_modules/ms leads into node_modules/.pnpm, so its build
+    # reads the source directly.
+    build = BUILD_JS.replace('path.join(ms, "..", "..", "src", "x.txt")', '"src/x.txt"')
+    repo = git_repo(tmp_path / name, {
+        "package.json": json.dumps(package), lock: text, "build.js": build,
+        "server.js": SERVER_JS, "src/x.txt": f"built by {name}"})
+    r = platform.push("alice", repo, f"node{name}")
+    assert r.code == 0, r.text
+    assert f"and {name}@{version}" in r.err and "Pruning devDependencies" in r.err, r.err
+    status, body, _ = platform.get(f"node{name}.localhost")
+    assert status == 200, body
+    assert json.loads(body) == {"built": f"built by {name}", "NODE_ENV": "production",
+                                "dev": False, "ms": "2.0.0"}
