@@ -4,7 +4,9 @@ instance across pushes that leave their definition unchanged.
 
 DATA/services/APP/SERVICE holds the password (mode 0600, made once and
 reused), redis.conf or the postgres cluster (pgdata/, initialised once) and
-the data. A kept instance's row moves to the new generation, so retiring the
+the data. postgres also speaks TLS, with a self-signed certificate made
+once (server.crt, server.key): apps written for Heroku connect with
+sslmode=require, which checks no certificate but refuses a plain server. A kept instance's row moves to the new generation, so retiring the
 old one does not stop it; a deploy that does not finish moves it back.
 Two servers must never run on one data directory: a changed definition
 stops the old instance before the new one starts, which interrupts the
@@ -14,6 +16,8 @@ still refuses them as "starting up"). Apps written for Heroku find their
 one postgresql or redis service as DATABASE_URL / REDIS_URL. This module
 never deletes data.
 """
+import datetime
+import ipaddress
 import json
 import os
 import secrets
@@ -24,6 +28,11 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from buildpacks.datastores import pg_bin, unprivileged
 from dotcloud.errors import DeployError
@@ -79,9 +88,48 @@ def prepare(settings: Settings, app: str, service: str, kind: str) -> Credential
                 "daemonize no\nsave 60 1\n")
         write_atomic(root / "redis.conf", conf.encode())
         os.chmod(root / "redis.conf", 0o600)
-    elif not (root / "pgdata" / "PG_VERSION").exists():
-        _initdb(root, pw_file)
+    else:
+        if not (root / "pgdata" / "PG_VERSION").exists():
+            _initdb(root, pw_file)
+        _pg_tls(root)
     return Credentials(LOGINS[kind], password)
+
+
+def _pg_tls(root: Path) -> None:
+    """TLS for the cluster in root/pgdata: the certificate and key, made once,
+    and the settings in root/tls.conf, which postgresql.conf includes. A
+    running server takes them at its next start."""
+    cert, key = root / "server.crt", root / "server.key"
+    if not (cert.exists() and key.exists()):
+        cert_pem, key_pem = _self_signed("127.0.0.1")
+        write_atomic(key, key_pem)
+        os.chmod(key, 0o600)        # postgres refuses a key others may read
+        write_atomic(cert, cert_pem)
+    write_atomic(root / "tls.conf", (f"ssl = on\nssl_cert_file = '{cert}'\n"
+                                     f"ssl_key_file = '{key}'\n").encode())
+    conf = root / "pgdata" / "postgresql.conf"
+    include = f"include_if_exists = '{root / 'tls.conf'}'\n"
+    text = conf.read_text()
+    if include not in text:
+        write_atomic(conf, (text.rstrip("\n") + "\n" + include).encode())
+
+
+def _self_signed(host: str) -> tuple[bytes, bytes]:
+    """A certificate for `host` signed by its own key (PEM cert, PEM key)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
+                ipaddress.ip_address(host))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM,
+                              serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
 
 
 def _initdb(root: Path, pw_file: Path) -> None:

@@ -175,6 +175,21 @@ def test_postgres_cluster_is_initialised_once(tmp_path):
     assert marker.exists() and version.exists()
 
 
+def test_postgres_speaks_tls_with_a_certificate_made_once(tmp_path):
+    settings = load(tmp_path)
+    datastores.prepare(settings, "app", "db", "postgresql")
+    root = datastores.data_dir(settings, "app", "db")
+    cert = (root / "server.crt").read_bytes()
+    assert cert.startswith(b"-----BEGIN CERTIFICATE-----")
+    assert (root / "server.key").stat().st_mode & 0o777 == 0o600
+    assert (root / "tls.conf").read_text() == (
+        f"ssl = on\nssl_cert_file = '{root}/server.crt'\nssl_key_file = '{root}/server.key'\n")
+    datastores.prepare(settings, "app", "db", "postgresql")
+    assert (root / "server.crt").read_bytes() == cert
+    conf = (root / "pgdata" / "postgresql.conf").read_text()
+    assert conf.count(f"\ninclude_if_exists = '{root}/tls.conf'\n") == 1
+
+
 def test_failing_initdb_fails_the_deploy(tmp_path):
     settings = load(tmp_path)
     root = datastores.data_dir(settings, "app", "db")

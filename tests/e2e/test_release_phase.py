@@ -128,9 +128,11 @@ MARKS_WSGI = '''
 import json, os, psycopg
 
 def application(environ, start_response):
-    with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+    # As Heroku apps do (dj-database-url's ssl_require): TLS or nothing.
+    with psycopg.connect(os.environ["DATABASE_URL"], sslmode="require") as conn:
         marks = [r[0] for r in conn.execute("SELECT service FROM marks")]
-    body = json.dumps({"marks": marks, "DATABASE_URL": os.environ["DATABASE_URL"],
+        tls = conn.pgconn.ssl_in_use
+    body = json.dumps({"marks": marks, "tls": tls, "DATABASE_URL": os.environ["DATABASE_URL"],
                        "pg": os.environ["DOTCLOUD_DB_POSTGRESQL_URL"],
                        "REDIS_URL": os.environ.get("REDIS_URL")})
     start_response("200 OK", [("Content-Type", "application/json")])
@@ -150,7 +152,7 @@ def test_postinstall_reaches_a_new_postgresql_service_in_the_first_push(platform
     assert "[db.0] Running postinstall" not in r.err     # approot '.' holds it, db too
     assert r.err.index("[db.0] Accepting connections") < r.err.index("[www.0] Running postinstall")
     seen = json.loads(body(platform, "pinst"))
-    assert seen["marks"] == ["www"]
+    assert seen["marks"] == ["www"] and seen["tls"] is True
     assert seen["DATABASE_URL"] == seen["pg"] and seen["REDIS_URL"] is None
 
 
