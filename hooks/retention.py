@@ -4,6 +4,8 @@ A build still used by a live generation is never removed, whatever its age.
 Dependency cache entries that no kept release uses (and no build used for a
 week) go with them.
 """
+import json
+import re
 import shutil
 
 from buildpacks import cache
@@ -12,6 +14,7 @@ from dotcloud import logs
 from .build import release_dir
 
 log = logs.get("retention")
+HOME_RE = re.compile(r"g(\d+)-")
 
 
 def prune(settings, store, app: str) -> list[int]:
@@ -26,6 +29,7 @@ def prune(settings, store, app: str) -> list[int]:
         if b not in keep and path.exists():
             shutil.rmtree(path, ignore_errors=True)
             removed.append(b)
+    prune_homes(settings, store, app)
     if removed:
         log.info("releases_pruned", app=app, builds=removed)
         # The dependency cache is shared by every app: keep what any kept release uses.
@@ -33,4 +37,29 @@ def prune(settings, store, app: str) -> list[int]:
         dropped = cache.prune(settings.data / "cache", kept)
         if dropped:
             log.info("cache_pruned", entries=[p.name for p in dropped])
+    return removed
+
+
+def prune_homes(settings, store, app: str) -> list[str]:
+    """Remove the homes of instances that are gone: stopped, of a generation no longer live.
+
+    A data service's instance keeps the home it was born with across
+    generations, so what an instance's spec names is kept, whatever its
+    generation.
+    """
+    root = settings.data / "homes" / app
+    if not root.is_dir():
+        return []
+    live = {g.id for g in store.generations(app, ("starting", "active", "draining"))}
+    in_use = {json.loads(i.spec).get("home") for i in store.instances(app)
+              if not (i.desired == "stop" and i.state == "stopped")}
+    removed = []
+    for home in root.iterdir():
+        match = HOME_RE.match(home.name)
+        if not match or int(match.group(1)) in live or str(home) in in_use:
+            continue
+        shutil.rmtree(home, ignore_errors=True)
+        removed.append(home.name)
+    if removed:
+        log.info("homes_pruned", app=app, homes=sorted(removed))
     return removed

@@ -63,3 +63,31 @@ def test_push_past_the_size_limit_is_refused(platform, tmp_path):
     assert refs(platform, "bigpush") == before
     assert repo_files(platform, "bigpush") == files, "the refused pack left files behind"
     assert platform.get("bigpush.localhost")[:2] == (200, "big good")
+
+
+def _tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+@pytest.mark.parametrize("app, files, why", [
+    ("failbuild", {"requirements.txt": "no-such-package-dotcloud-test==1.0\n"}, "build failed"),
+    ("faildeploy", {"wsgi.py": "raise SystemExit(3)\n"}, "deploy failed"),
+])
+def test_a_failed_build_or_deploy_leaves_no_build_output(platform, tmp_path, app, files, why):
+    repo = git_repo(tmp_path / "fb", python_app("fb good"))
+    assert platform.push("alice", repo, app).code == 0
+    releases = platform.data / "releases" / app
+    before = _tree(releases)
+    before_homes = [p.name for p in (platform.data / "homes" / app).iterdir()]
+    git_repo(repo, files, "broken")
+    r = platform.push("alice", repo, app)
+    assert r.code != 0 and why in r.err, r.err
+    assert _tree(releases) == before
+    assert platform.get(f"{app}.localhost")[:2] == (200, "fb good")
+    homes = platform.data / "homes" / app
+    failed = set(p.name for p in homes.iterdir()) - set(before_homes)
+    # The next deploy removes the homes of instances that are gone.
+    git_repo(repo, python_app("fb fixed"), "fixed")
+    assert platform.push("alice", repo, app).code == 0
+    assert platform.get(f"{app}.localhost")[:2] == (200, "fb fixed")
+    assert not failed & set(p.name for p in homes.iterdir()), failed
