@@ -6,8 +6,9 @@ DATA/services/APP/SERVICE holds the password (mode 0600, made once and
 reused), redis.conf or the postgres cluster (pgdata/, initialised once) and
 the data. postgres also speaks TLS, with a self-signed certificate made
 once (server.crt, server.key): apps written for Heroku connect with
-sslmode=require, which checks no certificate but refuses a plain server. A kept instance's row moves to the new generation, so retiring the
-old one does not stop it; a deploy that does not finish moves it back.
+sslmode=require, which checks no certificate but refuses a plain server.
+A kept instance's row moves to the new generation, so retiring the old one
+does not stop it; a deploy that does not finish moves it back.
 Two servers must never run on one data directory: a changed definition
 stops the old instance before the new one starts, which interrupts the
 service briefly. A new server is ready when it answers its own protocol,
