@@ -119,6 +119,11 @@ def _prepare(ctx: BuildContext, package: dict, warn) -> _Install:
     return _Install(node, npm, manager, label, tuple(files), cache.Entry(ctx.cache_dir / "node", key))
 
 
+def _files(paths: list[str]) -> str:
+    shown = ", ".join(f"node_modules/{p}" for p in paths[:3])
+    return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+
 class NodejsBuildpack(Buildpack):
 
     def check(self, ctx: BuildContext) -> None:
@@ -153,18 +158,21 @@ class NodejsBuildpack(Buildpack):
         self._script(ctx, install, tool, env, scripts, "heroku-prebuild")
 
         reused = self._install(ctx, install, tool, tool_env)
-        for name in INSTALL_SCRIPTS:
-            if name in scripts:
-                # --ignore-scripts: each runs once, not again as another's pre/post.
-                ctx.log(f"Running {name} script")
-                check_step(f"{name} script", (install.npm, "run", "--ignore-scripts", name),
-                           cwd=ctx.src, env=env, timeout=ctx.timeout, log=ctx.log,
-                           executor=ctx.executor)
-        build = "heroku-postbuild" if "heroku-postbuild" in scripts else "build"
-        self._script(ctx, install, tool, env, scripts, build)
-        self._prune(ctx, install, tool, env)
-        self._script(ctx, install, tool, env, scripts, "heroku-cleanup")
-        self._check_cache(ctx, install.entry)
+        try:
+            for name in INSTALL_SCRIPTS:
+                if name in scripts:
+                    # --ignore-scripts: each runs once, not again as another's pre/post.
+                    ctx.log(f"Running {name} script")
+                    check_step(f"{name} script", (install.npm, "run", "--ignore-scripts", name),
+                               cwd=ctx.src, env=env, timeout=ctx.timeout, log=ctx.log,
+                               executor=ctx.executor)
+            build = "heroku-postbuild" if "heroku-postbuild" in scripts else "build"
+            self._script(ctx, install, tool, env, scripts, build)
+            self._prune(ctx, install, tool, env)
+            self._script(ctx, install, tool, env, scripts, "heroku-cleanup")
+        finally:
+            # A failed build may have written too.
+            self._check_cache(ctx, install.entry)
         return BuildResult(processes=processes, http="web" in processes, incremental=reused,
                            env={"PATH": path, **node_env})
 
@@ -185,13 +193,23 @@ class NodejsBuildpack(Buildpack):
         target = ctx.src / "node_modules"
         if nodemodules.remove(target):
             ctx.log("node_modules from the repository replaced by the built one")
-        while True:
+        for _ in range(3):
             reused = cache.ensure(
                 install.entry, lambda path: self._fill(ctx, install, tool, tool_env, path),
                 on_wait=lambda: ctx.log("Waiting for another build of the same dependencies..."))
+            # What ran after an earlier build's own check (the build file's
+            # postbuild, postinstall, the app itself) may have written too.
+            written = nodemodules.written_in_place(install.entry) if reused else []
+            if written:
+                ctx.log(f"{_files(written)} of the cached dependencies changed after they were "
+                        "installed: installing them anew")
+                nodemodules.discard(install.entry, written)
+                continue
             if nodemodules.materialise(install.entry, target):
                 break
             nodemodules.remove(target)   # discarded meanwhile by another build: once more
+        else:
+            raise BuildError("the cached dependencies keep changing while this build uses them")
         if reused:
             ctx.log("Dependencies unchanged: node_modules linked from an earlier build")
         cache.record_use(ctx.release_dir, f"{ctx.service.name}-node", install.entry)
@@ -234,9 +252,7 @@ class NodejsBuildpack(Buildpack):
         written = nodemodules.written_in_place(entry)
         if not written:
             return
-        shown = ", ".join(f"node_modules/{p}" for p in written[:3])
-        more = f" and {len(written) - 3} more" if len(written) > 3 else ""
-        ctx.log(f"The build wrote into {shown}{more} in place: those files are copied, not "
+        ctx.log(f"The build wrote into {_files(written)} in place: those files are copied, not "
                 "linked, from now on, and the cached dependencies are installed anew next time")
         nodemodules.discard(entry, written)
 

@@ -14,7 +14,10 @@ linked file:
   (patch-package, `prisma generate`). `written_in_place` finds that after
   the build (a file of the entry newer than the entry itself); the caller
   then discards the entry, and remembers those paths beside it so every
-  later materialisation copies them instead of linking them.
+  later materialisation copies them instead of linking them. The same
+  check before each reuse catches what wrote later (the build file's
+  postbuild, postinstall, the app at run time), so a written entry never
+  reaches another release.
 """
 from __future__ import annotations
 
@@ -80,7 +83,10 @@ def materialise(entry: cache.Entry, target: Path) -> bool:
 
 def written_in_place(entry: cache.Entry) -> list[str]:
     """Files of the entry's node_modules modified since it was completed."""
-    since = os.stat(entry.path / cache.COMPLETE).st_mtime_ns
+    try:
+        since = os.stat(entry.path / cache.COMPLETE).st_mtime_ns
+    except FileNotFoundError:
+        return []     # discarded meanwhile: nothing of it will be used again
     root = entry.path / "node_modules"
     found = []
     for directory, _, files in os.walk(root):

@@ -203,6 +203,35 @@ def test_a_build_writing_into_node_modules_never_reaches_the_cache(make_ctx):
     assert (third.src / "node_modules" / "ms" / "index.js").read_text().count("// patched") == 1
 
 
+@pytest.mark.slow
+def test_a_failing_build_that_wrote_is_caught_too(make_ctx):
+    patch = "node -e \"require('fs').appendFileSync('node_modules/ms/index.js', '//x')\""
+    scripts = {"postinstall": patch, "build": "exit 3"}
+    files = {"package.json": json.dumps(app(scripts=scripts, description="fails"))}
+    ctx, lines = make_ctx(files, type="nodejs", processes=WORKER)
+    with pytest.raises(BuildError) as info:
+        build_service(ctx)
+    assert str(info.value) == "build script failed (exit 3)"
+    assert any(line.startswith("The build wrote into node_modules/ms/index.js in place")
+               for line in lines.lines), lines.text
+    assert plan(ctx) is False
+
+
+@pytest.mark.slow
+def test_a_postbuild_writing_into_node_modules_is_caught_at_the_next_reuse(make_ctx):
+    # The build file's postbuild runs after the nodejs build's own check.
+    files = {"package.json": json.dumps(app(description="postbuild-writes"))}
+    write = "echo '// written' >> node_modules/ms/index.js"
+    ctx, _ = make_ctx(files, type="nodejs", processes=WORKER, postbuild=write)
+    build_service(ctx)
+    again, lines = make_ctx(files, type="nodejs", processes=WORKER)
+    assert build_service(again).incremental is False
+    assert ("node_modules/ms/index.js of the cached dependencies changed after they were "
+            "installed: installing them anew") in lines.lines
+    assert "// written" not in (again.src / "node_modules" / "ms" / "index.js").read_text()
+    assert (ctx.src / "node_modules" / "ms" / "index.js").read_text().count("// written") == 1
+
+
 @pytest.mark.parametrize("files,message", [
     ({"package-lock.json": "{}", "yarn.lock": ""},
      "two lock files: package-lock.json and yarn.lock; keep only the one of the package "
