@@ -8,16 +8,16 @@ its scripts, lock, .npmrc/.yarnrc) into the shared cache, beside a copy of
 package.json without `scripts` (the app's own scripts need its source and
 run below, in approot). The release gets its own `node_modules` of hard
 links to that install (nodemodules.py), so an unchanged push installs
-nothing and `node_modules/..` is the app. Then, in approot and in this
-order: the app's install scripts (preinstall, install, postinstall,
-prepare), `heroku-prebuild` having run before, `heroku-postbuild` or else
-`build`, pruning devDependencies, `heroku-cleanup`. Builds and apps run
-with `NODE_ENV=production` unless the service sets it.
+nothing and `node_modules/..` is the app. In approot, in this order:
+`heroku-prebuild`; node_modules linked (installed first if new); the app's
+install scripts (preinstall, install, postinstall, prepare);
+`heroku-postbuild` or else `build`; devDependencies pruned;
+`heroku-cleanup`; then a check that nothing wrote into the cached files.
+Builds and apps run with `NODE_ENV=production` unless the service sets it.
 """
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,7 +116,8 @@ def _prepare(ctx: BuildContext, package: dict, warn) -> _Install:
         raise BuildError(str(e)) from None
     key = cache.content_key(KEY_FORMAT, node.version, label,
                             *(part for pair in files for part in pair))
-    return _Install(node, npm, manager, label, tuple(files), cache.Entry(ctx.cache_dir / "node", key))
+    entry = cache.Entry(ctx.cache_dir / "node", key)
+    return _Install(node, npm, manager, label, tuple(files), entry)
 
 
 def _files(paths: list[str]) -> str:

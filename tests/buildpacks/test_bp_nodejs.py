@@ -35,7 +35,8 @@ def lock_file(make_ctx):
     """A package-lock.json made by npm install, for the npm ci tests."""
     ctx, _ = make_ctx({"package.json": package(), "server.js": SERVER}, type="nodejs")
     build_service(ctx)
-    return (ctx.release_dir / ".deps" / "www-node").resolve().joinpath("package-lock.json").read_text()
+    entry = (ctx.release_dir / ".deps" / "www-node").resolve()
+    return (entry / "package-lock.json").read_text()
 
 
 needs_npm = pytest.mark.skipif(not shutil.which("npm"), reason="npm is not installed")
