@@ -134,6 +134,19 @@ def test_lock_honoured_dev_dependencies_for_the_build_only(make_ctx, tmp_path, c
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("declared", ["pnpm@9.12.0", "yarn@1.22.22", "yarn@4.5.0"])
+def test_package_manager_without_a_lock(make_ctx, declared):
+    package = app(scripts={"build": BUILD}, packageManager=declared)
+    ctx, lines = make_ctx({"package.json": json.dumps(package)}, type="nodejs",
+                          processes=WORKER)
+    build_service(ctx)
+    assert any(line.startswith("Installing dependencies with ") and "frozen" not in line
+               and "immutable" not in line for line in lines.lines), lines.text
+    assert (ctx.src / "built.txt").read_text() == "2.0.0"
+    assert not os.path.exists(ctx.src / "node_modules" / "is-number")
+
+
+@pytest.mark.slow
 def test_lock_change_is_a_new_install(make_ctx, tmp_path):
     manager, _ = CASES["npm"]
     text, lock, lock_text = make_lock(make_ctx, tmp_path, manager, app())
