@@ -135,7 +135,7 @@ def fetch(ctx: BuildContext, manager: Manager, node: str, npm: str) -> Tool:
 
 
 def registry(ctx: BuildContext, npm: str) -> str:
-    """The machine's npm registry (`npm config get registry`), for yarn."""
+    """The machine's npm registry (`npm config get registry`), for yarn and pnpm."""
     lines: list[str] = []
     status = ctx.executor.run((npm, "config", "get", "registry"), cwd=ctx.src,
                               env=build_env(ctx), timeout=60, on_line=lines.append)
@@ -148,7 +148,10 @@ def registry(ctx: BuildContext, npm: str) -> str:
 def tool_env(ctx: BuildContext, manager: Manager, npm: str) -> dict[str, str]:
     """Variables every run of the manager needs (its caches, the registry)."""
     if manager.name == "pnpm":
+        # pnpm reads .npmrc files, but not necessarily the ones node's npm
+        # reads (its global one sits beside npm): it is told npm's registry.
         return {"npm_config_store_dir": str(ctx.cache_dir / "pnpm-store"),
+                "npm_config_registry": registry(ctx, npm),
                 "npm_config_update_notifier": "false"}
     if manager.name != "yarn":
         return {}
