@@ -85,6 +85,17 @@ def built(make_ctx, files, make_lock=None, **fields):
     return ctx, lines, result, installed(result.env["VIRTUAL_ENV"])
 
 
+def rebuilt(make_ctx, ctx, result):
+    """The same tree, lock included, again: the virtualenv is reused, nothing runs."""
+    files = {str(p.relative_to(ctx.src)): p.read_text() for p in ctx.src.rglob("*")
+             if p.is_file()}
+    again, lines = make_ctx(files)
+    assert plan(again) is True
+    second = build_service(again)
+    assert second.incremental is True and second.env == result.env
+    assert not [line for line in lines.lines if line.startswith(("Installing", "Exporting"))]
+
+
 def check_locked(versions, result):
     assert versions["six"] == OLD_SIX
     assert "itsdangerous" not in versions       # dev dependencies stay out
@@ -112,6 +123,7 @@ def test_pipfile_lock(make_ctx, tools):
     # the lock pinned idna too; uv installed that very version, hashes checked
     locked = json.loads((ctx.src / "Pipfile.lock").read_text())["default"]
     assert versions["idna"] == locked["idna"]["version"].lstrip("=")
+    rebuilt(make_ctx, ctx, result)
 
 
 @pytest.mark.slow
@@ -136,6 +148,7 @@ def test_poetry_lock(make_ctx, tools):
     check_locked(versions, result)
     assert "Installing poetry.lock with uv" in lines.lines
     assert "itsdangerous" in (ctx.src / "poetry.lock").read_text()
+    rebuilt(make_ctx, ctx, result)
 
 
 @pytest.mark.slow
@@ -148,13 +161,7 @@ def test_uv_lock(make_ctx, tools):
     assert "Installing uv.lock with uv" in lines.lines
     assert not (ctx.src / ".venv").exists()     # uv made nothing in the tree
 
-    # The same lock again: the virtualenv is reused, nothing runs.
-    again, lines2 = make_ctx({"wsgi.py": WSGI, "pyproject.toml": project,
-                              "uv.lock": (ctx.src / "uv.lock").read_text()})
-    assert plan(again) is True
-    second = build_service(again)
-    assert second.incremental is True and second.env == result.env
-    assert not [line for line in lines2.lines if line.startswith(("Installing", "Exporting"))]
+    rebuilt(make_ctx, ctx, result)
 
 
 @pytest.mark.slow
