@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def tools(tmp_path_factory):
     """A virtualenv with pipenv and poetry, to make locks as their users do."""
     root = tmp_path_factory.mktemp("lock-tools")
     env = tool_env(root)
-    subprocess.run([uv_binary(), "venv", "-q", "--python", os.sys.executable, str(root / "v")],
+    subprocess.run([uv_binary(), "venv", "-q", "--python", sys.executable, str(root / "v")],
                    env=env, check=True)
     subprocess.run([uv_binary(), "pip", "install", "-q", "--python", str(root / "v/bin/python"),
                     "pipenv", "poetry"], env=env, check=True)
@@ -197,6 +198,12 @@ REFUSALS = [
      "Pipfile.lock: not valid JSON: Expecting value: line 1 column 11 (char 10)"),
     ({"Pipfile": '[packages]\nsix = "*"\n', "Pipfile.lock": '[]'},
      "Pipfile.lock: not a Pipfile.lock ('_meta' and 'default' tables expected)"),
+    ({"Pipfile": '[packages]\nsix = "*"\n',
+      "Pipfile.lock": '{"_meta": {}, "default": {"six": "==1.15.0"}}'},
+     "Pipfile.lock: not a Pipfile.lock ('_meta' and 'default' tables expected)"),
+    ({"Pipfile.lock": '{"_meta": {}, "default": {}}'}, "Pipfile.lock: no Pipfile beside it"),
+    ({"Pipfile": "[packages\n", "Pipfile.lock": '{"_meta": {}, "default": {}}'},
+     "Pipfile: not valid TOML: ..."),
     ({"requirements.txt": "six\n", "poetry.lock": "", "pyproject.toml": PYPROJECT},
      "requirements.txt and poetry.lock: several package managers in one service; "
      "keep the files of only one"),
@@ -214,6 +221,8 @@ REFUSALS = [
      "and commit it"),
     ({"poetry.lock": ""}, "poetry.lock: no pyproject.toml beside it"),
     ({"uv.lock": "version = 1\n"}, "uv.lock: no pyproject.toml beside it"),
+    ({"uv.lock": "package = 1\n", "pyproject.toml": PYPROJECT},
+     "uv.lock: not a uv lock ('[[package]]' entries expected)"),
     ({"uv.lock": "version = = 1\n", "pyproject.toml": PYPROJECT},
      "uv.lock: not valid TOML: ..."),
     ({"pyproject.toml": "[project]\nname = 'a'\ndynamic = ['dependencies']\n"},
