@@ -3,6 +3,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 from loadgen import Load
@@ -126,7 +127,20 @@ def test_deployer_killed_mid_deploy(platform, tmp_path):
         platform.wait_listening()
         # The orphaned pipeline may still finish its deploy: old or new, never an error.
         assert fresh_bodies(platform, "zdk.localhost") <= {"zdk v1", "zdk v2"}
+        deadline = time.monotonic() + 120
+        while subprocess.run(["pgrep", "-f", "hooks.pipeline .* push zdk "],
+                             capture_output=True).returncode == 0:
+            assert time.monotonic() < deadline, "the orphaned pipeline never ended"
+            time.sleep(0.2)
     assert load.failures == 0, load.errors[:5]
+    # Whichever way it ended, the branch names what serves.
+    served = fresh_bodies(platform, "zdk.localhost")
+    heads = subprocess.run(["git", "ls-remote", platform.remote("zdk"), "refs/heads/main"],
+                           env=platform.git_env("alice"), capture_output=True, text=True,
+                           timeout=60).stdout.split()[0]
+    local = subprocess.run(["git", "rev-parse", "HEAD", "HEAD~1"], cwd=repo, capture_output=True,
+                           text=True).stdout.split()
+    assert (served, heads) in (({"zdk v2"}, local[0]), ({"zdk v1"}, local[1])), (served, heads)
     git_repo(repo, python_app("zdk v3"), "v3")
     r = platform.push("alice", repo, "zdk")
     assert r.code == 0, r.text
