@@ -13,7 +13,7 @@ import threading
 import paramiko
 
 from dotcloud import logs
-from dotcloud.errors import DotcloudError
+from dotcloud.errors import DotcloudError, UsageError
 from dotcloud.fsutil import write_json
 from dotcloud.settings import Settings
 from dotcloud.state import Store
@@ -133,16 +133,7 @@ def run_request(settings, store, user, kind, command: bytes, channel) -> int:
         io.stderr("dotcloud: no interactive shell here; try: ssh ... help\n")
         return 1
     try:
-        argv = shlex.split(command.decode("utf-8"))
-    except UnicodeDecodeError:
-        io.stderr("dotcloud: the command is not valid UTF-8\n")
-        return 2
-    except ValueError as exc:
-        io.stderr(f"dotcloud: cannot parse the command: {exc}\n")
-        return 2
-    if len(argv) >= 2 and argv[0] == "git" and f"git-{argv[1]}" in GIT_COMMANDS:
-        argv = [f"git-{argv[1]}", *argv[2:]]
-    try:
+        argv = command_argv(command)
         if argv and argv[0] in GIT_COMMANDS:
             if len(argv) != 2:
                 io.stderr(f"dotcloud: usage: {argv[0]} APP\n")
@@ -154,6 +145,19 @@ def run_request(settings, store, user, kind, command: bytes, channel) -> int:
     except DotcloudError as exc:
         _stderr(channel, f"dotcloud: {exc}\n")   # the client may be gone already
         return exc.exit_status
+
+
+def command_argv(command: bytes) -> list[str]:
+    """The words of an exec request, as a shell would split them; UsageError if it can't."""
+    try:
+        argv = shlex.split(command.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError("the command is not valid UTF-8") from None
+    except ValueError as exc:
+        raise UsageError(f"cannot parse the command: {exc}") from None
+    if len(argv) >= 2 and argv[0] == "git" and f"git-{argv[1]}" in GIT_COMMANDS:
+        argv = [f"git-{argv[1]}", *argv[2:]]
+    return argv
 
 
 def _stderr(channel, text: str) -> None:
