@@ -147,6 +147,17 @@ def test_package_manager_without_a_lock(make_ctx, declared):
 
 
 @pytest.mark.slow
+def test_a_package_manager_version_that_does_not_exist(make_ctx):
+    files = {"package.json": json.dumps(app(packageManager="pnpm@0.0.1"))}
+    ctx, lines = make_ctx(files, type="nodejs", processes=WORKER)
+    with pytest.raises(BuildError) as info:
+        build_service(ctx)
+    assert str(info.value) == "installing pnpm@0.0.1 failed (exit 1)"
+    assert any("pnpm@0.0.1" in line and "npm error" in line for line in lines.lines), lines.text
+    assert not os.path.exists(ctx.cache_dir / "node-tools" / "pnpm-0.0.1")
+
+
+@pytest.mark.slow
 def test_lock_change_is_a_new_install(make_ctx, tmp_path):
     manager, _ = CASES["npm"]
     text, lock, lock_text = make_lock(make_ctx, tmp_path, manager, app())
