@@ -259,6 +259,44 @@ def test_pipfile_hash_is_pipenvs():
     assert expected in pipfile_hashes(canonical, [])
 
 
+RICH_PIPFILE = """\
+[[source]]
+url = "file:///srv/index/simple"
+verify_ssl = false
+name = "local"
+
+[packages]
+Django = {version = ">=4", extras = ["argon2"]}
+six_x = "*"
+
+[dev-packages]
+pytest = "*"
+
+[docs]
+Sphinx = "*"
+
+[requires]
+python_version = "3.12"
+
+[scripts]
+x = "echo"
+"""
+
+
+@pytest.mark.slow
+def test_pipfile_hash_is_the_one_pipenv_computes(tools, tmp_path):
+    (tmp_path / "Pipfile").write_text(RICH_PIPFILE)
+    run = subprocess.run(
+        [str(tools / "v/bin/python"), "-c",
+         "from pipenv.project import Project; from pipenv.vendor import plette\n"
+         "print(Project().pipfile.calculate_hash())\n"
+         "print(plette.Pipfile.load(open('Pipfile')).get_hash().value)"],
+        cwd=tmp_path, env=tool_env(tmp_path), capture_output=True, text=True, check=True)
+    import tomllib
+    ours = pipfile_hashes(tomllib.loads(RICH_PIPFILE), [])
+    assert set(run.stdout.split()) == ours     # newer pipenv's, and plette's
+
+
 def test_lock_lines_become_constraints_without_hashes_or_paths():
     text = ("six==1.15.0 ; python_version >= '3' \\\n    --hash=sha256:aa \\\n"
             "    --hash=sha256:bb\n-e ./lib\nidna==3.4 --hash=sha256:cc  # pinned\n")
