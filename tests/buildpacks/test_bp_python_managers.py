@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -292,7 +293,6 @@ def test_pipfile_hash_is_the_one_pipenv_computes(tools, tmp_path):
          "print(Project().pipfile.calculate_hash())\n"
          "print(plette.Pipfile.load(open('Pipfile')).get_hash().value)"],
         cwd=tmp_path, env=tool_env(tmp_path), capture_output=True, text=True, check=True)
-    import tomllib
     ours = pipfile_hashes(tomllib.loads(RICH_PIPFILE), [])
     assert set(run.stdout.split()) == ours     # newer pipenv's, and plette's
 
