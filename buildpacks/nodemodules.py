@@ -61,8 +61,13 @@ def materialise(entry: cache.Entry, target: Path) -> bool:
         fcntl.flock(lock, fcntl.LOCK_SH)   # not removed while we link from it
         if not entry.complete():
             return False
-        subprocess.run(["cp", "-al", "--", str(entry.path / "node_modules"), str(target)],
-                       check=True, capture_output=True)
+        source = str(entry.path / "node_modules")
+        linked = subprocess.run(["cp", "-al", "--", source, str(target)], capture_output=True)
+        if linked.returncode != 0:
+            # The cache on another filesystem than the releases: copies then.
+            remove(target)
+            subprocess.run(["cp", "-a", "--", source, str(target)], check=True,
+                           capture_output=True)
     private = []
     for rel in STATE_DIRS:
         directory = target / rel
@@ -74,7 +79,8 @@ def materialise(entry: cache.Entry, target: Path) -> bool:
         remembered = []
     for rel in remembered:
         path = target / rel
-        if isinstance(rel, str) and path.is_file() and not path.is_symlink():
+        if (isinstance(rel, str) and ".." not in Path(rel).parts and path.is_file()
+                and not path.is_symlink()):
             private.append(path)
     for path in private:
         _copy_over(path)

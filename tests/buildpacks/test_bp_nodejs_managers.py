@@ -11,6 +11,8 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -155,6 +157,24 @@ def test_a_package_manager_version_that_does_not_exist(make_ctx):
     assert str(info.value) == "installing pnpm@0.0.1 failed (exit 1)"
     assert any("pnpm@0.0.1" in line and "npm error" in line for line in lines.lines), lines.text
     assert not os.path.exists(ctx.cache_dir / "node-tools" / "pnpm-0.0.1")
+
+
+@pytest.mark.slow
+def test_a_cache_on_another_filesystem_is_copied(make_ctx, tmp_path):
+    shm = "/dev/shm"
+    if not os.path.isdir(shm) or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs a second filesystem at /dev/shm")
+    cache_dir = tempfile.mkdtemp(prefix="node-cache-", dir=shm)
+    try:
+        files = {"package.json": json.dumps(app())}
+        ctx, _ = make_ctx(files, type="nodejs", processes=WORKER)
+        ctx = dataclasses.replace(ctx, cache_dir=Path(cache_dir))
+        build_service(ctx)
+        assert json.loads((ctx.src / "node_modules" / "ms" / "package.json").read_text())[
+            "version"] == "2.0.0"
+        assert os.stat(ctx.src / "node_modules" / "ms" / "index.js").st_nlink == 1
+    finally:
+        shutil.rmtree(cache_dir)
 
 
 @pytest.mark.slow
