@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 DATA ?= $(CURDIR)/var
 PYTEST_ARGS ?=
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench fuzz clean
 
 $(BIN)/dotcloud-server: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -p no:cacheprovider -q $(PYTEST_ARGS)
+
+# About 10^6 cases: FUZZ_EXAMPLES of each of the three fuzz tests (docs/fuzzing.rst).
+FUZZ_EXAMPLES ?= 340000
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -p no:cacheprovider -q \
+		--hypothesis-show-statistics tests/fuzz
 
 bench: install
 	$(BIN)/python bench/push_bench.py

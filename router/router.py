@@ -63,10 +63,12 @@ class Router:
                       http11: bool, keep_alive: bool, upgrading: bool,
                       begin: float) -> Exchange:
         """Route one request whose head has arrived; errors become error exchanges."""
-        if url[:1] != b"/":
+        if url[:1] != b"/" or upgrading:
+            # llhttp takes any CONNECT for an upgrade, whatever its target
             if method == b"CONNECT":
                 return Exchange(client, method, url, None, keep_alive, http11, begin,
                                 error=405, detail="CONNECT is not supported")
+        if url[:1] != b"/":
             url, problem = _origin_form(method, url, header_list)
             if problem:
                 return Exchange(client, method, url, None, keep_alive, http11, begin,

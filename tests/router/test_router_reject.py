@@ -77,6 +77,9 @@ def test_connect_method_refused(fresh_hello):
     hello = fresh_hello
     raw = hello.raw(b"CONNECT hello.localhost:443 HTTP/1.1\r\n" + H + b"\r\n")
     assert status_of(raw) == 405
+    # an origin-form target (found by tests/fuzz) is no way around it
+    raw = hello.raw(b"CONNECT / HTTP/1.1\r\n" + H + b"\r\n")
+    assert status_of(raw) == 405
     assert hello.up.hits == 0
 
 
