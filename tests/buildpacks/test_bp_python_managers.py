@@ -6,6 +6,7 @@ indexes this machine's pip configuration names, so no registry host is
 written in this file. Each lock pins six 1.15.0, older than the newest, and
 puts itsdangerous in a dev group that must not be installed.
 """
+import dataclasses
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from buildpacks.base import base_env
 from buildpacks.cache import content_key
 from buildpacks.detect import detect_type
 from buildpacks.pymanagers import detect, logical_lines, pins, pipfile_hashes
+from buildpacks.python import PythonBuildpack
 from buildpacks.uvtool import uv_binary, uv_env
 from dotcloud.errors import BuildError
 
@@ -421,3 +423,25 @@ def test_requirements_txt_with_hashes_still_gets_gunicorn(make_ctx):
     ctx, lines, result, versions = built(make_ctx, {"requirements.txt": f"# {SALT}\n{six}"})
     assert versions["six"] == OLD_SIX and "gunicorn" in versions
     assert "Installing gunicorn with uv" in lines.lines
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lock_file", ["requirements.txt", "Pipfile.lock"])
+def test_pip_and_uv_install_the_same_files(make_ctx, tools, tmp_path, lock_file):
+    # The engine is chosen by measurement only where results are identical:
+    # the same distributions, the same modules and the same bytecode files.
+    files = {"requirements.txt": f"# {SALT}\nsix=={OLD_SIX}\nidna\n"} \
+        if lock_file == "requirements.txt" else {"Pipfile": f'[packages]\nsix = "=={OLD_SIX}"\n'}
+    ctx, _ = make_ctx({"wsgi.py": WSGI, **files})
+    if lock_file == "Pipfile.lock":
+        lock(tools, ctx.src, str(tools / "v/bin/pipenv"), "lock")
+    trees = {}
+    for engine in ("pip", "uv"):
+        own = dataclasses.replace(ctx, cache_dir=tmp_path / engine)
+        result = PythonBuildpack(engine=engine).build(own)
+        site = next(Path(result.env["VIRTUAL_ENV"]).glob("lib/python*/site-packages"))
+        trees[engine] = (installed(result.env["VIRTUAL_ENV"]), sorted(
+            str(p.relative_to(site)) for p in site.rglob("*")
+            if p.is_file() and ".dist-info" not in str(p)))
+    assert trees["pip"] == trees["uv"]
+    assert any(name.endswith(".pyc") for name in trees["uv"][1])
