@@ -12,6 +12,8 @@ what to run; nodejs.py runs it.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -30,8 +32,12 @@ LOCKS = {"package-lock.json": "npm", "npm-shrinkwrap.json": "npm", "yarn.lock": 
 # Settings files that change what an install does: copied beside the lock
 # and part of the cache key.
 CONFIGS = (".npmrc", ".yarnrc", ".yarnrc.yml", "pnpm-workspace.yaml")
+# corepack's form: NAME@VERSION, optionally +ALGORITHM.HEX, the digest of
+# the package's tarball.
 PACKAGE_MANAGER_RE = re.compile(r"(npm|yarn|pnpm|[^@\s]+)@(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)"
-                                r"(?:\+\S+)?")
+                                r"(?:\+(sha1|sha224|sha256|sha512)\.([0-9a-f]+))?")
+DIGESTS = ("sha1", "sha224", "sha256", "sha512")
+TARBALL_DIGESTS = ".tarball-digests.json"   # in a tool's cache entry
 # Versions used when only a lock file names the manager: the last release
 # of the line that writes that lock format.
 YARN_CLASSIC = "1.22.22"
@@ -46,6 +52,7 @@ class Manager:
     name: str                # npm, yarn or pnpm
     version: str | None      # None: the npm that comes with the chosen node
     lock: str | None         # the lock file's name in approot
+    digest: tuple[str, str] | None = None   # (algorithm, hex) from packageManager
 
     @property
     def berry(self) -> bool:
@@ -84,13 +91,14 @@ def detect(src: Path, package: dict) -> Manager:
             raise BuildError(f"package.json: packageManager must be NAME@VERSION, e.g. "
                              f"\"pnpm@9.12.0\" (got {str(declared)[:60]!r})")
         name, version = match.group(1), match.group(2)
+        digest = (match.group(3), match.group(4)) if match.group(3) else None
         if name not in TOOL_PACKAGES:
             raise BuildError(f"package.json: packageManager '{declared[:60]}' is not a package "
                              "manager this platform runs: use npm, yarn or pnpm")
         if lock is not None and LOCKS[lock] != name:
             raise BuildError(f"package.json: packageManager is {name}@{version} but the lock "
                              f"file is {lock}; remove one of them")
-        return Manager(name, version, lock)
+        return Manager(name, version, lock, digest)
     if lock is None or LOCKS[lock] == "npm":
         return Manager("npm", None, lock)
     try:
@@ -118,20 +126,53 @@ def fetch(ctx: BuildContext, manager: Manager, node: str, npm: str) -> Tool:
     def install(path: Path) -> None:
         path.mkdir(parents=True)
         ctx.log(f"Fetching {manager.label} from the npm registry")
+        npm_args = (*NPM_FLAGS, "--cache", str(ctx.cache_dir / "npm-cache"))
+        # The tarball first, so its digest can be kept for packageManager's
+        # +sha512.… (corepack's pin); npm checks the registry's integrity.
         # cwd is the empty target: npm would take a directory named like the
         # spec in cwd for a local package.
-        check_step(f"installing {manager.label}", (
-            npm, "install", *NPM_FLAGS, "--no-package-lock", "--ignore-scripts",
-            "--cache", str(ctx.cache_dir / "npm-cache"), "--prefix", str(path),
+        check_step(f"downloading {manager.label}", (
+            npm, "pack", *npm_args, "--pack-destination", str(path),
             f"{package}@{manager.version}"),
             cwd=path, env=build_env(ctx), timeout=ctx.timeout, log=ctx.log,
             executor=ctx.executor)
+        tarballs = sorted(path.glob("*.tgz"))
+        if len(tarballs) != 1:
+            raise BuildError(f"downloading {manager.label}: npm pack left no tarball")
+        data = tarballs[0].read_bytes()
+        (path / TARBALL_DIGESTS).write_text(json.dumps(
+            {algorithm: hashlib.new(algorithm, data).hexdigest() for algorithm in DIGESTS}))
+        check_step(f"installing {manager.label}", (
+            npm, "install", *npm_args, "--no-package-lock", "--ignore-scripts",
+            "--prefix", str(path), f"./{tarballs[0].name}"),
+            cwd=path, env=build_env(ctx), timeout=ctx.timeout, log=ctx.log,
+            executor=ctx.executor)
+        tarballs[0].unlink()
     cache.ensure(entry, install, on_wait=lambda: ctx.log(f"Waiting for {manager.label}..."))
+    _check_digest(manager, entry.path / TARBALL_DIGESTS)
     bin_dir = entry.path / "node_modules" / ".bin"
     script = os.path.realpath(bin_dir / name)
     if not os.path.isfile(script):
         raise BuildError(f"{manager.label} from the npm registry has no '{name}' program")
     return Tool((node, script), bin_dir)
+
+
+def _check_digest(manager: Manager, digests: Path) -> None:
+    if manager.digest is None:
+        return
+    if manager.berry:
+        # corepack pins yarn 2+ by the file it gets from yarn's own site, not
+        # the npm registry's tarball, so the pin cannot be compared here.
+        return
+    algorithm, expected = manager.digest
+    try:
+        actual = json.loads(digests.read_text())[algorithm]
+    except (OSError, ValueError, KeyError):
+        actual = "unknown"
+    if actual != expected:
+        raise BuildError(f"package.json: packageManager pins {manager.label} to {algorithm} "
+                         f"{expected[:16]}..., but the npm registry's {manager.label} is "
+                         f"{actual[:16]}...")
 
 
 def registry(ctx: BuildContext, npm: str) -> str:

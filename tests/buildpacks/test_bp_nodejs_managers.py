@@ -154,7 +154,7 @@ def test_a_package_manager_version_that_does_not_exist(make_ctx):
     ctx, lines = make_ctx(files, type="nodejs", processes=WORKER)
     with pytest.raises(BuildError) as info:
         build_service(ctx)
-    assert str(info.value) == "installing pnpm@0.0.1 failed (exit 1)"
+    assert str(info.value) == "downloading pnpm@0.0.1 failed (exit 1)"
     assert any("pnpm@0.0.1" in line and "npm error" in line for line in lines.lines), lines.text
     assert not os.path.exists(ctx.cache_dir / "node-tools" / "pnpm-0.0.1")
 
@@ -175,6 +175,31 @@ def test_a_cache_on_another_filesystem_is_copied(make_ctx, tmp_path):
         assert os.stat(ctx.src / "node_modules" / "ms" / "index.js").st_nlink == 1
     finally:
         shutil.rmtree(cache_dir)
+
+
+# corepack's pin of pnpm 9.12.0 (`corepack use pnpm@9.12.0` writes it): the
+# sha512 of its tarball on the npm registry.
+PNPM_SHA512 = ("4abf725084d7bcbafbd728bfc7bee61f2f791f977fd87542b3579dcb23504d170d46337945e4c6"
+               "6485cd12d588a0c0e570ed9c477e7ccdd8507cf05f3f92eaca")
+
+
+@pytest.mark.slow
+def test_package_manager_pinned_by_digest(make_ctx):
+    files = {"package.json": json.dumps(app(packageManager=f"pnpm@9.12.0+sha512.{PNPM_SHA512}",
+                                            description="pinned"))}
+    ctx, lines = make_ctx(files, type="nodejs", processes=WORKER)
+    build_service(ctx)
+    assert "Using node " in lines.text and " and pnpm@9.12.0" in lines.text
+
+    wrong = "0" * 128
+    files = {"package.json": json.dumps(app(packageManager=f"pnpm@9.12.0+sha512.{wrong}"))}
+    ctx, lines = make_ctx(files, type="nodejs", processes=WORKER)
+    with pytest.raises(BuildError) as info:
+        build_service(ctx)
+    assert str(info.value) == ("package.json: packageManager pins pnpm@9.12.0 to sha512 "
+                               "0000000000000000..., but the npm registry's pnpm@9.12.0 is "
+                               "4abf725084d7bcba...")
+    assert not any(line.startswith("Installing") for line in lines.lines)
 
 
 @pytest.mark.slow
@@ -288,6 +313,9 @@ def test_a_postbuild_writing_into_node_modules_is_caught_at_the_next_reuse(make_
      "use npm, yarn or pnpm"),
     ({"package.json": json.dumps(app(packageManager="pnpm"))},
      "package.json: packageManager must be NAME@VERSION, e.g. \"pnpm@9.12.0\" (got 'pnpm')"),
+    ({"package.json": json.dumps(app(packageManager="pnpm@9.12.0+md5.00ff"))},
+     "package.json: packageManager must be NAME@VERSION, e.g. \"pnpm@9.12.0\" (got "
+     "'pnpm@9.12.0+md5.00ff')"),
     ({"package.json": json.dumps(app(packageManager=["yarn"]))},
      "package.json: packageManager must be NAME@VERSION, e.g. \"pnpm@9.12.0\" (got \"['yarn']\")"),
     ({"package.json": json.dumps(app(packageManager="pnpm@9.12.0")), "yarn.lock": ""},
