@@ -63,6 +63,55 @@ class AppBackend(Backend):
         return Repo(str(path))
 
 
+class LostUpdate(OSError):
+    pass
+
+
+class StrictRefs:
+    """The repository's refs, where a compare-and-swap that loses raises.
+
+    dulwich answers `ok` when its set_if_equals or remove_if_equals returns
+    False; raising makes it answer `ng ... failed to write` instead. A ref
+    already at the wanted value (a deploy branch the pipeline moved) is a
+    success.
+    """
+
+    def __init__(self, refs):
+        self._refs = refs
+
+    def __getattr__(self, name):
+        return getattr(self._refs, name)
+
+    def __contains__(self, name):
+        return name in self._refs
+
+    def __getitem__(self, name):
+        return self._refs[name]
+
+    def __setitem__(self, name, value):
+        self._refs[name] = value
+
+    def __delitem__(self, name):
+        del self._refs[name]
+
+    def __iter__(self):
+        return iter(self._refs)
+
+    def set_if_equals(self, name, old_ref, new_ref, *args, **kwargs):
+        if self._refs.set_if_equals(name, old_ref, new_ref, *args, **kwargs):
+            return True
+        if self._refs.read_ref(name) == new_ref:
+            return True
+        raise LostUpdate(name)
+
+    def remove_if_equals(self, name, old_ref, *args, **kwargs):
+        if self._refs.remove_if_equals(name, old_ref, *args, **kwargs):
+            return True
+        if self._refs.read_ref(name) is None:
+            return True
+        raise LostUpdate(name)
+
+
 class ReceivePack(ReceivePackHandler):
     def __init__(self, backend: AppBackend, args, proto, app: str):
         super().__init__(backend, args, proto)
@@ -70,6 +119,8 @@ class ReceivePack(ReceivePackHandler):
         self.app = app
         self.lock: AppLock | None = None
         self.client_gone = False
+        self.stored: list[str] = []
+        self.repo.refs = StrictRefs(self.repo.refs)
 
     def _apply_pack(self, refs):
         statuses = super()._apply_pack(refs)
@@ -87,6 +138,11 @@ class ReceivePack(ReceivePackHandler):
         finally:
             if self.lock is not None:
                 self.lock.release()
+            if self.stored:
+                store = self.backend.store
+                with store.tx():      # one commit for a push of many refs, not one each
+                    for detail in self.stored:
+                        store.audit(self.backend.user, "push", self.app, detail)
 
     def _on_update(self, ref, old_sha, new_sha):
         if ref not in DEPLOY_REFS or new_sha == ZERO:
@@ -124,24 +180,17 @@ class ReceivePack(ReceivePackHandler):
         return reason.replace("\n", " ").encode("utf-8", "replace")[:900]
 
     def _store_ref(self, ref, old_sha, new_sha):
-        """Move a ref that deploys nothing, compare-and-swap.
+        """Check an update of a ref that deploys nothing; dulwich then applies it.
 
-        dulwich's own update after this hook ignores a stale old sha and
-        answers `ok` anyway; done here, a lost update is answered `ng`.
-        (dulwich's update then finds the ref already moved and changes nothing.)
+        A stale old sha is answered `ng` here; a race lost after this check
+        fails in StrictRefs, so no lost update is ever answered `ok`.
         """
-        refs = self.repo.refs
-        if new_sha == ZERO:
-            if ref not in refs.as_dict():
-                return b"no such ref"
-            moved = refs.remove_if_equals(ref, old_sha)
-        else:
-            moved = refs.add_if_new(ref, new_sha) if old_sha == ZERO else \
-                refs.set_if_equals(ref, old_sha, new_sha)
-        if not moved:
+        current = self.repo.refs.read_ref(ref)
+        if new_sha == ZERO and current is None:
+            return b"no such ref"
+        if (current or ZERO) != old_sha:
             return b"fetch first"
-        self.backend.store.audit(self.backend.user, "push", self.app,
-                                 f"{ref.decode()} {new_sha.decode()[:7]} (stored)")
+        self.stored.append(f"{ref.decode()} {new_sha.decode()[:7]} (stored)")
         return None
 
     def progress(self, line: str) -> None:
