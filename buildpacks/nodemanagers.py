@@ -132,7 +132,7 @@ def fetch(ctx: BuildContext, manager: Manager, node: str, npm: str) -> Tool:
         # cwd is the empty target: npm would take a directory named like the
         # spec in cwd for a local package.
         check_step(f"downloading {manager.label}", (
-            npm, "pack", *npm_args, "--pack-destination", str(path),
+            npm, "pack", *npm_args, "--loglevel=warn", "--pack-destination", str(path),
             f"{package}@{manager.version}"),
             cwd=path, env=build_env(ctx), timeout=ctx.timeout, log=ctx.log,
             executor=ctx.executor)
