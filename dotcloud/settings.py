@@ -27,6 +27,13 @@ class Settings:
     drain_timeout: float = 30.0
     stop_grace: float = 10.0
     build_timeout: float = 1200.0
+    # HTTPS (router) and certificates (dotcloud/tlsstore.py); 0 turns HTTPS off.
+    https_port: int = 8443
+    tls_cert: str = ""          # a certificate for *.DOMAIN (PEM file, chain included)
+    tls_key: str = ""
+    acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_email: str = ""
+    acme_ca_bundle: str = ""    # the CA the ACME server's own HTTPS is signed by
     # SSH connections that have not authenticated: closed after the grace
     # time, and capped per source address and in total.
     ssh_login_grace: float = 30.0
