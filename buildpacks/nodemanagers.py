@@ -77,8 +77,25 @@ def _lock_version(text: str, rel: str) -> str:
     return version
 
 
+def _refuse_workspaces(src: Path, package: dict) -> None:
+    # The install runs in the cache beside package.json and the lock only;
+    # a workspace's packages would be missing there.
+    if package.get("workspaces"):
+        raise BuildError("package.json: workspaces (a monorepo) are not supported: give the "
+                         "service the approot of one package, with its own lock file")
+    try:
+        text = read_text(src, "pnpm-workspace.yaml") or ""
+    except BuildfileError as e:
+        raise BuildError(str(e)) from None
+    if re.search(r"^packages\s*:", text, re.M):
+        raise BuildError("pnpm-workspace.yaml: workspace packages (a monorepo) are not "
+                         "supported: give the service the approot of one package, with its "
+                         "own lock file")
+
+
 def detect(src: Path, package: dict) -> Manager:
     """The service's package manager, or BuildError saying what is wrong."""
+    _refuse_workspaces(src, package)
     locks = [rel for rel in LOCKS if os.path.lexists(src / rel)]
     if len(locks) > 1:
         raise BuildError(f"two lock files: {' and '.join(locks[:2])}; keep only the one of the "

@@ -321,6 +321,12 @@ def test_a_postbuild_writing_into_node_modules_is_caught_at_the_next_reuse(make_
     ({"package.json": json.dumps(app(packageManager="pnpm@9.12.0")), "yarn.lock": ""},
      "package.json: packageManager is pnpm@9.12.0 but the lock file is yarn.lock; remove one "
      "of them"),
+    ({"package.json": json.dumps(app(workspaces=["packages/*"]))},
+     "package.json: workspaces (a monorepo) are not supported: give the service the approot "
+     "of one package, with its own lock file"),
+    ({"pnpm-workspace.yaml": "packages:\n  - 'packages/*'\n"},
+     "pnpm-workspace.yaml: workspace packages (a monorepo) are not supported: give the "
+     "service the approot of one package, with its own lock file"),
     ({"yarn.lock": "__metadata:\n  version: 8\n"},
      "yarn.lock is a Yarn 2+ lock file: name the yarn version in package.json's "
      "packageManager (e.g. \"yarn@4.5.0\")"),
