@@ -34,6 +34,8 @@ class Settings:
     acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
     acme_email: str = ""
     acme_ca_bundle: str = ""    # the CA the ACME server's own HTTPS is signed by
+    acme_retry_first: float = 60.0      # seconds after a failed order; doubles each time
+    acme_retry_max: float = 6 * 3600.0  # ...up to this
     # SSH connections that have not authenticated: closed after the grace
     # time, and capped per source address and in total.
     ssh_login_grace: float = 30.0

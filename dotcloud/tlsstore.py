@@ -43,6 +43,12 @@ def save(data: Path, name: str, cert_pem: bytes, key_pem: bytes) -> None:
     write_atomic(where / "cert.pem", cert_pem, mode=0o600)
 
 
+def save_certificate(data: Path, name: str, cert_pem: bytes) -> None:
+    """Replace the certificate of a key that stays (a renewal that keeps its key):
+    one atomic write, so a crash never leaves a key beside another's certificate."""
+    write_atomic(directory(data, name) / "cert.pem", cert_pem, mode=0o600)
+
+
 def status(data: Path, name: str) -> dict | None:
     return read_json(directory(data, name) / "status.json")
 

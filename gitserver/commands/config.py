@@ -7,7 +7,7 @@ given and never reach a shell.
 """
 import re
 
-from dotcloud import names, routes
+from dotcloud import certificates, names, routes
 from dotcloud.errors import DotcloudError, InvalidName, NotFound, UsageError
 
 from . import queries
@@ -138,13 +138,15 @@ def _restore_scales(ctx: CommandContext, app: str, old: dict, changed: dict) -> 
 
 def domain_list(ctx: CommandContext, args: Args) -> int:
     app = ctx.app(args.positional[0])
-    rows = [{"domain": d, "service": s, "url": queries.domain_url(ctx.settings, d)}
+    rows = [{"domain": d, "service": s, "url": queries.domain_url(ctx.settings, d),
+             "certificate": certificates.view(ctx.settings.data, d)}
             for d, _, s in ctx.store.domains(app.name)]
     if args.json:
         ctx.emit({"name": app.name, "domains": rows})
     else:
-        ctx.out(table(["DOMAIN", "SERVICE", "URL"], [[r["domain"], r["service"], r["url"]]
-                                                      for r in rows],
+        ctx.out(table(["DOMAIN", "SERVICE", "URL", "CERTIFICATE"],
+                      [[r["domain"], r["service"], r["url"],
+                        certificates.describe(r["certificate"])] for r in rows],
                       empty=f"{app.name} has no custom domains"))
     return 0
 
@@ -166,6 +168,7 @@ def domain_add(ctx: CommandContext, args: Args) -> int:
     if not ctx.store.add_domain(domain, app.name, service):
         raise DotcloudError(f"the domain {domain} is already in use")
     routes.publish(ctx.settings, ctx.store)
+    certificates.requested(ctx.settings, domain)
     if args.json:
         ctx.emit({"name": app.name, "domain": domain, "service": service,
                   "url": queries.domain_url(ctx.settings, domain)})
@@ -191,6 +194,7 @@ def domain_rm(ctx: CommandContext, args: Args) -> int:
     if not ctx.store.remove_domain(domain, app.name):
         raise NotFound(f"{app.name} has no domain {domain}")
     routes.publish(ctx.settings, ctx.store)
+    certificates.forgotten(ctx.settings, domain)
     if args.json:
         ctx.emit({"name": app.name, "domain": domain, "removed": True})
     else:

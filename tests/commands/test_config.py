@@ -99,9 +99,11 @@ def test_domains(cmd, platform, app):
     assert r.code == 0 and f"{domain} now routes to {app} (www)" in r.out
     assert platform.get(domain)[:2] == (200, "env app")
     r = cmd("alice", "domain", "list", app)
-    assert r.out.splitlines()[1].split() == [domain, "www", f"http://{domain}:{platform.http_port}/"]
+    assert r.out.splitlines()[1].split() == [domain, "www", f"http://{domain}:{platform.http_port}/",
+                                             "pending"]
     assert cmd.json("alice", "domain", "list", app)["domains"] == [
-        {"domain": domain, "service": "www", "url": f"http://{domain}:{platform.http_port}/"}]
+        {"domain": domain, "service": "www", "url": f"http://{domain}:{platform.http_port}/",
+         "certificate": {"state": "pending", "not_after": None, "reason": None}}]
     assert cmd.json("alice", "url", app)["domains"] == {domain: f"http://{domain}:{platform.http_port}/"}
 
     other = unique("other")

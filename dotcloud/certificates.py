@@ -1,0 +1,271 @@
+"""The certificate daemon (`dotcloud-server acme`): every custom domain gets a
+certificate from the ACME CA and keeps it.
+
+All its state is in DATA, so a daemon killed at any point starts again
+where it was:
+
+    the domains table          which names want a certificate
+    DATA/tls/NAME/status.json  where each stands (dotcloud/tlsstore.py): state,
+                               not_after, renew_after, attempts, next_try, reason
+    DATA/acme/                 the account and the open challenges (acme_client.py)
+
+A name is due when it is pending or failed and its next try has come, or
+valid with a third of its lifetime left (renew_after). A failure is
+retried after acme_retry_first seconds, doubling up to acme_retry_max; a
+failed renewal keeps the certificate it renews (HTTPS stays up until it
+expires): the state says `failed` with the CA's reason and the old
+not_after. Names uploaded with `domain cert` (source "upload") are left
+alone. A name no longer in the domains table loses its certificate.
+
+`domain add` and `domain rm` poke the daemon through a datagram socket
+(DATA/run/acme.sock); it also wakes when the next name is due.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import shutil
+import signal
+import socket
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import logs, tlsstore
+from .fsutil import write_json
+from .settings import Settings
+from .state import Store
+
+# The ACME library loads in the daemon only, not in every `domain list`.
+acme_client = None
+
+
+def _acme():
+    global acme_client
+    if acme_client is None:
+        from . import acme_client as module
+        acme_client = module
+    return acme_client
+
+log = logs.get("acme")
+SOURCE = "acme"
+IDLE_WAKE = 300.0
+# Let's Encrypt's directories: they never certify special-use names, so those
+# fail here at once instead of costing an order (a private CA may certify them).
+PUBLIC_DIRECTORIES = ("https://acme-v02.api.letsencrypt.org/directory",
+                      "https://acme-staging-v02.api.letsencrypt.org/directory")
+RESERVED_SUFFIXES = ("localhost", "test", "example", "invalid", "local", "internal", "onion",
+                     "home.arpa", "example.com", "example.net", "example.org")
+
+
+# -- what the commands call ---------------------------------------------------
+
+def sock_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "acme.sock"
+
+
+def poke(run_dir: Path) -> None:
+    """Wake the daemon (never waits: a daemon that is down looks when it starts)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        s.setblocking(False)
+        s.sendto(b"wake", str(sock_path(run_dir)))
+    except OSError:
+        pass
+    finally:
+        s.close()
+
+
+def requested(settings: Settings, name: str) -> None:
+    """`domain add`: the name waits for a certificate (unless it has one)."""
+    current = tlsstore.status(settings.data, name)
+    if current is None or current.get("source") == SOURCE and current["state"] != "valid":
+        tlsstore.set_status(settings.data, name, "pending", source=SOURCE, reason=None,
+                            attempts=0, next_try=0, not_after=None)
+    poke(settings.run_dir)
+
+
+def forgotten(settings: Settings, name: str) -> None:
+    """`domain rm`: the name's certificate goes, and nothing renews it."""
+    tlsstore.remove(settings.data, name)
+    tlsstore.notify_router(settings.run_dir)
+    poke(settings.run_dir)
+
+
+def view(data: Path, name: str) -> dict:
+    """{state, not_after (ISO 8601, UTC), reason} of a domain, for `domain list`."""
+    st = tlsstore.status(data, name) or {}
+    return {"state": st.get("state", "pending"), "not_after": iso(st.get("not_after")),
+            "reason": st.get("reason")}
+
+
+def describe(cert: dict) -> str:
+    """One cell of `domain list`: pending, valid until DATE, failed: REASON."""
+    until = (cert["not_after"] or "")[:16].replace("T", " ")
+    if cert["state"] == "valid":
+        return f"valid until {until} UTC"
+    if cert["state"] == "failed":
+        kept = f" (serving the current one until {until} UTC)" if until else ""
+        return f"failed: {cert['reason'] or 'unknown reason'}{kept}"
+    return "pending"
+
+
+def iso(value) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return datetime.fromtimestamp(float(value), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- deciding -----------------------------------------------------------------
+
+def retry_delay(attempts: int, first: float, cap: float) -> float:
+    """Seconds before the next try after `attempts` failures in a row."""
+    return min(first * 2 ** max(attempts - 1, 0), cap)
+
+
+def due_at(status: dict) -> float:
+    """When this name needs the CA next (0: now)."""
+    if status["state"] == "valid":
+        return float(status.get("renew_after") or 0)
+    return float(status.get("next_try") or 0)
+
+
+def reserved(name: str, directory: str) -> bool:
+    return directory.rstrip("/") in PUBLIC_DIRECTORIES and any(
+        name == s or name.endswith("." + s) for s in RESERVED_SUFFIXES)
+
+
+# -- acting -------------------------------------------------------------------
+
+class Daemon:
+    def __init__(self, settings: Settings, issuer=None):
+        self.settings = settings
+        self.data = settings.data
+        self.issuer = issuer or _acme().Issuer(settings.data, settings.acme_directory,
+                                       settings.acme_email, settings.acme_ca_bundle)
+        self.store = Store(settings.db_path)
+
+    def wanted(self) -> set[str]:
+        return {name for name, _, _ in self.store.domains()}
+
+    def step(self) -> float:
+        """Do what is due; return when the next thing will be."""
+        now = time.time()
+        wanted = self.wanted()
+        for name in tlsstore.names(self.data):
+            st = tlsstore.status(self.data, name) or {}
+            if name not in wanted and st.get("source") == SOURCE:
+                tlsstore.remove(self.data, name)       # a domain rm that stopped half-way
+                tlsstore.notify_router(self.settings.run_dir)
+                log.info("certificate_removed", name=name)
+        following = now + IDLE_WAKE
+        for name in sorted(wanted):
+            st = tlsstore.status(self.data, name)
+            if st is None:       # added while nobody asked (or before certificates existed)
+                st = tlsstore.set_status(self.data, name, "pending", source=SOURCE,
+                                         attempts=0, next_try=0, not_after=None, reason=None)
+            if st.get("source") != SOURCE:
+                continue
+            at = due_at(st)
+            if at <= time.time():
+                st = self.obtain(name, st)
+                at = due_at(st)
+                if name not in self.wanted():
+                    tlsstore.remove(self.data, name)   # removed while we asked the CA
+                    tlsstore.notify_router(self.settings.run_dir)
+                    continue
+            following = min(following, at)
+        return following
+
+    def obtain(self, name: str, st: dict) -> dict:
+        """Ask the CA for `name` once; record the outcome."""
+        s = self.settings
+        IssueFailed, new_key_pem, validity = (_acme().IssueFailed, _acme().new_key_pem,
+                                              _acme().validity)
+        where = tlsstore.directory(self.data, name)
+        renewing = (where / "cert.pem").exists()
+        log.info("certificate_requested", name=name, renewal=renewing,
+                 attempt=int(st.get("attempts") or 0) + 1, directory=s.acme_directory)
+        try:
+            if reserved(name, s.acme_directory):
+                raise IssueFailed(f"{name} is a reserved name that no public CA certifies; "
+                                  f"upload a certificate with: domain cert APP {name}")
+            # A renewal keeps the key: the certificate is then the only file
+            # that changes, so no crash can pair a key with another's cert.
+            try:
+                key_pem = (where / "key.pem").read_bytes() if renewing else new_key_pem()
+            except FileNotFoundError:
+                key_pem, renewing = new_key_pem(), False
+            cert_pem = self.issuer.issue(name, key_pem)
+        except IssueFailed as exc:
+            attempts = int(st.get("attempts") or 0) + 1
+            delay = retry_delay(attempts, s.acme_retry_first, s.acme_retry_max)
+            old_after = _current_not_after(where) if renewing else None
+            log.warning("certificate_failed", name=name, reason=str(exc), attempts=attempts,
+                        retry_in=delay, renewal=renewing,
+                        still_served_until=iso(old_after) if old_after else None)
+            return tlsstore.set_status(self.data, name, "failed", source=SOURCE,
+                                       reason=str(exc), attempts=attempts,
+                                       next_try=time.time() + delay, not_after=old_after)
+        if name not in self.wanted():
+            return st
+        if renewing:
+            tlsstore.save_certificate(self.data, name, cert_pem)
+        else:
+            tlsstore.save(self.data, name, cert_pem, key_pem)
+        not_before, not_after = validity(cert_pem)
+        renew_after = not_before + (not_after - not_before) * 2 / 3
+        st = tlsstore.set_status(self.data, name, "valid", source=SOURCE, reason=None,
+                                 attempts=0, next_try=None, not_after=not_after,
+                                 renew_after=renew_after)
+        tlsstore.notify_router(s.run_dir)
+        log.info("certificate_issued", name=name, renewal=renewing, not_after=iso(not_after),
+                 renew_after=iso(renew_after))
+        return st
+
+
+def _current_not_after(where: Path) -> float | None:
+    try:
+        return _acme().validity((where / "cert.pem").read_bytes())[1]
+    except (OSError, ValueError):
+        return None
+
+
+def serve(settings: Settings) -> None:
+    """Run until SIGTERM: one daemon per data directory (a lock says so)."""
+    run_dir = settings.run_dir
+    lock = os.open(run_dir / "acme.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)     # a predecessor still stopping: wait for it
+    # challenges of orders a killed predecessor left open are worthless now
+    shutil.rmtree(_acme().challenges_dir(settings.data), ignore_errors=True)
+    path = sock_path(run_dir)
+    path.unlink(missing_ok=True)
+    wake = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    wake.bind(str(path))
+    wake.setblocking(False)
+    daemon = Daemon(settings)
+    if settings.https_port == 0:
+        log.info("acme_idle", reason="HTTPS is off (https_port 0)")
+    write_json(run_dir / "acme.json", {"pid": os.getpid()})
+    log.info("acme_started", directory=settings.acme_directory, pid=os.getpid())
+    # SIGTERM ends even an order in progress: its name stays due, for the next start
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            following = daemon.step() if settings.https_port else time.time() + IDLE_WAKE
+            timeout = max(0.0, min(following - time.time(), IDLE_WAKE))
+            try:
+                select.select([wake], [], [], timeout)
+            except InterruptedError:
+                pass
+            while True:
+                try:
+                    wake.recv(64)
+                except (BlockingIOError, InterruptedError):
+                    break
+    finally:
+        wake.close()
+        path.unlink(missing_ok=True)
+        log.info("acme_stopped")
