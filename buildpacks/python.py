@@ -7,7 +7,7 @@ the manager and its files (the lock), and those extras, so an unchanged
 push reuses it without installing anything. Dependencies that point into
 the tree itself (`-e .`, local paths) cannot be shared between releases:
 that venv is built inside the release instead. Installs run uv on this host
-(buildpacks.uvtool), the same pins as pip in under half its time; in a docker
+(buildpacks.uvtool), the same pins as pip in about half its time; in a docker
 base image, the image's pip (the host's uv binary is not in it). A lock is
 installed exactly (its whole closure, hashes checked, nothing resolved),
 then gunicorn and the extras are resolved with the lock's pins held. After

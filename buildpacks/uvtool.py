@@ -1,6 +1,6 @@
 """uv, the engine python builds install with: its binary, and this machine's pip settings for it.
 
-uv installs the same pins as pip in under half its time (docs/benchmarks.rst),
+uv installs the same pins as pip in about half its time (docs/benchmarks.rst),
 but reads none of pip's configuration. `uv_env` translates it: the pip.conf
 files pip itself would read (global, user, site, then `PIP_CONFIG_FILE`;
 `[global]` then `[install]` of each, later ones winning) and the `PIP_*`
