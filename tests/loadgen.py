@@ -18,6 +18,7 @@ Keep-alive clients reconnect after a failure and never retry a request.
 It must never hide a failure: no retries, no status it does not count.
 """
 import http.client
+import ssl
 import threading
 import time
 from collections import Counter
@@ -38,8 +39,9 @@ class Failure:
 class Load:
     def __init__(self, port: int, host: str, clients: int = 6, path: str = "/",
                  keepalive: int | None = None, pause: float = 0.002, timeout: float = 10.0,
-                 address: str = "127.0.0.1"):
+                 address: str = "127.0.0.1", tls: ssl.SSLContext | None = None):
         self.address = address
+        self.tls = tls             # HTTPS with this context, SNI and checks for `host`
         self.port = port
         self.host = host
         self.path = path
@@ -118,7 +120,10 @@ class Load:
             headers["Connection"] = "close"
         while not self._stop.is_set():
             if conn is None:
-                conn = http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
+                conn = (http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
+                        if self.tls is None else
+                        _TLSConnection(self.address, self.port, self.host, self.tls,
+                                       self.timeout))
             try:
                 conn.request("GET", self.path, headers=headers)
                 resp = conn.getresponse()
@@ -151,3 +156,16 @@ class Load:
                 self.failures += 1
                 if len(self.errors) < KEEP_ERRORS:
                     self.errors.append(Failure(now, number, keepalive, error))
+
+
+class _TLSConnection(http.client.HTTPSConnection):
+    """HTTPS to an address, with SNI and the certificate checked for another name."""
+
+    def __init__(self, address: str, port: int, name: str, context: ssl.SSLContext,
+                 timeout: float):
+        super().__init__(address, port, timeout=timeout, context=context)
+        self.name = name
+
+    def connect(self):
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.name)
