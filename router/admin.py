@@ -46,8 +46,10 @@ class AdminConnection(asyncio.Protocol):
                 "dotcloud_router_routes_version": ("Version of the route table in use.",
                                                    self.router.table.version),
             }
-            self._reply(b"200 OK", b"text/plain; version=0.0.4",
-                        self.router.metrics.render(gauges))
+            body = self.router.metrics.render(gauges)
+            if self.router.certs is not None:
+                body += _expiry_gauge(self.router.certs.seconds_left())
+            self._reply(b"200 OK", b"text/plain; version=0.0.4", body)
         elif path == b"/status":
             self._reply(b"200 OK", b"application/json",
                         json.dumps(self.status()).encode() + b"\n")
@@ -61,3 +63,13 @@ class AdminConnection(asyncio.Protocol):
         self.transport.write(b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
                              b"Connection: close\r\n\r\n%s" % (status, content_type, len(body), body))
         self.transport.close()
+
+
+def _expiry_gauge(left: dict) -> bytes:
+    lines = ["# HELP dotcloud_router_certificate_expiry_seconds Seconds until each "
+             "certificate the router serves expires (negative: expired).",
+             "# TYPE dotcloud_router_certificate_expiry_seconds gauge"]
+    for name, seconds in left.items():
+        label = name.replace("\\", "\\\\").replace('"', '\\"')
+        lines.append(f'dotcloud_router_certificate_expiry_seconds{{name="{label}"}} {seconds:.0f}')
+    return ("\n".join(lines) + "\n").encode()

@@ -88,6 +88,12 @@ async def handle(router, line: bytes) -> dict:
         return {"ok": False, "error": "request must be a JSON object"}
     op = request.get("op")
     if op == "reload":
+        # certificates first: a routes.json that cannot be read must not keep
+        # a renewed certificate out
+        try:
+            router.load_certificates()
+        except Exception:
+            router.log.exception("router_bug", where="certificates")
         try:
             table = router.load()
         except TableError as exc:

@@ -37,13 +37,16 @@ class Exchange:
         "attempts", "upstream", "reused", "rparser", "connecting", "pending",
         "pending_size", "req_done", "body_sent", "head_sent", "sent_at", "status", "rraw",
         "rpos", "interim", "mode", "resp_started", "resp_done", "bytes_out", "finished",
-        "up_keep", "until_close", "body_expected", "body_seen", "body_left")
+        "up_keep", "until_close", "body_expected", "body_seen", "body_left", "heads")
 
     def __init__(self, client, method: bytes, url: bytes, req, keep_alive: bool,
                  http11: bool, begin: float, route=None, target=None, error: int = 0,
                  detail: str = ""):
         self.client = client
-        self.router = client.router
+        self.router = router = client.router
+        # HSTS hosts over TLS get heads with the header added (a memo of their own)
+        self.heads = (router.hsts_heads if client.secure and route is not None and route.hsts
+                      else router.response_heads)
         self.method = method
         self.url = url
         self.req = req                  # headers.RequestHead, or None when rejected
@@ -284,7 +287,7 @@ class Exchange:
             return
         self.status = status
         self.up_keep = self.rparser.should_keep_alive()
-        head = self.router.response_heads(status, raw, self.method == b"HEAD",
+        head = self.heads(status, raw, self.method == b"HEAD",
                                           self.http11, self.keep_alive, self.up_keep)
         self.mode = head.mode
         self.body_expected = head.content_length
@@ -338,7 +341,7 @@ class Exchange:
             return
         parser = self.rparser
         if parser is None:
-            whole = self.router.response_heads.whole.get(
+            whole = self.heads.whole.get(
                 (data, self.method == b"HEAD", self.http11, self.keep_alive))
             if whole is not None:
                 # this exact response (head and whole body) was forwarded before
@@ -386,7 +389,7 @@ class Exchange:
         if end < 4:
             return False
         size = len(data)
-        known = self.router.response_heads.known(data[:end] if end < size else data,
+        known = self.heads.known(data[:end] if end < size else data,
                                                  self.method == b"HEAD", self.http11,
                                                  self.keep_alive)
         if known is None:
@@ -411,7 +414,7 @@ class Exchange:
             self.body_left = length - body
             return True
         if size <= headers.WHOLE_RESPONSE_MAX:
-            self.router.response_heads.remember_whole(
+            self.heads.remember_whole(
                 data, self.method == b"HEAD", self.http11, self.keep_alive,
                 (out, status, up_keep, head.keep_alive))
         self.resp_done = True
@@ -547,7 +550,12 @@ class Exchange:
         body_pending = self.req is None or (self.req.has_body and not self.req_done)
         self.client_keep = (self.keep_alive and not body_pending and status not in (400, 408)
                             and not self.client.closing)
-        self.out.append(pages.render(status, self.client_keep, detail))
+        if status == 308:
+            if self.client_keep:
+                self.req_done = True        # no body to wait for: the connection goes on
+            self.out.append(pages.redirect(detail, self.client_keep))
+        else:
+            self.out.append(pages.render(status, self.client_keep, detail))
         self._flush()
         self._finish(reusable=False)
 

@@ -94,7 +94,8 @@ def _extra_tokens(value: bytes) -> set:
 
 
 def rewrite_request(method: bytes, target: bytes, headers: list, client_ip: bytes,
-                    trusted: frozenset, upgrading: bool, new_id) -> RequestHead:
+                    trusted: frozenset, upgrading: bool, new_id,
+                    proto: bytes = b"http") -> RequestHead:
     """Build the head sent upstream; raise BadRequest for what must not pass."""
     parts = [method, b" ", target, b" HTTP/1.1\r\n"]
     host = xff = xfp = xfh = rid = upgrade = length = None
@@ -139,7 +140,7 @@ def rewrite_request(method: bytes, target: bytes, headers: list, client_ip: byte
     if not trusting:
         xff = xfp = xfh = None
     parts += (b"X-Forwarded-For: ", client_ip if xff is None else xff + b", " + client_ip,
-              b"\r\nX-Forwarded-Proto: ", xfp or b"http",
+              b"\r\nX-Forwarded-Proto: ", xfp or proto,
               b"\r\nX-Forwarded-Host: ", xfh or host, b"\r\n")
     own_id = rid is None or not _REQUEST_ID_RE.fullmatch(rid)
     if own_id:
@@ -184,8 +185,9 @@ class ResponseHeads:
     without parsing it again (see known). Bounded: the memo is dropped whole
     when it fills up."""
 
-    def __init__(self, size: int = 2048):
+    def __init__(self, size: int = 2048, extra: bytes = b""):
         self._size = size
+        self._extra = extra       # header lines added to every rewritten head (HSTS)
         self._memo = {}
         # small responses seen whole (head and body) -> what the client gets
         self.whole = {}
@@ -205,9 +207,12 @@ class ResponseHeads:
         if found is None:
             if len(memo) >= self._size:
                 memo.clear()
-            found = memo[key] = (rewrite_response(
+            rewritten = rewrite_response(
                 status, head, head_request=head_request, client_http11=client_http11,
-                keep_alive=keep_alive), status, upstream_keep)
+                keep_alive=keep_alive)
+            if self._extra and status != 101:
+                rewritten = rewritten._replace(head=rewritten.head[:-2] + self._extra + b"\r\n")
+            found = memo[key] = (rewritten, status, upstream_keep)
         return found[0]
 
     def known(self, head: bytes, head_request: bool, client_http11: bool,

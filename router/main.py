@@ -19,22 +19,28 @@ from dotcloud import fsutil, logs
 
 from . import control
 from .admin import AdminConnection
-from .proxy import ClientConnection
+from .proxy import ClientConnection, TLSClientConnection
 from .router import Router
 from .settings import Settings
 from .table import TableError
+from .tls import Certificates
 
 
 def run(data_dir: Path, bind: str = "127.0.0.1", port: int = 8080,
-        admin_port: int | None = None, log_json: bool = False) -> None:
-    """Serve until SIGTERM/SIGINT, then close the listeners and return."""
+        admin_port: int | None = None, log_json: bool = False,
+        https_port: int | None = None, tls_cert: str = "", tls_key: str = "",
+        domain: str = "localhost") -> None:
+    """Serve until SIGTERM/SIGINT, then close the listeners and return.
+
+    https_port None: no TLS listener; 0: one on a free port (router.json says which)."""
     logs.configure(json=log_json)
     settings = Settings.from_env()
-    uvloop.run(_serve(Path(data_dir), bind, port, admin_port, settings))
+    tls = None if https_port is None else (https_port, tls_cert, tls_key, domain)
+    uvloop.run(_serve(Path(data_dir), bind, port, admin_port, settings, tls))
 
 
 async def _serve(data_dir: Path, bind: str, port: int, admin_port: int | None,
-                 settings: Settings) -> None:
+                 settings: Settings, tls: tuple | None = None) -> None:
     loop = asyncio.get_running_loop()
     log = logs.get("router")
     # before anything announces the router: a signal from then on stops it cleanly
@@ -44,6 +50,11 @@ async def _serve(data_dir: Path, bind: str, port: int, admin_port: int | None,
     run_dir = data_dir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     router = Router(settings, run_dir / "routes.json", loop, log)
+    if tls is not None:
+        _, tls_cert, tls_key, router.domain = tls
+        # before the table: the swap computes the redirects from what is loaded
+        router.certs = Certificates(data_dir, tls_cert, tls_key, log)
+        router.certs.load()
     loop.set_exception_handler(
         lambda _loop, context: log.error("router_bug", message=context.get("message"),
                                          exc_info=context.get("exception")))
@@ -55,6 +66,14 @@ async def _serve(data_dir: Path, bind: str, port: int, admin_port: int | None,
     server = await loop.create_server(lambda: ClientConnection(router), bind, port,
                                       backlog=1024, reuse_address=True)
     real_port = server.sockets[0].getsockname()[1]
+    secure = None
+    real_https = None
+    if tls is not None:
+        secure = await loop.create_server(
+            lambda: TLSClientConnection(router), bind, tls[0], ssl=router.certs.listening,
+            ssl_handshake_timeout=settings.header_timeout, backlog=1024, reuse_address=True)
+        real_https = router.https_port = secure.sockets[0].getsockname()[1]
+        router.update_redirects()
     admin = None
     real_admin = None
     if admin_port is not None:
@@ -66,10 +85,13 @@ async def _serve(data_dir: Path, bind: str, port: int, admin_port: int | None,
     ctl = await control.start(router, sock_path)
     router.start_clock()
     log.info("router_listening", bind=bind, port=real_port, admin_port=real_admin,
-             routes=len(router.table.routes), version=router.table.version)
+             https_port=real_https, routes=len(router.table.routes),
+             version=router.table.version)
     # written last: whoever waits for this file finds the router fully up
-    fsutil.write_json(run_dir / "router.json", {
-        "pid": os.getpid(), "bind": bind, "port": real_port, "admin_port": real_admin})
+    info = {"pid": os.getpid(), "bind": bind, "port": real_port, "admin_port": real_admin}
+    if real_https is not None:
+        info["https_port"] = real_https
+    fsutil.write_json(run_dir / "router.json", info)
 
     # Requests free their objects by reference counting; the cyclic collector
     # only needs to look at what is new, and rarely.
@@ -80,7 +102,7 @@ async def _serve(data_dir: Path, bind: str, port: int, admin_port: int | None,
     await stop.wait()
 
     log.info("router_stopping", in_flight=router.in_flight_total())
-    for listener in (server, admin, ctl):
+    for listener in (server, secure, admin, ctl):
         if listener is not None:
             listener.close()
     deadline = loop.time() + settings.shutdown_grace

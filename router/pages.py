@@ -5,6 +5,7 @@ Pure functions of the status; nothing here knows about connections.
 from __future__ import annotations
 
 TITLES = {
+    308: "Permanent Redirect",
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
@@ -48,3 +49,15 @@ def render(status: int, keep_alive: bool = False, detail: str = "") -> bytes:
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def redirect(location: str, keep_alive: bool = False) -> bytes:
+    """308 to the same request over HTTPS (method and body kept by the client)."""
+    body = (f'<!doctype html>\n<html><head><title>308 Permanent Redirect</title></head>'
+            f'<body><p>This page is at <a href="{_escape(location)}">{_escape(location)}</a>'
+            '</p></body></html>\n').encode()
+    return (f"HTTP/1.1 308 Permanent Redirect\r\nLocation: {location}\r\n"
+            "Content-Type: text/html; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            + ("" if keep_alive else "Connection: close\r\n")
+            + "\r\n").encode() + body

@@ -31,10 +31,15 @@ class ClientConnection(asyncio.Protocol):
         "begin_at", "reject", "paused", "write_paused", "closing", "upgrade_buf",
         "tunnel", "activity", "seen_activity", "progress_at", "idle_since",
         "pending_error", "head_limit", "body_expected", "body_seen", "body_left",
-        "messages", "body_since", "body_mark")
+        "messages", "body_since", "body_mark", "known")
+
+    secure = False          # TLSClientConnection: the same protocol over a TLS transport
+    proto = b"http"         # X-Forwarded-Proto
 
     def __init__(self, router):
         self.router = router
+        # requests seen before on this kind of connection (their heads differ by scheme)
+        self.known = router.known_tls if self.secure else router.known
         self.settings = router.settings
         self.loop = router.loop
         self.parser = httptools.HttpRequestParser(self)
@@ -122,7 +127,7 @@ class ClientConnection(asyncio.Protocol):
             # every earlier request answered and kept alive: a request seen
             # before, whole in this read, needs neither the parser nor the
             # rewriting again
-            known = (self.router.known.get((data, self.client_ip))
+            known = (self.known.get((data, self.client_ip))
                      if len(data) <= KNOWN_REQUEST_MAX else None)   # a large read is a body
             if known is not None:
                 # what the parser callbacks do for a request, without the parser
@@ -405,3 +410,12 @@ class _DeadParser:
 
     def feed_data(self, data):
         pass
+
+
+class TLSClientConnection(ClientConnection):
+    """HTTP/1.1 over TLS: the transport decrypts, everything else is the same
+    (keep-alive, pipelining, streaming, upgrades)."""
+
+    __slots__ = ()
+    secure = True
+    proto = b"https"

@@ -8,11 +8,12 @@ never writes routes.json (the deployer does) and never blocks the loop.
 from __future__ import annotations
 
 import asyncio
-from time import monotonic
+from time import monotonic, time
 from pathlib import Path
 
 from . import headers, table as tables
 from .accesslog import AccessLog
+from .challenges import PREFIX as CHALLENGE_PREFIX, Challenges
 from .exchange import Exchange
 from .metrics import Metrics
 from .settings import Settings
@@ -21,6 +22,8 @@ from .targets import Targets
 NO_APP = "-"
 KNOWN_REQUESTS = 1024        # requests remembered (the memo is dropped whole when full)
 KNOWN_REQUEST_MAX = 4096     # bytes: longer requests are not remembered
+ACME_CHALLENGE = b"/.well-known/acme-challenge/"
+HSTS = b"Strict-Transport-Security: max-age=31536000\r\n"   # one year, this name only
 _UNSEEN = object()
 
 
@@ -35,12 +38,22 @@ class Router:
         self.metrics = Metrics()
         self.connections = set()
         self.request_ids = headers.RequestIds()
+        self.challenges = Challenges(routes_path.parent.parent / "acme" / "challenges")
         self.response_heads = headers.ResponseHeads()
+        self.hsts_heads = headers.ResponseHeads(extra=HSTS)
         self.access_log = AccessLog(loop=loop) if settings.access_log else None
         self._hosts = {}
         self.known = {}       # (request bytes, client address) -> what remember_request kept
+        self.known_tls = {}   # the same for requests over TLS (their heads say https)
         self._single = {}     # host -> (route, target) of this table's one-instance routes
+        self._single_tls = {}  # the same for redirected hosts, which only TLS reaches
         self._ticker = None
+        # HTTPS (router/tls.py): set by main when it listens for TLS
+        self.certs = None
+        self.https_port = 0
+        self.domain = "localhost"
+        self.redirects = frozenset()   # hosts whose plain HTTP requests get a 308 to https
+        self._redirect_at = float("inf")
 
     # -- the table ---------------------------------------------------------
 
@@ -53,9 +66,33 @@ class Router:
     def swap(self, table: tables.RouteTable) -> None:
         old, self.table = self.table, table
         self._single = {}
+        self._single_tls = {}
         self.targets.retire(table)
+        self.update_redirects()
         self.log.info("routes_swapped", version=table.version, routes=len(table.routes),
                       previous=old.version)
+
+    # -- certificates ------------------------------------------------------
+
+    def load_certificates(self) -> None:
+        """Read DATA/tls (and the platform's pair) again; new handshakes use them."""
+        if self.certs is not None:
+            self.certs.load()
+            self.update_redirects()
+
+    def update_redirects(self) -> None:
+        """Hosts with a certificate that has not expired, unless added with
+        --allow-http, get their plain HTTP redirected (recomputed on a swap, a
+        certificate load, and when a certificate expires)."""
+        certs = self.certs
+        if certs is None:
+            return
+        routes = self.table.routes
+        hosts = [h for h, r in routes.items() if not r.allow_http]
+        self.redirects = frozenset(certs.valid_names(self.domain, hosts))
+        self._redirect_at = certs.next_expiry
+        self._single = {}
+        self._single_tls = {}
 
     # -- routing -----------------------------------------------------------
 
@@ -63,6 +100,11 @@ class Router:
                       http11: bool, keep_alive: bool, upgrading: bool,
                       begin: float) -> Exchange:
         """Route one request whose head has arrived; errors become error exchanges."""
+        if url.startswith(CHALLENGE_PREFIX) and not upgrading:
+            # HTTP-01 before routing and redirects: any Host, routed or not
+            answer = self.challenges.exchange(client, method, url, keep_alive, http11, begin)
+            if answer is not None:
+                return answer
         if url[:1] != b"/" or upgrading:
             # llhttp takes any CONNECT for an upgrade, whatever its target
             if method == b"CONNECT":
@@ -76,7 +118,7 @@ class Router:
         try:
             req = headers.rewrite_request(method, url, header_list, client.client_ip,
                                           self.settings.trusted_proxies, upgrading,
-                                          self.request_ids)
+                                          self.request_ids, client.proto)
         except headers.BadRequest as exc:
             return Exchange(client, method, url, None, keep_alive, http11, begin,
                             error=exc.args[0], detail=exc.args[1])
@@ -98,6 +140,20 @@ class Router:
         if single is not None:
             route, target = single
         else:
+            if host in self.redirects:
+                if not client.secure:
+                    if not url.startswith(ACME_CHALLENGE):
+                        return self._redirect(client, method, url, req, keep_alive, http11,
+                                              begin, host)
+                    return self._route_uncached(client, method, url, req, keep_alive,
+                                                http11, begin, host)
+                # over TLS: remembered apart, plain requests must not find it
+                single = self._single_tls.get(host)
+                if single is not None:
+                    route, target = single
+                    target.in_flight += 1
+                    return Exchange(client, method, url, req, keep_alive, http11, begin,
+                                    route, target)
             route = self.table.routes.get(host)
             if route is None:
                 return Exchange(client, method, url, req, keep_alive, http11, begin, error=404)
@@ -107,9 +163,31 @@ class Router:
             target = self.targets.pick(route)
             if len(route.backends) == 1:
                 # no choice to make until the next swap, which forgets this
-                self._single[host] = (route, target)
+                if host in self.redirects:
+                    self._single_tls[host] = (route, target)
+                else:
+                    self._single[host] = (route, target)
         target.in_flight += 1
         return Exchange(client, method, url, req, keep_alive, http11, begin, route, target)
+
+    def _route_uncached(self, client, method, url, req, keep_alive, http11, begin, host):
+        """Plain HTTP to a redirected host on the ACME challenge path: routed as usual."""
+        route = self.table.routes.get(host)
+        if route is None:
+            return Exchange(client, method, url, req, keep_alive, http11, begin, error=404)
+        if not route.backends:
+            return Exchange(client, method, url, req, keep_alive, http11, begin, route,
+                            error=503)
+        target = self.targets.pick(route)
+        target.in_flight += 1
+        return Exchange(client, method, url, req, keep_alive, http11, begin, route, target)
+
+    def _redirect(self, client, method, url, req, keep_alive, http11, begin, host):
+        port = self.https_port
+        authority = host if port == 443 else f"{host}:{port}"
+        return Exchange(client, method, url, req, keep_alive, http11, begin,
+                        self.table.routes.get(host), error=308,
+                        detail=f"https://{authority}{url.decode('latin-1')}")
 
     # -- requests seen before ----------------------------------------------
     # A client repeats its requests byte for byte (same path, same headers);
@@ -127,6 +205,10 @@ class Router:
             known.clear()
         # the normalized host, not the route: the route is looked up each time
         host = self._hosts.get(req.host) or self._normalize(req.host)
+        if ex.client.secure:
+            known = self.known_tls
+            if len(known) >= KNOWN_REQUESTS:
+                known.clear()
         known[(raw, ex.client.client_ip)] = (ex.method, ex.url, req, ex.keep_alive, ex.http11,
                                              host, self.request_ids.base(req))
 
@@ -189,6 +271,8 @@ class Router:
                     self.log.exception("router_bug", where="timeout_check")
             self.targets.sweep()
             self.metrics.fold()
+            if self._redirect_at <= time():
+                self.update_redirects()     # a certificate expired: its host is plain again
             self.flush_log()
 
     def flush_log(self) -> None:

@@ -37,6 +37,8 @@ class Route:
     app: str
     service: str
     backends: tuple[Backend, ...]
+    allow_http: bool = False    # plain HTTP is served even with a valid certificate
+    hsts: bool = False          # HTTPS responses carry Strict-Transport-Security
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,11 @@ def _route(host: str, entry) -> Route:
     backends = entry.get("backends", [])
     if not isinstance(backends, list):
         raise TableError(f"routes.json: route {host!r}: 'backends' must be a list")
-    return Route(app=app, service=service, backends=tuple(_backend(host, b) for b in backends))
+    allow_http, hsts = entry.get("allow_http", False), entry.get("hsts", False)
+    if not isinstance(allow_http, bool) or not isinstance(hsts, bool):
+        raise TableError(f"routes.json: route {host!r}: 'allow_http' and 'hsts' must be booleans")
+    return Route(app=app, service=service, backends=tuple(_backend(host, b) for b in backends),
+                 allow_http=allow_http, hsts=hsts)
 
 
 def _backend(host: str, entry) -> Backend:

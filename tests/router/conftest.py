@@ -23,8 +23,10 @@ def start_router(tmp_path):
     """A factory starting `python -m router` subprocesses; each is stopped at the end."""
     made = []
 
-    def start(table: dict | None = None, env: dict | None = None, data=None) -> RouterProcess:
-        router = RouterProcess(data or tmp_path / f"data{len(made)}", env=env, table=table)
+    def start(table: dict | None = None, env: dict | None = None, data=None,
+              args: tuple = ()) -> RouterProcess:
+        router = RouterProcess(data or tmp_path / f"data{len(made)}", env=env, table=table,
+                               args=args)
         made.append(router)
         return router
 

@@ -250,8 +250,11 @@ def routes(version: int, mapping: dict) -> dict:
 class RouterProcess:
     """`python -m router` in a temporary data directory, with helpers to drive it."""
 
-    def __init__(self, data: Path, env: dict | None = None, table: dict | None = None):
+    def __init__(self, data: Path, env: dict | None = None, table: dict | None = None,
+                 args: tuple = ()):
         self.data = data
+        self.args = tuple(args)      # more router flags, e.g. ("--https-port", "0")
+        self.https_port = None
         self.run_dir = data / "run"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if table is not None:
@@ -268,13 +271,14 @@ class RouterProcess:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "router", "--data", str(self.data), "--port", "0",
-             "--admin-port", "0"], cwd=ROOT, env=self.env, stdout=self._log,
+             "--admin-port", "0", *self.args], cwd=ROOT, env=self.env, stdout=self._log,
             stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             meta = fsutil.read_json(info)
             if meta and meta.get("pid") == self.proc.pid:
                 self.port, self.admin_port = meta["port"], meta["admin_port"]
+                self.https_port = meta.get("https_port")
                 return
             if self.proc.poll() is not None:
                 break

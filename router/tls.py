@@ -1,0 +1,132 @@
+"""TLS for the router: the certificates on disk, one SSLContext per name, chosen by SNI.
+
+The listening context only holds the SNI callback; each handshake switches
+to the context of the name the client asked for: its own certificate
+(DATA/tls/NAME, uploaded or issued), else the platform's `tls_cert`/`tls_key`
+(the `*.DOMAIN` wildcard, also the fallback for unknown names), else the
+handshake fails with an alert. load() builds every context anew and swaps
+the map in one assignment: connections already open keep the context they
+shook hands with, new ones get the new certificates at once. A broken pair
+on disk is skipped with a log line; the names it had keep nothing stale.
+It reads cert.pem and key.pem only (status.json belongs to the writers).
+"""
+from __future__ import annotations
+
+import ssl
+import time
+from pathlib import Path
+
+from cryptography import x509
+
+from dotcloud import tlsstore
+
+PLATFORM = "_platform"
+
+
+def server_context(cert: Path | str, key: Path | str) -> ssl.SSLContext:
+    """TLS 1.2 and 1.3 for HTTP/1.1, with one certificate (chain) and its key."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
+def not_after(cert: Path | str) -> float:
+    """The leaf's expiry (epoch seconds); the leaf is the first certificate of the file."""
+    leaf = x509.load_pem_x509_certificate(Path(cert).read_bytes())
+    return leaf.not_valid_after_utc.timestamp()
+
+
+class Certificates:
+    def __init__(self, data_dir: Path, platform_cert: str = "", platform_key: str = "",
+                 log=None):
+        self.data_dir = Path(data_dir)
+        self.platform_cert = platform_cert
+        self.platform_key = platform_key
+        self.log = log
+        self.contexts: dict[str, ssl.SSLContext] = {}
+        self.platform: ssl.SSLContext | None = None
+        self.expiry: dict[str, float] = {}       # name (or _platform) -> not_after
+        self.next_expiry = float("inf")
+        self.listening = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.listening.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.listening.set_alpn_protocols(["http/1.1"])
+        self.listening.sni_callback = self._choose
+
+    # -- loading -----------------------------------------------------------
+
+    def load(self) -> int:
+        """Read every certificate again; return how many were loaded."""
+        contexts, expiry = {}, {}
+        for name in tlsstore.names(self.data_dir):
+            if name.startswith("_"):
+                continue
+            where = tlsstore.directory(self.data_dir, name)
+            if not (where / "cert.pem").exists():
+                continue          # pending: nothing issued yet
+            loaded = self._load_pair(name, where / "cert.pem", where / "key.pem")
+            if loaded is not None:
+                contexts[name], expiry[name] = loaded
+        platform = None
+        if self.platform_cert and self.platform_key:
+            loaded = self._load_pair(PLATFORM, self.platform_cert, self.platform_key)
+            if loaded is not None:
+                platform, expiry[PLATFORM] = loaded
+        # one assignment each: the SNI callback sees the old map or the new one
+        self.contexts, self.platform, self.expiry = contexts, platform, expiry
+        self.next_expiry = min((t for t in expiry.values() if t > time.time()),
+                               default=float("inf"))
+        if self.log is not None:
+            self.log.info("certificates_loaded", names=len(contexts),
+                          platform=platform is not None)
+        return len(expiry)
+
+    def _load_pair(self, name: str, cert, key):
+        try:
+            return server_context(cert, key), not_after(cert)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            if self.log is not None:
+                self.log.warning("certificate_skipped", name=name, error=str(exc) or
+                                 type(exc).__name__)
+            return None
+
+    # -- serving -----------------------------------------------------------
+
+    def context_for(self, name: str | None) -> ssl.SSLContext | None:
+        if name:
+            name = name.lower().rstrip(".")
+            contexts = self.contexts
+            ctx = contexts.get(name)
+            if ctx is not None:
+                return ctx
+            # a name's parent may hold a wildcard certificate uploaded for *.PARENT
+            ctx = contexts.get("*." + name.partition(".")[2])
+            if ctx is not None:
+                return ctx
+        return self.platform
+
+    def _choose(self, sslobj, name, _listening):
+        ctx = self.context_for(name)
+        if ctx is None:
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        sslobj.context = ctx
+        return None
+
+    def valid_names(self, domain: str, hosts, now: float | None = None) -> set[str]:
+        """Of these hosts, those with a certificate that has not expired."""
+        now = time.time() if now is None else now
+        expiry = self.expiry
+        platform_ok = self.platform is not None and expiry.get(PLATFORM, 0) > now
+        suffix = "." + domain
+        valid = set()
+        for host in hosts:
+            own = host if host in expiry else "*." + host.partition(".")[2]
+            if expiry.get(own, 0) > now or (platform_ok and host.endswith(suffix)):
+                valid.add(host)
+        return valid
+
+    def seconds_left(self, now: float | None = None) -> dict[str, float]:
+        now = time.time() if now is None else now
+        return {name: t - now for name, t in sorted(self.expiry.items())}
