@@ -1,6 +1,6 @@
 """`dotcloud-server`: the platform's command line (SPEC section 1).
 
-    dotcloud-server [--data DIR] up [--bind ADDR] [--ssh-port N] [--http-port N]
+    dotcloud-server [--data DIR] up [--bind ADDR] [--ssh-port N] [--http-port N] [--https-port N]
                                     [--domain NAME] [--runtime process|docker]
     dotcloud-server [--data DIR] keys add NAME PUBKEY_FILE [--admin] | list | remove NAME
     dotcloud-server [--data DIR] ssh|router|runtime
@@ -28,6 +28,8 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--bind", help="address to listen on (default 127.0.0.1)")
         sp.add_argument("--ssh-port", type=int, help="SSH port (default 2222; 0 picks one)")
         sp.add_argument("--http-port", type=int, help="HTTP port (default 8080; 0 picks one)")
+        sp.add_argument("--https-port", type=int, help="HTTPS port (default 8443; 0 turns "
+                        "HTTPS off)")
         sp.add_argument("--admin-port", type=int, help="router metrics port (default: none)")
         sp.add_argument("--domain", help="apps are served at APP.DOMAIN (default localhost)")
         sp.add_argument("--runtime", choices=["process", "docker"], help="default process")
@@ -59,7 +61,8 @@ def main(argv=None) -> int:
     try:
         settings = load(args.data, log_json=args.log_json, **{
             k: getattr(args, k, None) for k in
-            ("bind", "ssh_port", "http_port", "admin_port", "domain", "runtime")})
+            ("bind", "ssh_port", "http_port", "https_port", "admin_port", "domain",
+             "runtime")})
         logs.configure(json=settings.log_json)
         return run(args, settings)
     except DotcloudError as exc:
@@ -81,7 +84,9 @@ def run(args, settings) -> int:
     elif args.command == "router":
         from router.main import run as run_router
         run_router(data_dir=settings.data, bind=settings.bind, port=settings.http_port,
-                   admin_port=settings.admin_port or None, log_json=settings.log_json)
+                   admin_port=settings.admin_port or None, log_json=settings.log_json,
+                   https_port=settings.https_port or None, tls_cert=settings.tls_cert,
+                   tls_key=settings.tls_key, domain=settings.domain)
     elif args.command == "runtime":
         from runtime.daemon import serve
         serve(settings, stop_apps=args.stop_apps)

@@ -69,7 +69,8 @@ class Supervisor:
         if s.log_json:
             argv.append("--log-json")
         argv += [name, "--bind", s.bind, "--ssh-port", str(s.ssh_port),
-                 "--http-port", str(s.http_port), "--domain", s.domain, "--runtime", s.runtime]
+                 "--http-port", str(s.http_port), "--https-port", str(s.https_port),
+                 "--domain", s.domain, "--runtime", s.runtime]
         if s.admin_port:
             argv += ["--admin-port", str(s.admin_port)]
         if name == "runtime" and not self.keep_apps:
@@ -96,6 +97,9 @@ class Supervisor:
               f"(git remote: ssh://dotcloud@{s.bind}:{s.ssh_port}/APP)", flush=True)
         print(f"dotcloud: router  listening on {s.bind}:{s.http_port}  "
               f"(apps at http://APP.{s.domain}:{s.http_port}/)", flush=True)
+        if s.https_port:
+            print(f"dotcloud: https   listening on {s.bind}:{s.https_port}  "
+                  f"(apps at https://APP.{s.domain}:{s.https_port}/)", flush=True)
         print(f"dotcloud: runtime running ({s.runtime}); data in {s.data}; apps "
               f"{'keep running' if self.keep_apps else 'stop'} when this stops", flush=True)
         while not self.stopping:

@@ -44,6 +44,9 @@ class Platform:
     home: Path
     ssh_port: int = 0
     http_port: int = 0
+    # 0: HTTPS off (parallel platforms never collide on 8443); a test that
+    # wants HTTPS sets a free port before start()
+    https_port: int = 0
     proc: subprocess.Popen | None = None
     keys: dict = field(default_factory=dict)
 
@@ -51,10 +54,12 @@ class Platform:
         log = open(self.data.parent / "up.log", "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-u", "-m", "dotcloud.cli", "--data", str(self.data), "up",
-             "--ssh-port", str(self.ssh_port), "--http-port", str(self.http_port), *extra],
+             "--ssh-port", str(self.ssh_port), "--http-port", str(self.http_port),
+             "--https-port", str(self.https_port), *extra],
             stdout=subprocess.PIPE, stderr=log, cwd=ROOT, start_new_session=True)
         deadline = time.monotonic() + 30
-        while not (self.ssh_port and self.http_port):
+        https_seen = not self.https_port
+        while not (self.ssh_port and self.http_port and https_seen):
             line = self.proc.stdout.readline().decode()
             if not line and self.proc.poll() is not None:
                 raise RuntimeError("dotcloud-server up exited; see up.log")
@@ -62,14 +67,16 @@ class Platform:
                 self.ssh_port = int(m.group(1))
             if m := re.search(r"router\s+listening on [\d.]+:(\d+)", line):
                 self.http_port = int(m.group(1))
+            if m := re.search(r"https\s+listening on [\d.]+:(\d+)", line):
+                self.https_port, https_seen = int(m.group(1)), True
             assert time.monotonic() < deadline, "up did not print its ports"
         self.wait_listening()
 
     def wait_listening(self, timeout: float = 30) -> None:
         import socket
         deadline = time.monotonic() + timeout
-        for port in (self.ssh_port, self.http_port):
-            while True:
+        for port in (self.ssh_port, self.http_port, self.https_port):
+            while port:
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=1).close()
                     break
