@@ -107,7 +107,11 @@ def describe(cert: dict) -> str:
     if cert["state"] == "valid":
         return f"valid until {until} UTC"
     if cert["state"] == "failed":
-        kept = f" (serving the current one until {until} UTC)" if until else ""
+        kept = ""
+        if until and cert["not_after"] > iso(time.time()):
+            kept = f" (serving the current one until {until} UTC)"
+        elif until:
+            kept = f" (the last one expired {until} UTC)"
         return f"failed: {cert['reason'] or 'unknown reason'}{kept}"
     return "pending"
 
