@@ -40,6 +40,7 @@ LOCAL_RE = re.compile(r"^(?:-e|--editable)\b|^\.{1,2}(?:/|$)|^/|^file:|@\s*file:
 MAX_INCLUDES = 20
 DEFAULT_WORKERS = 2
 UV_CACHE = "uv-cache"    # under DATA/cache, beside pip's
+UV_STALE = "needs to be updated"    # what `uv export --locked` says of a stale lock
 
 
 def requirement_files(src: Path) -> tuple[list[tuple[str, str]], bool]:
@@ -194,12 +195,24 @@ class PythonBuildpack(Buildpack):
         # On this host whatever the executor: it only reads the lock.
         python = ("--python", python_for(ctx).path) \
             if isinstance(ctx.executor, HostExecutor) else ()
-        check_step(f"{pymanagers.UV_LOCK}: uv export", (
-            uvtool.uv_binary(), "export", "--locked", "--format", "requirements-txt",
-            "--no-default-groups", "--no-emit-project", "--no-header", "--no-annotate",
-            *python, "--output-file", str(output)),
-            cwd=ctx.src, env={**env, **uvtool.lock_check_env(env, ctx.cache_dir / UV_CACHE)},
-            timeout=ctx.timeout, log=ctx.log, executor=HOST)
+        stale = []
+
+        def log(line: str) -> None:
+            if UV_STALE in line:
+                stale.append(line)
+            ctx.log(line)
+        try:
+            check_step(f"{pymanagers.UV_LOCK}: uv export", (
+                uvtool.uv_binary(), "export", "--locked", "--format", "requirements-txt",
+                "--no-default-groups", "--no-emit-project", "--no-header", "--no-annotate",
+                *python, "--output-file", str(output)),
+                cwd=ctx.src, env={**env, **uvtool.lock_check_env(env, ctx.cache_dir / UV_CACHE)},
+                timeout=ctx.timeout, log=log, executor=HOST)
+        except BuildError:
+            if stale:
+                raise BuildError(f"{pymanagers.UV_LOCK} is out of date with "
+                                 f"{pymanagers.PYPROJECT}; run 'uv lock' and commit it") from None
+            raise
         return output.read_text()
 
     def _engine(self, ctx: BuildContext, venv: Path,

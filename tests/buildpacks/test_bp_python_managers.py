@@ -175,7 +175,8 @@ def test_stale_uv_lock_is_refused_by_uv(make_ctx, tools):
     (ctx.src / "pyproject.toml").write_text(PYPROJECT.replace('"idna"', '"idna", "certifi"'))
     with pytest.raises(BuildError) as info:
         build_service(ctx)
-    assert str(info.value) == "uv.lock: uv export failed (exit 1)"
+    assert str(info.value) == ("uv.lock is out of date with pyproject.toml; run 'uv lock' "
+                               "and commit it")
     assert any("needs to be updated" in line for line in lines.lines)
 
 
