@@ -3,7 +3,7 @@
     dotcloud-server [--data DIR] up [--bind ADDR] [--ssh-port N] [--http-port N] [--https-port N]
                                     [--domain NAME] [--runtime process|docker]
     dotcloud-server [--data DIR] keys add NAME PUBKEY_FILE [--admin] | list | remove NAME
-    dotcloud-server [--data DIR] ssh|router|runtime
+    dotcloud-server [--data DIR] ssh|router|runtime|acme
 """
 import argparse
 import os
@@ -46,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
     ksub.add_parser("list")
     kr = ksub.add_parser("remove")
     kr.add_argument("name")
-    for name in ("ssh", "router", "runtime"):
+    for name in ("ssh", "router", "runtime", "acme"):
         sp = sub.add_parser(name, help=f"run the {name} daemon alone")
         daemon_args(sp)
         if name == "runtime":
@@ -90,6 +90,9 @@ def run(args, settings) -> int:
     elif args.command == "runtime":
         from runtime.daemon import serve
         serve(settings, stop_apps=args.stop_apps)
+    elif args.command == "acme":
+        from .certificates import serve as serve_acme
+        serve_acme(settings)
     return 0
 
 

@@ -1,5 +1,5 @@
-"""`dotcloud-server up`: runs the SSH server, the router and the runtime as
-three OS processes, restarts any that dies (with backoff), and stops them on
+"""`dotcloud-server up`: runs the SSH server, the router, the runtime and the
+certificate daemon (acme) as four OS processes, restarts any that dies (with backoff), and stops them on
 Ctrl-C / SIGTERM. With keep_apps (`up --keep-apps`) the apps keep running
 after it stops, and the next `up` adopts them; by default they stop too.
 
@@ -26,9 +26,9 @@ from .settings import Settings
 from .takeover import take_over
 
 log = logs.get("supervisor")
-DAEMONS = ("runtime", "router", "ssh")
+DAEMONS = ("runtime", "router", "ssh", "acme")
 # Stopped in this order: nothing new comes in, then routing stops, then apps.
-STOP_ORDER = (("ssh", "router"), ("runtime",))
+STOP_ORDER = (("ssh", "router", "acme"), ("runtime",))
 FAILURE_WINDOW = 60.0
 RESTART_FIRST = 0.1
 RESTART_MAX = 10.0

@@ -38,7 +38,7 @@ def test_every_daemon_writes_its_pid(own_platform):
     data = own_platform.data
     up = up_pids(data)
     assert up["pid"] == own_platform.proc.pid
-    for name in ("ssh", "router", "runtime"):
+    for name in ("ssh", "router", "runtime", "acme"):
         assert daemon_pid(data, name) == up["daemons"][name]
     assert runtime_ping(data) == daemon_pid(data, "runtime")
 
