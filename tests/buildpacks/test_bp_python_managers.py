@@ -446,3 +446,14 @@ def test_pip_and_uv_install_the_same_files(make_ctx, tools, tmp_path, lock_file)
             if p.is_file() and ".dist-info" not in str(p)))
     assert trees["pip"] == trees["uv"]
     assert any(name.endswith(".pyc") for name in trees["uv"][1])
+
+
+@pytest.mark.slow
+def test_build_file_requirements_beside_a_lock(make_ctx, tools):
+    # Resolved after the lock, with its pins held: the lock's six stays.
+    ctx, lines, result, versions = built(
+        make_ctx, {"pyproject.toml": PYPROJECT},
+        lambda src: lock(tools, src, uv_binary(), "lock", "-q"),
+        requirements=("itsdangerous==2.1.2", "six"))
+    assert versions["six"] == OLD_SIX and versions["itsdangerous"] == "2.1.2"
+    assert "Installing itsdangerous==2.1.2, six, gunicorn with uv" in lines.lines
