@@ -34,9 +34,12 @@ def compute(store: Store, domain: str) -> dict:
             routes[host] = entry
             if service == "www":
                 routes[f"www.{app.name}.{domain}"] = entry
+        options = store.domain_options(app.name)
         for name, _, service in store.domains(app.name):
             routes[name] = {"app": app.name, "service": service,
                             "backends": backends.get(service, [])}
+            # HTTPS (router/tls.py): only when set, so routes.json is as before otherwise
+            routes[name].update({k: True for k, v in options.get(name, {}).items() if v})
     return routes
 
 

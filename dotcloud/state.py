@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS variables(
   app TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(app, name));
 CREATE TABLE IF NOT EXISTS scales(
   app TEXT NOT NULL, service TEXT NOT NULL, instances INTEGER NOT NULL, PRIMARY KEY(app, service));
-CREATE TABLE IF NOT EXISTS domains(domain TEXT PRIMARY KEY, app TEXT NOT NULL, service TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS domains(domain TEXT PRIMARY KEY, app TEXT NOT NULL, service TEXT NOT NULL,
+  allow_http INTEGER NOT NULL DEFAULT 0, hsts INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS releases(
   id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, number INTEGER NOT NULL,
   revision TEXT NOT NULL, build INTEGER NOT NULL, user TEXT NOT NULL, created REAL NOT NULL,
@@ -48,6 +49,13 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+# Columns added since the table was first made: (table, column, definition).
+MIGRATIONS = (
+    ("domains", "allow_http", "INTEGER NOT NULL DEFAULT 0"),   # HTTPS: keep plain HTTP
+    ("domains", "hsts", "INTEGER NOT NULL DEFAULT 0"),         # HTTPS: Strict-Transport-Security
+)
+
+
 class Store:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -58,9 +66,22 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=30000")
         self.db.executescript(SCHEMA)
+        self._add_columns(MIGRATIONS)
 
     def close(self) -> None:
         self.db.close()
+
+    def _add_columns(self, columns) -> None:
+        """Bring a database made by an older version up to date, in place."""
+        for table, column, definition in columns:
+            have = {r["name"] for r in self._all(f"PRAGMA table_info({table})")}
+            if column in have:
+                continue
+            try:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise       # another daemon opening the store added it first: fine
 
     @contextmanager
     def tx(self, immediate: bool = True):
@@ -191,10 +212,19 @@ class Store:
                 else self._all("SELECT * FROM domains ORDER BY domain"))
         return [(r["domain"], r["app"], r["service"]) for r in rows]
 
-    def add_domain(self, domain: str, app: str, service: str) -> bool:
-        cur = self.db.execute("INSERT OR IGNORE INTO domains(domain, app, service) VALUES(?,?,?)",
-                              (domain, app, service))
+    def add_domain(self, domain: str, app: str, service: str, allow_http: bool = False,
+                   hsts: bool = False) -> bool:
+        cur = self.db.execute("INSERT OR IGNORE INTO domains(domain, app, service, allow_http, "
+                              "hsts) VALUES(?,?,?,?,?)",
+                              (domain, app, service, int(allow_http), int(hsts)))
         return cur.rowcount == 1
+
+    def domain_options(self, app: str | None = None) -> dict[str, dict]:
+        """domain -> {allow_http, hsts} (how HTTPS treats it)."""
+        rows = (self._all("SELECT * FROM domains WHERE app=?", (app,)) if app
+                else self._all("SELECT * FROM domains"))
+        return {r["domain"]: {"allow_http": bool(r["allow_http"]), "hsts": bool(r["hsts"])}
+                for r in rows}
 
     def remove_domain(self, domain: str, app: str) -> bool:
         return self.db.execute("DELETE FROM domains WHERE domain=? AND app=?",

@@ -1,4 +1,4 @@
-"""Configuration commands: var list/set/unset, scale, domain list/add/rm.
+"""Configuration commands: var list/set/unset, scale, domain list/add/rm/cert.
 
 `var set`, `var unset` and `scale` change the store and deploy the change
 as a new release (zero-downtime); if that deploy fails the change is undone.
@@ -7,7 +7,7 @@ given and never reach a shell.
 """
 import re
 
-from dotcloud import certificates, names, routes
+from dotcloud import certificates, certupload, names, routes, tlsstore
 from dotcloud.errors import DotcloudError, InvalidName, NotFound, UsageError
 
 from . import queries
@@ -165,7 +165,8 @@ def domain_add(ctx: CommandContext, args: Args) -> int:
                        f"{', '.join(http)})")
     ctx.audit_detail = f"{domain} {service}"
     _refuse_under_others(ctx, app, domain)
-    if not ctx.store.add_domain(domain, app.name, service):
+    allow_http, hsts = "allow-http" in args.flags, "hsts" in args.flags
+    if not ctx.store.add_domain(domain, app.name, service, allow_http=allow_http, hsts=hsts):
         raise DotcloudError(f"the domain {domain} is already in use")
     routes.publish(ctx.settings, ctx.store)
     certificates.requested(ctx.settings, domain)
@@ -174,6 +175,36 @@ def domain_add(ctx: CommandContext, args: Args) -> int:
                   "url": queries.domain_url(ctx.settings, domain)})
     else:
         ctx.say(f"{domain} now routes to {app.name} ({service})")
+    return 0
+
+
+def domain_cert(ctx: CommandContext, args: Args) -> int:
+    """An uploaded certificate (a wildcard, an internal CA's) replaces the ACME one."""
+    app = ctx.app(args.positional[0])
+    domain = names.domain(args.positional[1])
+    ctx.audit_detail = domain
+    if domain not in {d for d, _, _ in ctx.store.domains(app.name)}:
+        raise NotFound(f"{app.name} has no domain {domain}; add it first: "
+                       f"domain add {app.name} {domain}")
+    raw = ctx.read_stdin(certupload.MAX_BUNDLE)
+    if len(raw) > certupload.MAX_BUNDLE:
+        raise UsageError("that is too much for a certificate chain and its key")
+    if not raw.strip():
+        raise UsageError(f"send the PEM chain and key on stdin: ssh ... domain cert {app.name} "
+                         f"{domain} < bundle.pem")
+    checked = certupload.check(raw, domain)
+    tlsstore.save(ctx.settings.data, domain, checked.chain_pem, checked.key_pem)
+    tlsstore.set_status(ctx.settings.data, domain, "valid", source="upload", reason=None,
+                        not_after=checked.not_after)
+    tlsstore.notify_router(ctx.settings.run_dir)
+    until = certificates.iso(checked.not_after)
+    ctx.audit_detail += f" until {until}"
+    if args.json:
+        ctx.emit({"name": app.name, "domain": domain,
+                  "certificate": {"state": "valid", "not_after": until, "source": "upload"}})
+    else:
+        ctx.say(f"{domain} is served with the uploaded certificate (valid until "
+                f"{until[:16].replace('T', ' ')} UTC)")
     return 0
 
 
@@ -211,7 +242,10 @@ COMMANDS = (
     Command("scale", scale, "APP SERVICE=N ...",
             "set instance counts (also SERVICE:instances=N; a new release)", 2, None),
     Command("domain list", domain_list, "APP", "the app's custom domains", 1, 1),
-    Command("domain add", domain_add, "APP [SERVICE] NAME",
-            "route a domain to a service (default www)", 2, 3),
+    Command("domain add", domain_add, "APP [SERVICE] NAME [--allow-http] [--hsts]",
+            "route a domain to a service (default www); HTTPS: keep plain HTTP, add HSTS",
+            2, 3, flags=("allow-http", "hsts")),
+    Command("domain cert", domain_cert, "APP NAME",
+            "serve NAME with the certificate chain and key sent on stdin (PEM)", 2, 2),
     Command("domain rm", domain_rm, "APP NAME", "stop routing a domain", 2, 2),
 )

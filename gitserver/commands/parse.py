@@ -16,6 +16,8 @@ ALIASES = {
     "-n": "lines", "--lines": "lines",
     "--force": "force",
     "--admin": "admin",
+    "--allow-http": "allow-http",
+    "--hsts": "hsts",
     "--timeout": "timeout",
 }
 VALUED = {"lines", "timeout"}
