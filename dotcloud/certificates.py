@@ -52,6 +52,7 @@ def _acme():
 log = logs.get("acme")
 SOURCE = "acme"
 IDLE_WAKE = 300.0
+BUG_RETRY = 30.0
 # Let's Encrypt's directories: they never certify special-use names, so those
 # fail here at once instead of costing an order (a private CA may certify them).
 PUBLIC_DIRECTORIES = ("https://acme-v02.api.letsencrypt.org/directory",
@@ -258,7 +259,13 @@ def serve(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while True:
-            following = daemon.step() if settings.https_port else time.time() + IDLE_WAKE
+            following = time.time() + IDLE_WAKE
+            if settings.https_port:
+                try:
+                    following = daemon.step()
+                except Exception:       # a corrupt file, a locked database: log, look again
+                    log.exception("acme_step_failed")
+                    following = time.time() + BUG_RETRY
             timeout = max(0.0, min(following - time.time(), IDLE_WAKE))
             try:
                 select.select([wake], [], [], timeout)

@@ -55,7 +55,9 @@ class ChallengeExchange(Exchange):
             super().respond_error(status, detail, log)
             return
         self.status = 200
-        self.client_keep = self.keep_alive and not self.client.closing
+        # the request's framing was not looked at (no body is expected): close
+        # after the answer rather than guess where the next request starts
+        self.client_keep = False
         self.out.append(response(detail.encode(), self.client_keep, self.method == b"HEAD"))
         self.detail = "acme challenge"
         self._flush()

@@ -3,6 +3,7 @@ through the router: issued on `domain add`, renewed at a third of their
 lifetime left, failures reported with the CA's reason and retried with
 backoff, a failed renewal keeping the certificate it renews, a killed
 daemon carrying on from DATA, and a renewal under load."""
+import http.client
 import itertools
 import json
 import os
@@ -115,6 +116,16 @@ def test_the_router_answers_challenges_for_any_host(acme_platform):
             status_, body, headers = p.get(host, "/.well-known/acme-challenge/tok-EN_1")
             assert (status_, body) == (200, "tok-EN_1.thumbprint")
             assert headers["Content-Type"] == "text/plain"
+        conn = http.client.HTTPConnection("127.0.0.1", p.http_port, timeout=10)
+        conn.request("HEAD", "/.well-known/acme-challenge/tok-EN_1", headers={"Host": "a.test"})
+        resp = conn.getresponse()
+        assert (resp.status, resp.getheader("Content-Length"), resp.read()) == (200, "19", b"")
+        assert resp.getheader("Connection") == "close"
+        conn.close()
+        conn.request("POST", "/.well-known/acme-challenge/tok-EN_1", body=b"x",
+                     headers={"Host": "a.test"})
+        assert conn.getresponse().status == 404      # only GET and HEAD are answered
+        conn.close()
         # no file, or not a token: routed as any other path
         assert p.get("not-routed.example.net", "/.well-known/acme-challenge/other")[0] == 404
         assert p.get("not-routed.example.net", "/.well-known/acme-challenge/..%2Fx")[0] == 404
