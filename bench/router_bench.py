@@ -152,11 +152,12 @@ def worker_pid(master: subprocess.Popen) -> int:
 
 
 def wrk(port: int, path: str, duration: int, connections: int, cpu: int,
-        measured_pid: int | None = None) -> dict:
+        measured_pid: int | None = None, scheme: str = "http", headers: tuple = ()) -> dict:
     before = cpu_seconds(measured_pid) if measured_pid else 0.0
+    extra = [arg for h in headers for arg in ("-H", h)]
     out = subprocess.run(
         ["taskset", "-c", str(cpu), "wrk", "-t2", f"-c{connections}", f"-d{duration}s",
-         "--latency", "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}{path}"],
+         "--latency", "-H", f"Host: {HOST}", *extra, f"{scheme}://127.0.0.1:{port}{path}"],
         capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p99 = _ms(re.search(r"\s99%\s+([\d.]+\w+)", out).group(1))
