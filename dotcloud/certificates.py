@@ -203,19 +203,22 @@ class Daemon:
                 key_pem = (where / "key.pem").read_bytes() if renewing else new_key_pem()
             except FileNotFoundError:
                 key_pem, renewing = new_key_pem(), False
-            cert_pem = self.issuer.issue(name, key_pem)
+            cert_pem, failure = self.issuer.issue(name, key_pem), None
         except IssueFailed as exc:
+            cert_pem, failure = None, str(exc)
+        now_st = tlsstore.status(self.data, name) or {}
+        if name not in self.wanted() or now_st.get("source", SOURCE) != SOURCE:
+            return now_st or st      # removed, or uploaded (domain cert) while we asked
+        if failure is not None:
             attempts = int(st.get("attempts") or 0) + 1
             delay = retry_delay(attempts, s.acme_retry_first, s.acme_retry_max)
             old_after = _current_not_after(where) if renewing else None
-            log.warning("certificate_failed", name=name, reason=str(exc), attempts=attempts,
+            log.warning("certificate_failed", name=name, reason=failure, attempts=attempts,
                         retry_in=delay, renewal=renewing,
                         still_served_until=iso(old_after) if old_after else None)
             return tlsstore.set_status(self.data, name, "failed", source=SOURCE,
-                                       reason=str(exc), attempts=attempts,
+                                       reason=failure, attempts=attempts,
                                        next_try=time.time() + delay, not_after=old_after)
-        if name not in self.wanted():
-            return st
         if renewing:
             tlsstore.save_certificate(self.data, name, cert_pem)
         else:

@@ -263,3 +263,37 @@ def test_renewal_under_load_fails_no_request(acme_platform, tmp_path):
     assert secure.failures == 0, secure.errors[:5]
     assert plain.failures == 0, plain.errors[:5]
     assert set(secure.bodies) == {"loaded v1"}
+
+
+def _self_signed(name: str) -> bytes:
+    import datetime
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=10))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+
+
+def test_an_uploaded_certificate_replaces_the_acme_one_for_good(acme_platform):
+    p = acme_platform
+    app, name = new_domain(p, "uploaded")
+    valid(p, app, name)
+    renew_after = status(p, name)["renew_after"]
+    bundle = _self_signed(name)
+    r = p.ssh("alice", "domain", "cert", app, name, input=bundle)
+    assert r.code == 0, r.text
+    uploaded = (p.data / "tls" / name / "cert.pem").read_bytes()
+    # past the time the ACME certificate would have been renewed: still the upload
+    time.sleep(max(0.0, renew_after - time.time()) + 3)
+    assert (p.data / "tls" / name / "cert.pem").read_bytes() == uploaded
+    assert status(p, name)["source"] == "upload"
+    assert certificate(p, app, name)["state"] == "valid"
