@@ -101,6 +101,11 @@ def load(data: Path | None = None, **overrides) -> Settings:
             if key == "python_version" and not isinstance(value, str):
                 # Unquoted, YAML reads 3.10 as the number 3.1.
                 raise UsageError(f"{config}: 'python_version' must be quoted, e.g. \"3.12\"")
+            if key == "acme_directory" and not str(value).startswith(("https://", "http://")):
+                raise UsageError(f"{config}: 'acme_directory' must be the URL of an ACME "
+                                 "directory, e.g. https://acme-v02.api.letsencrypt.org/directory")
+            if key == "acme_ca_bundle" and value and not Path(str(value)).is_file():
+                raise UsageError(f"{config}: 'acme_ca_bundle' {value} is not a file")
             values[key] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = replace(Settings(data=data), **values)

@@ -100,6 +100,8 @@ class Supervisor:
         if s.https_port:
             print(f"dotcloud: https   listening on {s.bind}:{s.https_port}  "
                   f"(apps at https://APP.{s.domain}:{s.https_port}/)", flush=True)
+        print(f"dotcloud: acme    certificates from {s.acme_directory}"
+              + ("" if s.https_port else " (idle: HTTPS is off)"), flush=True)
         print(f"dotcloud: runtime running ({s.runtime}); data in {s.data}; apps "
               f"{'keep running' if self.keep_apps else 'stop'} when this stops", flush=True)
         while not self.stopping:

@@ -84,8 +84,10 @@ def acme_pid(p) -> int:
 
 def test_a_certificate_is_issued_on_domain_add(acme_platform):
     p = acme_platform
+    started = time.monotonic()
     app, name = new_domain(p, "issued")
     cert = valid(p, app, name)
+    print(f"domain add to a valid certificate: {time.monotonic() - started:.1f}s")
     leaf = stored(p, name)
     sans = leaf.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
     assert sans.value.get_values_for_type(x509.DNSName) == [name]
@@ -260,6 +262,7 @@ def test_renewal_under_load_fails_no_request(acme_platform, tmp_path):
                    "the renewed certificate served")
         count = secure.total
         wait_until(lambda: secure.total > count + 50, "requests on the new certificate")
+    print(f"renewal under load: https {secure.summary()}; http {plain.summary()}")
     assert secure.failures == 0, secure.errors[:5]
     assert plain.failures == 0, plain.errors[:5]
     assert set(secure.bodies) == {"loaded v1"}

@@ -110,3 +110,18 @@ def test_names_no_longer_wanted_lose_their_certificate(tmp_path):
     tlsstore.set_status(daemon.data, "uploaded.example.com", "valid", source="upload")
     daemon.step()
     assert tlsstore.names(daemon.data) == ["uploaded.example.com", "www.example.com"]
+
+
+@pytest.mark.parametrize("line, why", [
+    ("acme_directory: acme-v02.api.letsencrypt.org/directory",
+     "'acme_directory' must be the URL of an ACME directory"),
+    ("acme_directory: 42", "'acme_directory' must be the URL of an ACME directory"),
+    ("acme_ca_bundle: /nonexistent/ca.pem", "'acme_ca_bundle' /nonexistent/ca.pem is not a file"),
+])
+def test_bad_acme_settings_are_refused_with_one_line(tmp_path, line, why):
+    from dotcloud.errors import UsageError
+    (tmp_path / "config.yml").write_text(line + "\n")
+    with pytest.raises(UsageError) as caught:
+        load(tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'config.yml'}: {why}") and "\n" not in message
