@@ -25,7 +25,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from . import logs
 from .fsutil import read_json, write_atomic, write_json
+
+log = logs.get("acme")
 
 USER_AGENT = "dotcloud"
 ORDER_TIMEOUT = 90.0          # seconds for validation and issuance of one order
@@ -100,6 +103,8 @@ class Issuer:
             acme.net.account = regr
         accounts[self.directory] = regr.uri
         write_json(acme_dir(self.data) / "account.json", accounts, mode=0o600)
+        log.info("acme_account_registered", directory=self.directory, account=regr.uri,
+                 email=self.email or None)
 
     def _forget_account(self) -> None:
         accounts = read_json(acme_dir(self.data) / "account.json", {})
@@ -112,14 +117,20 @@ class Issuer:
     def issue(self, name: str, key_pem: bytes) -> bytes:
         """A certificate (leaf first, then its chain) for `name` and this key."""
         try:
-            return self._issue(name, key_pem)
+            try:
+                return self._issue(name, key_pem)
+            except messages.Error as exc:
+                if exc.code != "accountDoesNotExist":
+                    raise
+                # the CA lost or deleted our account: a new one, and the order again
+                log.warning("acme_account_lost", directory=self.directory)
+                self._forget_account()
+                return self._issue(name, key_pem)
         except IssueFailed:
             raise
         except errors.ValidationError as exc:
             raise IssueFailed(_validation_reason(exc)) from None
         except messages.Error as exc:
-            if exc.code == "accountDoesNotExist":
-                self._forget_account()       # registered again on the next try
             raise IssueFailed(_problem(exc)) from None
         except errors.TimeoutError:
             raise IssueFailed(f"the CA did not finish the order within {self.timeout:.0f}s") \

@@ -124,12 +124,24 @@ class Pebble:
             "httpPort": http_port, "tlsPort": free_port(),
             "ocspResponderURL": "", "externalAccountBindingRequired": False,
             "certificateValidityPeriod": self.validity}}))
+        self._start_pebble()
+
+    def _start_pebble(self) -> None:
+        log = open(self.directory / "pebble.log", "ab")
         env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_AUTHZREUSE="0",
                    PEBBLE_WFE_NONCEREJECT="0")
         self.procs.append(subprocess.Popen(
-            ["pebble", "-config", str(config), "-dnsserver", f"127.0.0.1:{self.dns_port}"],
+            ["pebble", "-config", str(self.directory / "pebble-config.json"),
+             "-dnsserver", f"127.0.0.1:{self.dns_port}"],
             stdout=log, stderr=log, env=env, start_new_session=True))
         _wait_port(self.acme_port, self.procs[-1], "pebble")
+
+    def restart(self) -> None:
+        """pebble again, with the same ports: it forgets every account and order."""
+        proc = self.procs.pop()
+        proc.terminate()
+        proc.wait(10)
+        self._start_pebble()
 
     def stop(self) -> None:
         for proc in self.procs:

@@ -300,3 +300,18 @@ def test_an_uploaded_certificate_replaces_the_acme_one_for_good(acme_platform):
     assert (p.data / "tls" / name / "cert.pem").read_bytes() == uploaded
     assert status(p, name)["source"] == "upload"
     assert certificate(p, app, name)["state"] == "valid"
+
+
+def test_an_account_the_ca_lost_is_registered_again(acme_platform):
+    # last in this module: the restarted pebble has new roots
+    p = acme_platform
+    app, name = new_domain(p, "before")
+    valid(p, app, name)
+    account = json.loads((p.data / "acme" / "account.json").read_text())[p.ca.url]
+    p.ca.restart()
+    app, name = new_domain(p, "after")
+    valid(p, app, name)
+    assert status(p, name)["attempts"] == 0       # no failed try on the way
+    assert json.loads((p.data / "acme" / "account.json").read_text())[p.ca.url] != account
+    log = (p.data.parent / "up.log").read_text()
+    assert "event='acme_account_lost'" in log
