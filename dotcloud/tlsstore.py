@@ -3,7 +3,7 @@
     DATA/tls/NAME/cert.pem     leaf first, then its chain      (0600)
     DATA/tls/NAME/key.pem      its private key                 (0600)
     DATA/tls/NAME/status.json  {state, not_after, reason, source, updated,
-                                renew_after, attempts}         (0600)
+                                renew_after, attempts, next_try}  (0600)
 
 `state` is pending (asked for, nothing valid yet), valid or failed; a
 failed renewal keeps the old cert.pem and key.pem (HTTPS stays up until

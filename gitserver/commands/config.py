@@ -174,7 +174,9 @@ def domain_add(ctx: CommandContext, args: Args) -> int:
         ctx.emit({"name": app.name, "domain": domain, "service": service,
                   "url": queries.domain_url(ctx.settings, domain)})
     else:
-        ctx.say(f"{domain} now routes to {app.name} ({service})")
+        ctx.say(f"{domain} now routes to {app.name} ({service})" + (
+            "; its certificate is being requested (domain list shows its state)"
+            if ctx.settings.https_port else ""))
     return 0
 
 

@@ -75,6 +75,8 @@ def new_domain(p, prefix: str) -> tuple[str, str]:
     name = f"www.{app}.test"
     r = p.ssh("alice", "domain", "add", app, name)
     assert r.code == 0, r.text
+    assert r.out == (f"{name} now routes to {app} (www); its certificate is being requested "
+                     "(domain list shows its state)\n")
     return app, name
 
 
