@@ -29,6 +29,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -138,6 +139,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--proxy-cpu", type=int, default=0)
     ap.add_argument("--other-cpu", type=int, default=1)
+    ap.add_argument("--loads", default="keep-alive,handshakes",
+                    help="which loads to run (comma-separated)")
     args = ap.parse_args()
     for tool in ("nginx", "wrk", "taskset"):
         if not shutil.which(tool):
@@ -164,8 +167,9 @@ def main() -> int:
         for port in (ngx_port, router_port):
             check(port)
         measured = {"nginx": (ngx_port, worker_pid(nginx)), "router": (router_port, router.pid)}
-        loads = (("keep-alive", False, args.connections),
-                 ("handshakes", True, args.handshake_connections))
+        loads = tuple(load for load in (("keep-alive", False, args.connections),
+                                        ("handshakes", True, args.handshake_connections))
+                      if load[0] in args.loads.split(","))
         results = {}
         for label, close, conns in loads:
             for _ in range(args.rounds):
@@ -190,7 +194,17 @@ def main() -> int:
                 f"{name} " + ", ".join(f"{x['rps']:.0f}" for x in results[(label, name)])
                 for name in measured))
             print(f"  router/nginx, best of each: req/s {r['rps'] / n['rps']:.3f}, "
-                  f"p99 {r['p99_ms'] / n['p99_ms']:.2f}x")
+                  f"p99 {r['p99_ms'] / n['p99_ms']:.2f}x, CPU per request "
+                  f"{r['cpu_us'] / n['cpu_us']:.2f}x")
+            # nginx then the router, back to back: the within-round ratio moves
+            # least with what else the machine does
+            pairs = list(zip(results[(label, "nginx")], results[(label, "router")]))
+            print("  router/nginx by round: req/s " + ", ".join(
+                f"{x['rps'] / y['rps']:.3f}" for y, x in pairs)
+                + f" (median {statistics.median(x['rps'] / y['rps'] for y, x in pairs):.3f});"
+                f" p99 median {statistics.median(x['p99_ms'] / y['p99_ms'] for y, x in pairs):.2f}x;"
+                f" CPU/request median "
+                f"{statistics.median(x['cpu_us'] / y['cpu_us'] for y, x in pairs):.2f}x")
         return 0
     finally:
         for p in procs:

@@ -19,6 +19,7 @@ from pathlib import Path
 from cryptography import x509
 
 from dotcloud import tlsstore
+from dotcloud.certupload import covers
 
 PLATFORM = "_platform"
 
@@ -33,10 +34,17 @@ def server_context(cert: Path | str, key: Path | str) -> ssl.SSLContext:
     return ctx
 
 
-def not_after(cert: Path | str) -> float:
-    """The leaf's expiry (epoch seconds); the leaf is the first certificate of the file."""
-    leaf = x509.load_pem_x509_certificate(Path(cert).read_bytes())
-    return leaf.not_valid_after_utc.timestamp()
+def leaf_of(cert: Path | str) -> x509.Certificate:
+    """The first certificate of the file (the leaf, its chain follows)."""
+    return x509.load_pem_x509_certificate(Path(cert).read_bytes())
+
+
+def dns_names(leaf: x509.Certificate) -> tuple[str, ...]:
+    try:
+        return tuple(leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+                     .value.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        return ()
 
 
 class Certificates:
@@ -48,6 +56,7 @@ class Certificates:
         self.log = log
         self.contexts: dict[str, ssl.SSLContext] = {}
         self.platform: ssl.SSLContext | None = None
+        self.platform_names: tuple[str, ...] = ()    # what the platform's certificate covers
         self.expiry: dict[str, float] = {}       # name (or _platform) -> not_after
         self.next_expiry = float("inf")
         self.listening = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -68,14 +77,16 @@ class Certificates:
                 continue          # pending: nothing issued yet
             loaded = self._load_pair(name, where / "cert.pem", where / "key.pem")
             if loaded is not None:
-                contexts[name], expiry[name] = loaded
-        platform = None
+                # checked against NAME when stored (upload, ACME)
+                contexts[name], expiry[name], _ = loaded
+        platform, platform_names = None, ()
         if self.platform_cert and self.platform_key:
             loaded = self._load_pair(PLATFORM, self.platform_cert, self.platform_key)
             if loaded is not None:
-                platform, expiry[PLATFORM] = loaded
+                platform, expiry[PLATFORM], platform_names = loaded
         # one assignment each: the SNI callback sees the old map or the new one
         self.contexts, self.platform, self.expiry = contexts, platform, expiry
+        self.platform_names = platform_names
         self.next_expiry = min((t for t in expiry.values() if t > time.time()),
                                default=float("inf"))
         if self.log is not None:
@@ -85,7 +96,9 @@ class Certificates:
 
     def _load_pair(self, name: str, cert, key):
         try:
-            return server_context(cert, key), not_after(cert)
+            leaf = leaf_of(cert)
+            return (server_context(cert, key), leaf.not_valid_after_utc.timestamp(),
+                    dns_names(leaf))
         except (OSError, ssl.SSLError, ValueError) as exc:
             if self.log is not None:
                 self.log.warning("certificate_skipped", name=name, error=str(exc) or
@@ -115,7 +128,9 @@ class Certificates:
         return None
 
     def valid_names(self, domain: str, hosts, now: float | None = None) -> set[str]:
-        """Of these hosts, those with a certificate that has not expired."""
+        """Of these hosts, those served a certificate that has not expired and
+        names them (the platform's wildcard covers APP.DOMAIN, and
+        SERVICE.APP.DOMAIN only if it also names *.APP.DOMAIN)."""
         now = time.time() if now is None else now
         expiry = self.expiry
         platform_ok = self.platform is not None and expiry.get(PLATFORM, 0) > now
@@ -123,7 +138,11 @@ class Certificates:
         valid = set()
         for host in hosts:
             own = host if host in expiry else "*." + host.partition(".")[2]
-            if expiry.get(own, 0) > now or (platform_ok and host.endswith(suffix)):
+            if own in expiry:
+                if expiry[own] > now:
+                    valid.add(host)
+            elif (platform_ok and host.endswith(suffix)
+                  and covers(self.platform_names, host)):
                 valid.add(host)
         return valid
 

@@ -211,6 +211,8 @@ def test_platform_wildcard_and_unknown_names(tmp_path, ca, upstreams, start_rout
         assert serial_of(sock.getpeercert(binary_form=True)) == wildcard
     # and plain HTTP to APP.DOMAIN is redirected now that it has a certificate
     assert router.request("hello.apps.example")[0] == 308
+    # but not a name the wildcard does not cover (HTTPS would not be trusted there)
+    assert router.request("api.hello.apps.example")[0] == 200
 
 
 def test_unknown_name_without_platform_certificate_fails_the_handshake(tls_router, ca):
