@@ -31,6 +31,7 @@ import socket
 import sys
 import time
 from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import logs, tlsstore
@@ -137,6 +138,32 @@ def due_at(status: dict) -> float:
     return float(status.get("next_try") or 0)
 
 
+@dataclass(frozen=True)
+class Plan:
+    forget: tuple[str, ...]      # ours, but no longer a domain: remove
+    start: tuple[str, ...]       # a domain without a status yet: pending
+    due: tuple[str, ...]         # ask the CA now, in this order
+    wake: float                  # when the next name is due (if nothing changes)
+
+
+def plan(wanted: set[str], statuses: dict[str, dict | None], now: float) -> Plan:
+    """What one step does, from the domains and every name's status (None: no status)."""
+    forget = tuple(sorted(n for n, st in statuses.items()
+                          if n not in wanted and st and st.get("source") == SOURCE))
+    start = tuple(sorted(n for n in wanted if statuses.get(n) is None))
+    due, wake = [], now + IDLE_WAKE
+    for name in sorted(wanted):
+        st = statuses.get(name) or {"state": "pending", "source": SOURCE}
+        if st.get("source") != SOURCE:
+            continue                 # uploaded with domain cert: not ours to renew
+        at = due_at(st)
+        if at <= now:
+            due.append(name)
+        else:
+            wake = min(wake, at)
+    return Plan(forget, start, tuple(due), wake)
+
+
 def reserved(name: str, directory: str) -> bool:
     return directory.rstrip("/") in PUBLIC_DIRECTORIES and any(
         name == s or name.endswith("." + s) for s in RESERVED_SUFFIXES)
@@ -157,32 +184,25 @@ class Daemon:
 
     def step(self) -> float:
         """Do what is due; return when the next thing will be."""
-        now = time.time()
         wanted = self.wanted()
-        for name in tlsstore.names(self.data):
-            st = tlsstore.status(self.data, name) or {}
-            if name not in wanted and st.get("source") == SOURCE:
-                tlsstore.remove(self.data, name)       # a domain rm that stopped half-way
+        names = set(tlsstore.names(self.data)) | wanted
+        todo = plan(wanted, {n: tlsstore.status(self.data, n) for n in names}, time.time())
+        for name in todo.forget:
+            tlsstore.remove(self.data, name)           # a domain rm that stopped half-way
+            tlsstore.notify_router(self.settings.run_dir)
+            log.info("certificate_removed", name=name)
+        for name in todo.start:   # added while nobody asked (or before certificates existed)
+            tlsstore.set_status(self.data, name, "pending", source=SOURCE, attempts=0,
+                                next_try=0, not_after=None, reason=None)
+        wake = todo.wake
+        for name in todo.due:
+            st = self.obtain(name, tlsstore.status(self.data, name) or {})
+            if name not in self.wanted():
+                tlsstore.remove(self.data, name)       # removed while we asked the CA
                 tlsstore.notify_router(self.settings.run_dir)
-                log.info("certificate_removed", name=name)
-        following = now + IDLE_WAKE
-        for name in sorted(wanted):
-            st = tlsstore.status(self.data, name)
-            if st is None:       # added while nobody asked (or before certificates existed)
-                st = tlsstore.set_status(self.data, name, "pending", source=SOURCE,
-                                         attempts=0, next_try=0, not_after=None, reason=None)
-            if st.get("source") != SOURCE:
-                continue
-            at = due_at(st)
-            if at <= time.time():
-                st = self.obtain(name, st)
-                at = due_at(st)
-                if name not in self.wanted():
-                    tlsstore.remove(self.data, name)   # removed while we asked the CA
-                    tlsstore.notify_router(self.settings.run_dir)
-                    continue
-            following = min(following, at)
-        return following
+            elif st.get("source") == SOURCE:
+                wake = min(wake, due_at(st))
+        return wake
 
     def obtain(self, name: str, st: dict) -> dict:
         """Ask the CA for `name` once; record the outcome."""

@@ -125,3 +125,24 @@ def test_bad_acme_settings_are_refused_with_one_line(tmp_path, line, why):
         load(tmp_path)
     message = str(caught.value)
     assert message.startswith(f"{tmp_path / 'config.yml'}: {why}") and "\n" not in message
+
+
+def test_the_plan_of_a_step():
+    now = 1000.0
+    statuses = {
+        "new.shop": None,                                                   # just added
+        "retry.shop": {"state": "failed", "source": "acme", "next_try": 990.0},
+        "later.shop": {"state": "failed", "source": "acme", "next_try": 1030.0},
+        "renew.shop": {"state": "valid", "source": "acme", "renew_after": 1000.0},
+        "fresh.shop": {"state": "valid", "source": "acme", "renew_after": 1500.0},
+        "mine.shop": {"state": "valid", "source": "upload", "not_after": 900.0},
+        "gone.shop": {"state": "valid", "source": "acme", "renew_after": 10.0},
+        "gone-upload.shop": {"state": "valid", "source": "upload"},
+    }
+    wanted = set(statuses) - {"gone.shop", "gone-upload.shop"}
+    todo = certificates.plan(wanted, statuses, now)
+    assert todo.forget == ("gone.shop",)            # an upload is removed by domain rm only
+    assert todo.start == ("new.shop",)
+    assert todo.due == ("new.shop", "renew.shop", "retry.shop")
+    assert todo.wake == 1030.0
+    assert certificates.plan(set(), {}, now).wake == now + certificates.IDLE_WAKE
