@@ -172,11 +172,11 @@ def reserved(name: str, directory: str) -> bool:
 # -- acting -------------------------------------------------------------------
 
 class Daemon:
-    def __init__(self, settings: Settings, issuer=None):
+    def __init__(self, settings: Settings):
         self.settings = settings
         self.data = settings.data
-        self.issuer = issuer or _acme().Issuer(settings.data, settings.acme_directory,
-                                       settings.acme_email, settings.acme_ca_bundle)
+        self.issuer = _acme().Issuer(settings.data, settings.acme_directory,
+                                     settings.acme_email, settings.acme_ca_bundle)
         self.store = Store(settings.db_path)
 
     def wanted(self) -> set[str]:
