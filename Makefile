@@ -14,7 +14,9 @@ PYTEST_ARGS ?=
 $(BIN)/dotcloud-server: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet '.[test]'
+	# editable: the pipeline runs with its cwd in the data directory, so a copy in
+	# site-packages would build and deploy with whatever tree was installed last
+	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
 install: $(BIN)/dotcloud-server
