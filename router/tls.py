@@ -7,7 +7,9 @@ to the context of the name the client asked for: its own certificate
 handshake fails with an alert. load() builds every context anew and swaps
 the map in one assignment: connections already open keep the context they
 shook hands with, new ones get the new certificates at once. A broken pair
-on disk is skipped with a log line; the names it had keep nothing stale.
+on disk is skipped with a log line, and what was loaded for that name before
+(if anything) stays in service: a renewal caught half-written, or one
+that wrote garbage, never takes HTTPS down.
 It reads cert.pem and key.pem only (status.json belongs to the writers).
 """
 from __future__ import annotations
@@ -69,6 +71,7 @@ class Certificates:
     def load(self) -> int:
         """Read every certificate again; return how many were loaded."""
         contexts, expiry = {}, {}
+        old_contexts, old_expiry = self.contexts, self.expiry
         for name in tlsstore.names(self.data_dir):
             if name.startswith("_"):
                 continue
@@ -79,11 +82,18 @@ class Certificates:
             if loaded is not None:
                 # checked against NAME when stored (upload, ACME)
                 contexts[name], expiry[name], _ = loaded
+            elif name in old_contexts:
+                # a pair caught half-written (the key is written before its
+                # certificate) or broken: what was served goes on being served
+                contexts[name], expiry[name] = old_contexts[name], old_expiry[name]
         platform, platform_names = None, ()
         if self.platform_cert and self.platform_key:
             loaded = self._load_pair(PLATFORM, self.platform_cert, self.platform_key)
             if loaded is not None:
                 platform, expiry[PLATFORM], platform_names = loaded
+            elif self.platform is not None:
+                platform, platform_names = self.platform, self.platform_names
+                expiry[PLATFORM] = old_expiry[PLATFORM]
         # one assignment each: the SNI callback sees the old map or the new one
         self.contexts, self.platform, self.expiry = contexts, platform, expiry
         self.platform_names = platform_names

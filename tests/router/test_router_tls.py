@@ -267,6 +267,24 @@ def test_reload_new_certificate_for_new_connections_old_connection_kept(tls_rout
     sock.close()
 
 
+def test_a_pair_broken_after_loading_keeps_the_certificate_served(tls_router, ca):
+    _, der = handshake(tls_router, ca, "b.example.com")
+    where = tlsstore.directory(tls_router.data, "b.example.com")
+    # the key of a renewal written, its certificate not yet (or never)
+    _, new_key, _ = ca.issue("b.example.com")
+    (where / "key.pem").write_bytes(new_key)
+    assert tls_router.control({"op": "reload"})["ok"] is True
+    assert tls_router.log_events("certificate_skipped", "b.example.com")
+    sock, again = handshake(tls_router, ca, "b.example.com")
+    with sock:
+        assert again == der and get(sock, "b.example.com")[0] == 200
+    assert tls_router.request("b.example.com")[0] == 308       # still redirected
+    # the name removed from the store: no longer served
+    tlsstore.remove(tls_router.data, "b.example.com")
+    tls_router.control({"op": "reload"})
+    assert tls_router.request("b.example.com")[0] == 200
+
+
 def test_kill_9_restart_serves_https_at_once(tls_router, ca):
     sock, der = handshake(tls_router, ca, "b.example.com")
     sock.close()
