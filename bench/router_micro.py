@@ -6,7 +6,9 @@ only count writes, so what is measured is the interpreter's share of a
 request (the kernel's share, the same for nginx, is left out). Never used by
 the test suite.
 
-Run:  python bench/router_micro.py [--access-log] [--requests N] [--rounds R]
+Run:  python bench/router_micro.py [--access-log] [--tls] [--requests N] [--rounds R]
+      (--tls: the connection class HTTPS uses, on a route with HSTS; what the
+      TLS layer itself costs is uvloop's and OpenSSL's, left out here)
       (prints the best of R rounds of N requests, in us per request)
 
 Instructions instead of seconds (repeatable on a busy machine): run it twice
@@ -33,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from dotcloud import logs  # noqa: E402
 from router.accesslog import AccessLog  # noqa: E402
-from router.proxy import ClientConnection  # noqa: E402
+from router.proxy import ClientConnection, TLSClientConnection  # noqa: E402
 from router.router import Router  # noqa: E402
 from router.settings import Settings  # noqa: E402
 from router.upstream import UpstreamConnection  # noqa: E402
@@ -82,20 +84,21 @@ class Loop:
         pass
 
 
-def proxy_one_setup(access_log: bool):
+def proxy_one_setup(access_log: bool, tls: bool = False):
     """A router with one route, one client connection and one pooled upstream
     connection; returns a function that proxies one request through them."""
     data = Path(tempfile.mkdtemp(prefix="router-micro-"))
     (data / "routes.json").write_text(json.dumps({"version": 1, "routes": {HOST: {
         "app": "bench", "service": "www",
-        "backends": [{"id": "bench.www.0", "host": "127.0.0.1", "port": 9}]}}}))
+        "backends": [{"id": "bench.www.0", "host": "127.0.0.1", "port": 9}],
+        **({"hsts": True} if tls else {})}}}))
     logs.configure(stream=io.StringIO())
     settings = Settings.from_env({"DOTCLOUD_ROUTER_ACCESS_LOG": "1" if access_log else "0"})
     router = Router(settings, data / "routes.json", Loop(), logs.get("router"))
     router.load()
     if router.access_log is not None:
         router.access_log = AccessLog(stream=open(os.devnull, "w"))   # lines written, to nowhere
-    client = ClientConnection(router)
+    client = (TLSClientConnection if tls else ClientConnection)(router)
     client.connection_made(Transport())
     target = router.targets.get(router.table.routes[HOST].backends[0])
     upstream = UpstreamConnection(target)
@@ -113,11 +116,12 @@ def proxy_one_setup(access_log: bool):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--access-log", action="store_true")
+    ap.add_argument("--tls", action="store_true")
     ap.add_argument("--requests", type=int, default=40000)
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--once", action="store_true", help="run --requests once, print nothing")
     args = ap.parse_args()
-    one, router = proxy_one_setup(args.access_log)
+    one, router = proxy_one_setup(args.access_log, args.tls)
     for _ in range(1000):
         one()
     if args.once:
@@ -137,6 +141,7 @@ def main() -> int:
         best = min(best, time.process_time() - start)
     print(f"{best / args.requests * 1e6:.2f} us per request (Python {sys.version.split()[0]}, "
           f"{Path(sys.executable).resolve()}; access log {'on' if args.access_log else 'off'}; "
+          f"{'TLS connection class, HSTS route; ' if args.tls else ''}"
           f"best of {args.rounds} x {args.requests})")
     return 0
 
