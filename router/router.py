@@ -183,11 +183,9 @@ class Router:
         return Exchange(client, method, url, req, keep_alive, http11, begin, route, target)
 
     def _redirect(self, client, method, url, req, keep_alive, http11, begin, host):
-        port = self.https_port
-        authority = host if port == 443 else f"{host}:{port}"
         return Exchange(client, method, url, req, keep_alive, http11, begin,
                         self.table.routes.get(host), error=308,
-                        detail=f"https://{authority}{url.decode('latin-1')}")
+                        detail=https_location(host, self.https_port, url))
 
     # -- requests seen before ----------------------------------------------
     # A client repeats its requests byte for byte (same path, same headers);
@@ -304,6 +302,12 @@ class Router:
             if target is not None:
                 target.close_idle()
         return count == 0, count
+
+
+def https_location(host: str, port: int, url: bytes) -> str:
+    """Where a plain HTTP request goes over HTTPS (no port when it is 443)."""
+    authority = host if port == 443 else f"{host}:{port}"
+    return f"https://{authority}{url.decode('latin-1')}"
 
 
 def _request_id(req, head: bytes | None) -> bytes | None:

@@ -330,3 +330,15 @@ def test_many_parallel_tls_clients(tls_router, ca):
         t.join(60)
     assert failures == []
     time.sleep(0)
+
+
+def test_redirect_location_and_page():
+    from router import pages
+    from router.router import https_location
+    assert https_location("shop.example.com", 443, b"/a?b=1") == "https://shop.example.com/a?b=1"
+    assert https_location("shop.example.com", 8443, b"/") == "https://shop.example.com:8443/"
+    page = pages.redirect("https://x.example.com/<p>", keep_alive=True)
+    head, _, body = page.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 308 Permanent Redirect\r\nLocation: https://x.example.com/<p>")
+    assert b"Connection: close" not in head and b"&lt;p&gt;" in body
+    assert b"Connection: close" in pages.redirect("https://x/", keep_alive=False)
