@@ -90,7 +90,7 @@ class Router:
         routes = self.table.routes
         hosts = [h for h, r in routes.items() if not r.allow_http]
         self.redirects = frozenset(certs.valid_names(self.domain, hosts))
-        self._redirect_at = certs.next_expiry
+        self._redirect_at = certs.next_expiry()
         self._single = {}
         self._single_tls = {}
 

@@ -60,7 +60,6 @@ class Certificates:
         self.platform: ssl.SSLContext | None = None
         self.platform_names: tuple[str, ...] = ()    # what the platform's certificate covers
         self.expiry: dict[str, float] = {}       # name (or _platform) -> not_after
-        self.next_expiry = float("inf")
         self.listening = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.listening.minimum_version = ssl.TLSVersion.TLSv1_2
         self.listening.set_alpn_protocols(["http/1.1"])
@@ -97,8 +96,6 @@ class Certificates:
         # one assignment each: the SNI callback sees the old map or the new one
         self.contexts, self.platform, self.expiry = contexts, platform, expiry
         self.platform_names = platform_names
-        self.next_expiry = min((t for t in expiry.values() if t > time.time()),
-                               default=float("inf"))
         if self.log is not None:
             self.log.info("certificates_loaded", names=len(contexts),
                           platform=platform is not None)
@@ -155,6 +152,11 @@ class Certificates:
                   and covers(self.platform_names, host)):
                 valid.add(host)
         return valid
+
+    def next_expiry(self, now: float | None = None) -> float:
+        """When the next certificate still valid now expires (inf: none)."""
+        now = time.time() if now is None else now
+        return min((t for t in self.expiry.values() if t > now), default=float("inf"))
 
     def seconds_left(self, now: float | None = None) -> dict[str, float]:
         now = time.time() if now is None else now
