@@ -366,3 +366,44 @@ def test_a_certificate_expiring_while_served_ends_the_redirect(tmp_path, ca, ups
     ctx.verify_mode = ssl.CERT_NONE
     with ctx.wrap_socket(raw, server_hostname="a.example.com") as sock:
         assert get(sock, "a.example.com")[0] == 200
+
+
+def test_certificates_replaced_under_load_lose_no_request(tls_router, ca):
+    failures, served = [], []
+    stop = threading.Event()
+
+    def keep_alive():
+        try:
+            sock, _ = handshake(tls_router, ca, "a.example.com")
+            with sock:
+                while not stop.is_set():
+                    assert get(sock, "a.example.com")[0] == 200
+                    served.append(1)
+        except Exception as exc:        # collected: the assertion below reports them
+            failures.append(repr(exc))
+
+    def new_connections():
+        try:
+            while not stop.is_set():
+                sock, _ = handshake(tls_router, ca, "a.example.com")
+                with sock:
+                    assert get(sock, "a.example.com")[0] == 200
+                    served.append(1)
+        except Exception as exc:
+            failures.append(repr(exc))
+
+    threads = [threading.Thread(target=f) for f in (keep_alive, keep_alive, new_connections,
+                                                    new_connections)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(5):
+            leaf = store(tls_router.data, ca, "a.example.com")
+            assert tls_router.control({"op": "reload"})["ok"] is True
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert failures == [] and len(served) > 10
+    assert serial_of(handshake(tls_router, ca, "a.example.com")[1]) == leaf.serial_number
