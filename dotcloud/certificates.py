@@ -39,17 +39,8 @@ from .fsutil import write_json
 from .settings import Settings
 from .state import Store
 
-# The ACME library loads in the daemon only, not in every `domain list`.
-acme_client = None
-
-
-def _acme():
-    global acme_client
-    if acme_client is None:
-        from . import acme_client as module
-        acme_client = module
-    return acme_client
-
+# acme_client (and the ACME library) is imported where the daemon uses it,
+# not by every `domain list` that imports this module.
 log = logs.get("acme")
 SOURCE = "acme"
 IDLE_WAKE = 300.0
@@ -175,8 +166,9 @@ class Daemon:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.data = settings.data
-        self.issuer = _acme().Issuer(settings.data, settings.acme_directory,
-                                     settings.acme_email, settings.acme_ca_bundle)
+        from .acme_client import Issuer
+        self.issuer = Issuer(settings.data, settings.acme_directory, settings.acme_email,
+                             settings.acme_ca_bundle)
         self.store = Store(settings.db_path)
 
     def wanted(self) -> set[str]:
@@ -207,8 +199,7 @@ class Daemon:
     def obtain(self, name: str, st: dict) -> dict:
         """Ask the CA for `name` once; record the outcome."""
         s = self.settings
-        IssueFailed, new_key_pem, validity = (_acme().IssueFailed, _acme().new_key_pem,
-                                              _acme().validity)
+        from .acme_client import IssueFailed, new_key_pem, validity
         where = tlsstore.directory(self.data, name)
         renewing = (where / "cert.pem").exists()
         log.info("certificate_requested", name=name, renewal=renewing,
@@ -256,7 +247,8 @@ class Daemon:
 
 def _current_not_after(where: Path) -> float | None:
     try:
-        return _acme().validity((where / "cert.pem").read_bytes())[1]
+        from .acme_client import validity
+        return validity((where / "cert.pem").read_bytes())[1]
     except (OSError, ValueError):
         return None
 
@@ -267,7 +259,8 @@ def serve(settings: Settings) -> None:
     lock = os.open(run_dir / "acme.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX)     # a predecessor still stopping: wait for it
     # challenges of orders a killed predecessor left open are worthless now
-    shutil.rmtree(_acme().challenges_dir(settings.data), ignore_errors=True)
+    from .acme_client import challenges_dir
+    shutil.rmtree(challenges_dir(settings.data), ignore_errors=True)
     path = sock_path(run_dir)
     path.unlink(missing_ok=True)
     wake = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

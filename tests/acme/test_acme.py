@@ -214,7 +214,8 @@ def test_the_daemon_killed_mid_order_carries_on(acme_platform):
         challenges = p.data / "acme" / "challenges"
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline and status(p, name).get("state") != "valid":
-            if challenges.is_dir() and any(challenges.iterdir()):
+            open_ = list(challenges.iterdir()) if challenges.is_dir() else []
+            if open_:
                 os.kill(pid, signal.SIGKILL)
                 killed = name
                 break
@@ -226,7 +227,8 @@ def test_the_daemon_killed_mid_order_carries_on(acme_platform):
     wait_until(lambda: os.path.exists(f"/proc/{acme_pid(p)}") and acme_pid(p) != pid,
                "the supervisor restarting the daemon")
     valid(p, app, killed)
-    assert not any((p.data / "acme" / "challenges").iterdir())
+    # the killed order's challenges were cleared (other names' renewals may have new ones)
+    assert not any(path.exists() for path in open_)
 
 
 def test_domain_rm_removes_the_certificate_and_stops_renewing(acme_platform):
