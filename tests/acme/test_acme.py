@@ -95,6 +95,9 @@ def test_a_certificate_is_issued_on_domain_add(acme_platform):
     assert sans.value.get_values_for_type(x509.DNSName) == [name]
     issuer = leaf.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
     assert "Pebble" in issuer
+    lifetime = (leaf.not_valid_after_utc - leaf.not_valid_before_utc).total_seconds()
+    assert abs(lifetime - p.ca.validity) <= 5, \
+        f"pebble ignored certificateValidityPeriod: {lifetime}"
     assert cert["reason"] is None
     assert cert["not_after"] == leaf.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ") or \
         certificate(p, app, name)["not_after"] == \
