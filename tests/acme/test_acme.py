@@ -69,12 +69,26 @@ def valid(p, app: str, name: str) -> dict:
         certificate(p, app, name)), f"a valid certificate for {name}")
 
 
+_added: list = []
+
+
+@pytest.fixture(autouse=True)
+def _remove_domains(acme_platform):
+    """Each test's domains go when it ends: with 30 s certificates, names left
+    behind would keep the one daemon renewing all the time."""
+    yield
+    while _added:
+        app, name = _added.pop()
+        acme_platform.ssh("alice", "domain", "rm", app, name)
+
+
 def new_domain(p, prefix: str) -> tuple[str, str]:
     app = unique(prefix)
     assert p.ssh("alice", "create", app).code == 0
     name = f"www.{app}.test"
     r = p.ssh("alice", "domain", "add", app, name)
     assert r.code == 0, r.text
+    _added.append((app, name))
     assert r.out == (f"{name} now routes to {app} (www); its certificate is being requested "
                      "(domain list shows its state)\n")
     return app, name
@@ -147,6 +161,7 @@ def test_a_failed_validation_is_reported_and_retried_with_backoff(acme_platform)
     p.ca.resolve(name, "127.0.0.2")        # where nothing listens: pebble cannot connect
     assert p.ssh("alice", "create", app).code == 0
     assert p.ssh("alice", "domain", "add", app, name).code == 0
+    _added.append((app, name))
     failed = wait_until(lambda: (lambda s: s if s.get("attempts", 0) >= 3 else None)(
         status(p, name)), "three failed attempts")
     cert = certificate(p, app, name)
@@ -256,6 +271,7 @@ def test_renewal_under_load_fails_no_request(acme_platform, tmp_path):
     name = f"www.{app}.test"
     # plain HTTP is redirected once the name is valid: 308s count as good answers
     assert p.ssh("alice", "domain", "add", app, name).code == 0
+    _added.append((app, name))
     valid(p, app, name)
     first = stored(p, name)
     tls = ssl.create_default_context(cadata=p.ca.roots().decode())
