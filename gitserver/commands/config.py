@@ -172,7 +172,8 @@ def domain_add(ctx: CommandContext, args: Args) -> int:
     certificates.requested(ctx.settings, domain)
     if args.json:
         ctx.emit({"name": app.name, "domain": domain, "service": service,
-                  "url": queries.domain_url(ctx.settings, domain)})
+                  "url": queries.domain_url(ctx.settings, domain),
+                  "allow_http": allow_http, "hsts": hsts})
     else:
         ctx.say(f"{domain} now routes to {app.name} ({service})" + (
             "; its certificate is being requested (domain list shows its state)"

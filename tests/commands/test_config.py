@@ -121,7 +121,8 @@ def test_domains(cmd, platform, app):
     assert r.code == 1 and "no HTTP service 'api'" in r.err
     doc = cmd.json("alice", "domain", "add", app, "www", f"json.{domain}")
     assert doc == {"name": app, "domain": f"json.{domain}", "service": "www",
-                   "url": f"http://json.{domain}:{platform.http_port}/"}
+                   "url": f"http://json.{domain}:{platform.http_port}/",
+                   "allow_http": False, "hsts": False}
     assert cmd("alice", "domain", "rm", app, f"json.{domain}").out.strip() == \
         f"json.{domain} no longer routes to {app}"
 

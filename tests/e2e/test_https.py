@@ -135,7 +135,8 @@ def test_domain_cert_refusals_then_upload_redirect_and_hsts(https, ca):
 
     # --allow-http: the same certificate, plain HTTP kept, no HSTS
     both = "open.example.com"
-    assert ssh(https, "domain", "add", "shop", both, "--allow-http").code == 0
+    doc = json.loads(ssh(https, "domain", "add", "shop", both, "--allow-http", "--json").out)
+    assert doc["allow_http"] is True and doc["hsts"] is False
     chain, key, _ = ca.issue(both)
     assert ssh(https, "domain", "cert", "shop", both, input=chain + key).code == 0
     assert https.get(both)[0] == 200
