@@ -235,24 +235,24 @@ def visit(request):
 
 @slow
 def test_django_with_collectstatic_and_a_release_phase_migrate_in_one_push(platform, tmp_path):
-    repo = git_repo(tmp_path / "djapp", DJANGO_FILES)
-    r = platform.push("alice", repo, "djapp")
+    repo = git_repo(tmp_path / "djrelease", DJANGO_FILES)
+    r = platform.push("alice", repo, "djrelease")
     assert r.code == 0, r.err
     assert "[www] $ python manage.py collectstatic --noinput" in r.err     # at build time
     assert "[www] Running release command: python manage.py migrate --noinput" in r.err
     assert "Applying polls.0001_initial... OK" in r.err
-    page = body(platform, "djapp")
+    page = body(platform, "djrelease")
     assert page.startswith("visits=0 css=/static/polls/style.")   # the manifest's hashed name
     css = page.split("css=")[1]
     assert css != "/static/polls/style.css"
-    assert body(platform, "djapp", css) == "body { color: teal; }\n"
-    assert body(platform, "djapp", "/visit") == "visits=1"
+    assert body(platform, "djrelease", css) == "body { color: teal; }\n"
+    assert body(platform, "djrelease", "/visit") == "visits=1"
 
     # The next deploy migrates again: nothing to apply, the data kept.
-    r = platform.ssh("alice", "var", "set", "djapp", "MODE=second")
+    r = platform.ssh("alice", "var", "set", "djrelease", "MODE=second")
     assert r.code == 0, r.err
     assert "No migrations to apply." in r.text
-    assert body(platform, "djapp").startswith("visits=1 ")
+    assert body(platform, "djrelease").startswith("visits=1 ")
 
 
 # The parts on their own.
