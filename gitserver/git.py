@@ -127,7 +127,7 @@ class ReceivePack(ReceivePackHandler):
         try:
             try:
                 unpack = next(statuses)
-            except (struct.error, ValueError, EOFError) as exc:
+            except (struct.error, ValueError, EOFError, TypeError) as exc:
                 # dulwich lets some malformed packs escape as these; they are the
                 # client's fault and get the same answer as any unpack failure.
                 log.info("pack_refused", app=self.app, error=str(exc))

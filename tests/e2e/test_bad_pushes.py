@@ -39,6 +39,7 @@ def refs(platform, app):
     ("corrupt1", b"PACK\x00\x00\x00\x02\x00\x00\x00\x05garbage-not-a-pack"),  # bad objects
     ("corrupt2", b"PACK\x00\x00\x00\x02"),                                    # truncated
     ("corrupt3", b"not a pack at all" * 10),
+    ("corrupt4", b"PACK\x00\x00\x00\x02\x00\x00\x00\x01"),                    # one object, no bytes
 ])
 def test_corrupt_or_truncated_pack_is_refused(platform, tmp_path, app, pack):
     repo = git_repo(tmp_path / "cp", python_app("cp good"))
