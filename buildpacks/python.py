@@ -34,6 +34,11 @@ from .steps import check_step
 
 REQUIREMENTS = pymanagers.REQUIREMENTS
 SERVER_PACKAGE = "gunicorn"
+# What a venv of Python 3.12 or older gets unless the app pins setuptools: the
+# version Heroku's buildpack installs there, the last whose pkg_resources
+# older gunicorns and many locks of 2019-2023 import (a stdlib venv before
+# 3.12 has setuptools too; a bare `--without-pip` venv has none).
+SETUPTOOLS = "setuptools==70.3.0"
 WSGI_FILE = "wsgi.py"
 INCLUDE_RE = re.compile(r"^(?:-r|--requirement|-c|--constraint)\s*=?\s*(\S+)")
 LOCAL_RE = re.compile(r"^(?:-e|--editable)\b|^\.{1,2}(?:/|$)|^/|^file:|@\s*file:")
@@ -75,6 +80,14 @@ def requirement_files(src: Path) -> tuple[list[tuple[str, str]], bool]:
     return found, local
 
 
+def _tooling(ctx: BuildContext, manager: pymanagers.Manager) -> list[str]:
+    """setuptools for the older Pythons, unless the app's own files name it."""
+    version = tuple(int(p) for p in python_for(ctx).version.split(".")[:2])
+    if version > (3, 12) or any("setuptools" in text.lower() for text in manager.inputs[1::2]):
+        return []
+    return [SETUPTOOLS]
+
+
 def _interpreter_id(ctx: BuildContext) -> str:
     """What the cache key says of the interpreter (a server upgrade rebuilds)."""
     return python_for(ctx).identity
@@ -100,7 +113,7 @@ class PythonBuildpack(Buildpack):
         manager = self._manager(ctx)
         if manager.local:
             return None, manager
-        extras = sorted(ctx.service.requirements) + [SERVER_PACKAGE]
+        extras = sorted(ctx.service.requirements) + [SERVER_PACKAGE] + _tooling(ctx, manager)
         key = cache.content_key(_interpreter_id(ctx), manager.name, "\n".join(extras),
                                 *manager.inputs)
         return cache.Entry(ctx.cache_dir / "python", key), manager
@@ -153,7 +166,7 @@ class PythonBuildpack(Buildpack):
                    cwd=ctx.src, env=env, timeout=ctx.timeout, log=ctx.log,
                    executor=ctx.executor)
         engine, install, install_env = self._engine(ctx, venv, env)
-        extras = list(ctx.service.requirements) + [SERVER_PACKAGE]
+        extras = list(ctx.service.requirements) + [SERVER_PACKAGE] + _tooling(ctx, manager)
         # Generated lists live in the venv: the docker runtime mounts it, and
         # they say what it was made from.
         lists = venv / "dotcloud-requirements"
@@ -205,6 +218,7 @@ class PythonBuildpack(Buildpack):
             check_step(f"{pymanagers.UV_LOCK}: uv export", (
                 uvtool.uv_binary(), "export", "--locked", "--format", "requirements-txt",
                 "--no-default-groups", "--no-emit-project", "--no-header", "--no-annotate",
+                "--quiet",     # else the whole list is echoed into the push as well
                 *python, "--output-file", str(output)),
                 cwd=ctx.src, env={**env, **uvtool.lock_check_env(env, ctx.cache_dir / UV_CACHE)},
                 timeout=ctx.timeout, log=log, executor=HOST)
