@@ -65,7 +65,9 @@ def test_concurrent_builds_of_one_key_fill_once(tmp_path):
         t.join()
     assert len(calls) == 1
     assert sorted(results) == [False, True, True, True]
-    assert len(waits) <= 3
+    # Each build says at most once that it waits; the filler may wait too, when
+    # it upgrades to the exclusive lock while another build holds a shared one.
+    assert len(waits) <= len(threads)
 
 
 def test_tree_size_counts_files_not_symlink_targets(tmp_path):
