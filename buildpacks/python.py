@@ -17,7 +17,9 @@ never modifies a completed virtualenv.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -80,10 +82,35 @@ def requirement_files(src: Path) -> tuple[list[tuple[str, str]], bool]:
     return found, local
 
 
+REQUIREMENT_RE = re.compile(r"(?im)^\s*setuptools\s*(?:[=<>!~;\[@]|$)")
+LOCKED_RE = re.compile(r'(?m)^name = "setuptools"$')     # a [[package]] of poetry.lock, uv.lock
+
+
+def _installs_setuptools(name: str, text: str) -> bool:
+    """Whether this file of the app makes setuptools one of its packages (not an extra's)."""
+    if name.endswith(".lock") and name != "Pipfile.lock":
+        return bool(LOCKED_RE.search(text))
+    if name == "Pipfile.lock":
+        try:
+            return "setuptools" in (json.loads(text).get("default") or {})
+        except (ValueError, AttributeError):
+            return False
+    if name == "pyproject.toml":
+        try:
+            deps = tomllib.loads(text).get("project", {}).get("dependencies") or []
+        except (tomllib.TOMLDecodeError, AttributeError):
+            return False
+        return any(isinstance(d, str) and REQUIREMENT_RE.match(d) for d in deps)
+    if name == "Pipfile":
+        return bool(re.search(r"(?m)^\s*[\"']?setuptools[\"']?\s*=", text))
+    return bool(REQUIREMENT_RE.search(text))
+
+
 def _tooling(ctx: BuildContext, manager: pymanagers.Manager) -> list[str]:
-    """setuptools for the older Pythons, unless the app's own files name it."""
+    """setuptools for the older Pythons, unless the app installs its own."""
     version = tuple(int(p) for p in python_for(ctx).version.split(".")[:2])
-    if version > (3, 12) or any("setuptools" in text.lower() for text in manager.inputs[1::2]):
+    files = zip(manager.inputs[0::2], manager.inputs[1::2])
+    if version > (3, 12) or any(_installs_setuptools(Path(n).name, t) for n, t in files):
         return []
     return [SETUPTOOLS]
 

@@ -467,3 +467,21 @@ def test_older_pythons_get_setuptools_with_pkg_resources_unless_pinned(make_ctx)
     ctx, lines, result, versions = built(
         make_ctx, {"requirements.txt": f"# {SALT} pinned\nsix\nsetuptools==69.5.1\n"})
     assert versions["setuptools"] == "69.5.1"
+
+
+def test_what_counts_as_the_app_installing_setuptools():
+    from buildpacks.python import _installs_setuptools as named
+    assert named("requirements.txt", "six\nsetuptools==69.5.1\n")
+    assert named("requirements.txt", "SetupTools>=60 ; python_version < '3.12'\n")
+    assert not named("requirements.txt", "setuptools-scm==8.0\n# setuptools is not here\n")
+    # only an extra of another package in a lock: not installed (seen in a poetry.lock of 2022)
+    assert not named("poetry.lock", '[[package]]\nname = "isort"\n\n[package.extras]\n'
+                                    'plugins = ["setuptools"]\n')
+    assert named("poetry.lock", '[[package]]\nname = "setuptools"\nversion = "65.0.0"\n')
+    assert named("uv.lock", '[[package]]\nname = "setuptools"\n')
+    assert named("Pipfile.lock", '{"default": {"setuptools": {"version": "==69.0.0"}}}')
+    assert not named("Pipfile.lock", '{"default": {}, "develop": {"setuptools": {}}}')
+    assert named("Pipfile", '[packages]\nsetuptools = "*"\n')
+    assert named("pyproject.toml", '[project]\ndependencies = ["setuptools>=60"]\n')
+    assert not named("pyproject.toml", '[build-system]\nrequires = ["setuptools>=61"]\n'
+                                       '[project]\ndependencies = ["six"]\n')
