@@ -8,8 +8,8 @@
 #
 # --cache DIR keeps each root as DIR/<name>.tar so a rerun imports it in
 # seconds instead of running debootstrap again (default: no cache).
-# Needs root, debootstrap, a running docker engine and a Debian mirror
-# ($DEBIAN_MIRROR, default http://deb.debian.org/debian).
+# Needs root, debootstrap, a running docker engine and a Debian mirror:
+# $DEBIAN_MIRROR, else the main archive this machine's apt is configured with.
 set -euo pipefail
 
 cache=""
@@ -21,7 +21,17 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--cache DIR] [--force]" >&2; exit 2 ;;
   esac
 done
-mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+apt_mirror() {  # the first main-archive URI in apt's sources (deb822 or one-line)
+  { grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
+    grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+      | awk '{print ($2 ~ /^\[/) ? $3 : $2}'
+  } | grep -vE -- '-security|-updates|/updates' | grep -E '^https?://' | head -n1
+}
+mirror="${DEBIAN_MIRROR:-$(apt_mirror || true)}"
+if [ -z "$mirror" ]; then
+  echo "images: no Debian mirror in apt's sources; set DEBIAN_MIRROR" >&2
+  exit 2
+fi
 python_image="${DOTCLOUD_DOCKER_PYTHON_IMAGE:-python:3.12-slim}"
 node_image="${DOTCLOUD_DOCKER_NODE_IMAGE:-node:22-slim}"
 common="ca-certificates"
