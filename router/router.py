@@ -137,41 +137,30 @@ class Router:
     def _route_host(self, client, method: bytes, url: bytes, req: headers.RequestHead,
                     keep_alive: bool, http11: bool, begin: float, host: str) -> Exchange:
         single = self._single.get(host)
-        if single is not None:
-            route, target = single
-        else:
+        if single is None:
             if host in self.redirects:
                 if not client.secure:
                     if not url.startswith(ACME_CHALLENGE):
                         return self._redirect(client, method, url, req, keep_alive, http11,
                                               begin, host)
-                    return self._route_uncached(client, method, url, req, keep_alive,
-                                                http11, begin, host)
+                    # the ACME challenge path: routed as usual, never remembered
+                    return self._route_table(client, method, url, req, keep_alive, http11,
+                                             begin, host, None)
                 # over TLS: remembered apart, plain requests must not find it
                 single = self._single_tls.get(host)
-                if single is not None:
-                    route, target = single
-                    target.in_flight += 1
-                    return Exchange(client, method, url, req, keep_alive, http11, begin,
-                                    route, target)
-            route = self.table.routes.get(host)
-            if route is None:
-                return Exchange(client, method, url, req, keep_alive, http11, begin, error=404)
-            if not route.backends:
-                return Exchange(client, method, url, req, keep_alive, http11, begin, route,
-                                error=503)
-            target = self.targets.pick(route)
-            if len(route.backends) == 1:
-                # no choice to make until the next swap, which forgets this
-                if host in self.redirects:
-                    self._single_tls[host] = (route, target)
-                else:
-                    self._single[host] = (route, target)
+                if single is None:
+                    return self._route_table(client, method, url, req, keep_alive, http11,
+                                             begin, host, self._single_tls)
+            else:
+                return self._route_table(client, method, url, req, keep_alive, http11,
+                                         begin, host, self._single)
+        route, target = single
         target.in_flight += 1
         return Exchange(client, method, url, req, keep_alive, http11, begin, route, target)
 
-    def _route_uncached(self, client, method, url, req, keep_alive, http11, begin, host):
-        """Plain HTTP to a redirected host on the ACME challenge path: routed as usual."""
+    def _route_table(self, client, method, url, req, keep_alive, http11, begin, host,
+                     remember: dict | None) -> Exchange:
+        """Route by the table; a single-instance route goes into `remember`, if given."""
         route = self.table.routes.get(host)
         if route is None:
             return Exchange(client, method, url, req, keep_alive, http11, begin, error=404)
@@ -179,6 +168,9 @@ class Router:
             return Exchange(client, method, url, req, keep_alive, http11, begin, route,
                             error=503)
         target = self.targets.pick(route)
+        if remember is not None and len(route.backends) == 1:
+            # no choice to make until the next swap, which forgets this
+            remember[host] = (route, target)
         target.in_flight += 1
         return Exchange(client, method, url, req, keep_alive, http11, begin, route, target)
 
