@@ -111,24 +111,26 @@ def nginx_proxy_block(port: int, upstream_port: int) -> str:
 
 
 def start_router(work: Path, upstream_port: int, cpu: int, access_log: bool,
-                 name: str = "router", python: str = sys.executable, tree: Path = ROOT):
+                 name: str = "router", python: str = sys.executable, tree: Path = ROOT,
+                 args: tuple[str, ...] = (), route: dict | None = None, port_key: str = "port"):
+    """A router process pinned to cpu; (process, the port named port_key in router.json)."""
     data = work / f"{name}-data"
     (data / "run").mkdir(parents=True, exist_ok=True)
     (data / "run" / "routes.json").write_text(json.dumps({"version": 1, "routes": {HOST: {
-        "app": "bench", "service": "www",
+        "app": "bench", "service": "www", **(route or {}),
         "backends": [{"id": "bench.www.0", "host": "127.0.0.1", "port": upstream_port}]}}}))
     env = dict(os.environ, PYTHONPATH=str(tree),
                DOTCLOUD_ROUTER_ACCESS_LOG="1" if access_log else "0")
     log = open(work / f"{name}.log", "wb")
     proc = subprocess.Popen(
         ["taskset", "-c", str(cpu), python, "-m", "router", "--data", str(data),
-         "--port", "0"], cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT)
+         "--port", "0", *args], cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
             info = json.loads((data / "run" / "router.json").read_text())
             if info["pid"] == proc.pid:
-                return proc, info["port"]
+                return proc, info[port_key]
         except (OSError, ValueError, KeyError):
             pass
         time.sleep(0.05)

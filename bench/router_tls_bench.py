@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import shutil
@@ -33,13 +32,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from router_bench import (HOST, SMALL_BODY, free_port, start_nginx,  # noqa: E402
+from router_bench import (HOST, SMALL_BODY, free_port, start_nginx, start_router,  # noqa: E402
                           upstream_block, wait_port, worker_pid, wrk)
 
 
@@ -85,30 +83,6 @@ def nginx_tls_block(port: int, upstream_port: int, cert: Path, key: Path) -> str
             proxy_buffering on;
         }}
     }}"""
-
-
-def start_router(work: Path, upstream_port: int, cpu: int, cert: Path, key: Path):
-    data = work / "router-data"
-    (data / "run").mkdir(parents=True, exist_ok=True)
-    (data / "run" / "routes.json").write_text(json.dumps({"version": 1, "routes": {HOST: {
-        "app": "bench", "service": "www", "allow_http": True,
-        "backends": [{"id": "bench.www.0", "host": "127.0.0.1", "port": upstream_port}]}}}))
-    env = dict(os.environ, PYTHONPATH=str(ROOT), DOTCLOUD_ROUTER_ACCESS_LOG="0")
-    log = open(work / "router.log", "wb")
-    proc = subprocess.Popen(
-        ["taskset", "-c", str(cpu), sys.executable, "-m", "router", "--data", str(data),
-         "--port", "0", "--https-port", "0", "--tls-cert", str(cert), "--tls-key", str(key),
-         "--domain", "localhost"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            info = json.loads((data / "run" / "router.json").read_text())
-            if info["pid"] == proc.pid:
-                return proc, info["https_port"]
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("router did not start")
 
 
 def check(port: int) -> None:
@@ -160,7 +134,10 @@ def main() -> int:
         nginx = start_nginx(work, "proxy", nginx_tls_block(ngx_port, up_port, cert, key),
                             args.proxy_cpu)
         procs.append(nginx)
-        router, router_port = start_router(work, up_port, args.proxy_cpu, cert, key)
+        router, router_port = start_router(
+            work, up_port, args.proxy_cpu, access_log=False, route={"allow_http": True},
+            args=("--https-port", "0", "--tls-cert", str(cert), "--tls-key", str(key),
+                  "--domain", "localhost"), port_key="https_port")
         procs.append(router)
         for port in (up_port, ngx_port, router_port):
             wait_port(port)
