@@ -11,11 +11,11 @@ PYTEST_ARGS ?=
 
 .PHONY: run test install bench fuzz clean
 
+# Editable: the pipeline runs with its cwd in the data directory, so a copy in
+# site-packages would build and deploy with whatever tree was installed last.
 $(BIN)/dotcloud-server: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# editable: the pipeline runs with its cwd in the data directory, so a copy in
-	# site-packages would build and deploy with whatever tree was installed last
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 

@@ -166,7 +166,8 @@ class ReceivePack(ReceivePackHandler):
         # The store decides, not the pipeline's exit: one killed after its router
         # switch still deployed this push, and its branch must follow.
         store = self.backend.store
-        hooks_pipeline.settle(settings, store, self.app)
+        if not ok:
+            hooks_pipeline.settle(settings, store, self.app)
         ok = outcome.pushed(store, self.app, ref.decode(), new_sha.decode())
         reason = "" if ok else reason or "the deploy did not finish"
         self.backend.store.audit(self.backend.user, "push", self.app,
