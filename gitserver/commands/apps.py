@@ -50,7 +50,11 @@ def create(ctx: CommandContext, args: Args) -> int:
     name = names.app(args.positional[0])
     ctx.audit_app = name
     if not ctx.store.create_app(name, ctx.user):
-        raise DotcloudError(f"an app named '{name}' already exists")
+        if ctx.store.can_access(ctx.user, name):
+            raise DotcloudError(f"an app named '{name}' already exists")
+        # Taken, and by whom stays hidden: every other command answers "no
+        # app ... that you can access" for this app, as for one that is not.
+        raise DotcloudError(f"the name '{name}' is not available")
     # Files of an earlier app of this name (a destroy cut short) are not the new owner's.
     remove_files(ctx, name)
     remote = remote_url(ctx, name)

@@ -64,6 +64,33 @@ def test_a_second_user_cannot_touch_an_app_until_it_is_shared(cmd, platform, app
     assert r.code == 2 and "owns" in r.err
 
 
+def test_create_says_a_hidden_app_is_not_available_and_a_visible_one_exists(cmd, platform):
+    user = unique("frank")
+    platform.add_user(user)
+    name = unique("taken")
+    assert cmd("bob", "create", name).code == 0
+    # Whose the name is stays hidden: one line, as every other command hides the app.
+    r = cmd(user, "create", name)
+    assert (r.code, r.err.strip()) == (1, f"dotcloud: the name '{name}' is not available")
+    r = cmd(user, "create", name, "--json")
+    assert r.code == 1 and f"the name '{name}' is not available" in r.err and name not in r.out
+    assert cmd(user, "info", name).err.strip() == \
+        f"dotcloud: no app named '{name}' that you can access"
+    # Those who may see it are told it exists: the owner, an admin, a user it is shared with.
+    exists = f"dotcloud: an app named '{name}' already exists"
+    r = cmd("bob", "create", name)
+    assert (r.code, r.err.strip()) == (1, exists)
+    assert cmd("alice", "create", name).err.strip() == exists
+    assert cmd("bob", "share", name, user).code == 0
+    assert cmd(user, "create", name).err.strip() == exists
+    assert cmd("bob", "unshare", name, user).code == 0
+    assert cmd(user, "create", name).err.strip() == f"dotcloud: the name '{name}' is not available"
+    assert [a["owner"] for a in cmd.json("alice", "list")["apps"] if a["name"] == name] == ["bob"]
+    assert cmd("bob", "destroy", name, "--force").code == 0
+    assert cmd(user, "create", name).code == 0, "a freed name is anyone's"
+    assert cmd(user, "destroy", name, "--force").code == 0
+
+
 def test_users_see_their_own_apps_and_admins_see_all(cmd):
     mine = unique("bobs")
     assert cmd("bob", "create", mine).code == 0
