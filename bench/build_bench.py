@@ -28,6 +28,7 @@ from buildpacks import build_service, plan  # noqa: E402
 from buildpacks.base import BuildContext  # noqa: E402
 from buildpacks.spec import ServiceSpec  # noqa: E402
 from dotcloud import logs  # noqa: E402
+from runtime.executor import HOST  # noqa: E402
 
 WSGI = "def application(environ, start_response):\n" \
        "    start_response('200 OK', [])\n    return [b'ok']\n"
@@ -48,7 +49,8 @@ class Bench:
         for name, text in files.items():
             (src / name).write_text(text)
         ctx = BuildContext(app="bench", service=ServiceSpec(name="www", type=kind), src=src,
-                           release_dir=release, cache_dir=cache, env={}, log=lambda line: None)
+                           release_dir=release, cache_dir=cache, env={}, log=lambda line: None,
+                           executor=HOST)
         started = time.perf_counter()
         incremental = plan(ctx)
         result = build_service(ctx)

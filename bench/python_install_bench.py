@@ -36,6 +36,7 @@ from buildpacks.interpreters import python_for  # noqa: E402
 from buildpacks.python import PythonBuildpack  # noqa: E402
 from buildpacks.spec import ServiceSpec  # noqa: E402
 from dotcloud import logs  # noqa: E402
+from runtime.executor import HOST  # noqa: E402
 
 # python-getting-started's requirements.txt, with its commented psycopg line on.
 REQUIREMENTS = """\
@@ -70,7 +71,8 @@ class Bench:
         (src / ".python-version").write_text(self.version + "\n")
         (src / "wsgi.py").write_text(WSGI)
         ctx = BuildContext(app="bench", service=ServiceSpec(name="www", type="python"), src=src,
-                           release_dir=release, cache_dir=cache, env={}, log=lambda line: None)
+                           release_dir=release, cache_dir=cache, env={}, log=lambda line: None,
+                           executor=HOST)
         pack = PythonBuildpack(engine=engine)
         started = time.perf_counter()
         cpu = children_cpu()
@@ -116,7 +118,7 @@ def main():
         (probe / ".python-version").write_text(args.python_version + "\n")
         interpreter = python_for(BuildContext(
             app="bench", service=ServiceSpec(name="www", type="python"), src=probe,
-            release_dir=Path(tmp), cache_dir=Path(tmp), env={}, log=print))
+            release_dir=Path(tmp), cache_dir=Path(tmp), env={}, log=print, executor=HOST))
         print(f"python-getting-started requirements, {interpreter.summary}, "
               f"median of {args.runs} runs")
         figures = bench.series(args.runs)

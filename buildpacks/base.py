@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Callable, Mapping
 
-from .executor import HOST, Executor
+from .executor import Executor
 from .spec import ServiceSpec
 
 # The PATH of every build step and instance ends with these system
@@ -47,9 +47,10 @@ class BuildContext:
     cache_dir: Path      # DATA/cache, shared by every app and release
     env: Mapping[str, str]
     log: Callable[[str], None]
+    # Where steps run and with which interpreter and tools: the runtime's
+    # choice (runtime.docker_build.executor_for), handed in by the caller.
+    executor: Executor
     timeout: float = 600
-    # Where steps run and with which interpreter and tools (default: this host).
-    executor: Executor = HOST
     # Extra interpreters the operator lists in DATA/config.yml (paths).
     python_interpreters: tuple[str, ...] = ()
     node_interpreters: tuple[str, ...] = ()

@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 from dotcloud.errors import DeployError
 
 from .base import BuildContext, build_env, shell
-from .executor import HOST, Executor
+from .executor import Executor
 from .steps import check_step
 
 POSTINSTALL = "postinstall"
@@ -33,8 +33,8 @@ def run_build_hook(ctx: BuildContext, which: str, env: Mapping[str, str] | None 
     return True
 
 
-def run_postinstall(src: Path, env: Mapping[str, str], log: Callable[[str], None],
-                    timeout: float = 600, executor: Executor = HOST) -> bool:
+def run_postinstall(src: Path, env: Mapping[str, str], log: Callable[[str], None], *,
+                    executor: Executor, timeout: float = 600) -> bool:
     """Run src/postinstall if it is an executable file; True if it ran.
 
     Raises DeployError("postinstall failed (exit N)") or

@@ -48,7 +48,6 @@ from dotcloud.errors import BuildError
 
 from .base import BuildContext
 from .detect import read_text
-from .executor import HOST
 from .schema import PYTHON_VERSION_RE
 
 PYTHON_VERSION_FILE = ".python-version"
@@ -353,16 +352,21 @@ def _scan(extra: Sequence[str], environ: Mapping[str, str], own: bool,
     return list(unique.values()), ran
 
 
+def own_identity() -> str:
+    """What keys the cache of dependencies built with the platform's own interpreter."""
+    return f"{sys.version}\n{Path(sys.executable).resolve()}"
+
+
 def own_interpreter(source: str = PLATFORM_DEFAULT) -> Interpreter:
     """The interpreter the platform runs on, as builds used before any request."""
     return Interpreter(path=sys.executable, version=dotted(sys.version_info[:3]), source=source,
-                       identity=HOST.identity)
+                       identity=own_identity())
 
 
 def python_for(ctx: BuildContext) -> Interpreter:
     """The interpreter building and running `ctx`'s service (see the module doc)."""
     request = requested_python(ctx.src, ctx.service.config, ctx.python_version)
-    if ctx.executor is not HOST:
+    if not ctx.executor.on_host:
         # The base image holds the interpreter; its id keys the cache.
         image = getattr(ctx.executor, "image", "")
         return Interpreter(path=ctx.executor.python, version=image_serves(image, request),

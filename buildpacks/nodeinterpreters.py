@@ -19,7 +19,6 @@ from dotcloud.errors import BuildError
 
 from . import noderanges
 from .base import BuildContext, base_env
-from .executor import HOST
 
 HOST_NODE = "/usr/bin/node"
 
@@ -63,7 +62,7 @@ def choose(ctx: BuildContext, default: str, wanted: object,
         return fallback
     found = {fallback.path: fallback}
     # Other executors (a docker image) bring their own node, and only that one.
-    others = (HOST_NODE, *ctx.node_interpreters) if ctx.executor is HOST else ()
+    others = (HOST_NODE, *ctx.node_interpreters) if ctx.executor.on_host else ()
     for path in others:
         if os.path.realpath(path) in {os.path.realpath(p) for p in found}:
             continue

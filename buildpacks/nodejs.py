@@ -27,7 +27,6 @@ from dotcloud.errors import BuildError
 from . import cache, nodeinterpreters, nodemanagers, nodemodules
 from .base import Buildpack, BuildContext, BuildResult, base_env, build_env, user_processes
 from .detect import read_text
-from .executor import HOST
 from .nodeinterpreters import Node
 from .nodemanagers import Manager, Tool
 from .spec import BuildfileError
@@ -87,7 +86,7 @@ def _paths(*dirs: Path | None) -> str:
 
 
 def _npm_version(ctx: BuildContext, node: Node, npm: str) -> str:
-    if ctx.executor is HOST:
+    if ctx.executor.on_host:
         # Read, not run: starting npm costs half a second, on every build.
         manifest = Path(os.path.realpath(npm)).parent.parent / PACKAGE
         try:

@@ -30,7 +30,6 @@ from . import cache, django, pymanagers, uvtool
 from .base import Buildpack, BuildContext, BuildResult, base_env, build_env, prepend_path, \
     user_processes
 from .detect import inside, read_text
-from .executor import HOST, HostExecutor
 from .interpreters import python_for
 from .steps import check_step
 
@@ -234,7 +233,7 @@ class PythonBuildpack(Buildpack):
         ctx.log(f"Exporting {pymanagers.UV_LOCK}")
         # On this host whatever the executor: it only reads the lock.
         python = ("--python", python_for(ctx).path) \
-            if isinstance(ctx.executor, HostExecutor) else ()
+            if ctx.executor.on_host else ()
         stale = []
 
         def log(line: str) -> None:
@@ -248,7 +247,7 @@ class PythonBuildpack(Buildpack):
                 "--quiet",     # else the whole list is echoed into the push as well
                 *python, "--output-file", str(output)),
                 cwd=ctx.src, env={**env, **uvtool.lock_check_env(env, ctx.cache_dir / UV_CACHE)},
-                timeout=ctx.timeout, log=log, executor=HOST)
+                timeout=ctx.timeout, log=log, executor=ctx.executor.host)
         except BuildError:
             if stale:
                 raise BuildError(f"{pymanagers.UV_LOCK} is out of date with "
@@ -260,7 +259,7 @@ class PythonBuildpack(Buildpack):
                 env: Mapping[str, str]) -> tuple[str, tuple[str, ...], dict[str, str]]:
         """(name, argv up to the packages, environment) of the installer."""
         target = str(venv / "bin" / "python")
-        engine = self.engine or ("uv" if isinstance(ctx.executor, HostExecutor) else "pip")
+        engine = self.engine or ("uv" if ctx.executor.on_host else "pip")
         if engine == "uv":
             return engine, (uvtool.uv_binary(), "pip", "install", "--python", target), \
                 {**env, **uvtool.uv_env(env, ctx.cache_dir / UV_CACHE)}

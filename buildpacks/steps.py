@@ -17,14 +17,14 @@ from typing import Callable, Mapping, Sequence
 
 from dotcloud.errors import BuildError
 
-from .executor import HOST, Executor
+from .executor import Executor
 
 SHOWN_LINES = 2000       # per step; past this only a count and the last lines
 TAIL_LINES = 20          # what a failing step always shows last
 
 
 def run_step(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float,
-             on_line: Callable[[str], None], executor: Executor = HOST) -> int:
+             on_line: Callable[[str], None], executor: Executor) -> int:
     """Run argv; give each output line to on_line live; return the exit status.
 
     A status below 0 is a signal number. Raises TimeoutError when the
@@ -75,7 +75,7 @@ def describe_status(status: int) -> str:
 
 def check_step(label: str, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
                timeout: float, log: Callable[[str], None],
-               error: type[Exception] = BuildError, executor: Executor = HOST) -> None:
+               executor: Executor, error: type[Exception] = BuildError) -> None:
     """Run a step; on failure raise `error("LABEL failed (exit N)")` after its output."""
     output = StepOutput(log)
     try:

@@ -4,10 +4,10 @@
 
 `executor_for(settings, app, service, service_type, release_dir)` is a
 context manager giving the executor a build uses (buildpacks.executor's
-protocol): the host's for the process runtime; for the docker runtime one
-build container per service build, started at its first step (a build
-that reuses everything from the cache needs none) from the base image on the
-host network, as the platform's user, with the release directory and the
+protocol): the host's (runtime.executor) for the process runtime; for the
+docker runtime one build container per service build, started at its first
+step (a build that reuses everything from the cache needs none) from the
+base image on the host network, as the platform's user, with the release directory and the
 dependency cache bind-mounted read-write at the same paths, so whatever
 a step writes there is where the release and the instances expect it. Each
 step is an exec in that container with its output streamed line by line;
@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 from buildpacks.base import base_env
-from buildpacks.executor import HOST, Executor
+from buildpacks.executor import Executor
 from dotcloud import logs
 from dotcloud.errors import BuildError
 from runtime import docker_engine
+from runtime.executor import HOST
 from runtime.shimlog import LineSplitter
 
 KEEPALIVE = ["sleep", "infinity"]
@@ -54,6 +55,8 @@ class DockerExecutor:
     cache costs no container at all. `close()` removes it."""
 
     python = "python3"
+    on_host = False
+    host = HOST     # reading a lock with uv needs no container
 
     def __init__(self, client, image: str, image_id: str, name: str, create: dict):
         self.client = client

@@ -18,6 +18,7 @@ import pytest
 
 from buildpacks.base import BuildContext, base_env
 from buildpacks.spec import ServiceSpec
+from runtime.executor import HOST
 
 
 class Lines:
@@ -71,7 +72,8 @@ def make_ctx(tmp_path_factory, cache_dir):
         src = write_tree(release / "src" / spec.approot, files or {})
         lines = Lines()
         ctx = BuildContext(app="testapp", service=spec, src=src, release_dir=release,
-                           cache_dir=cache_dir, env=env or {}, log=lines, timeout=timeout)
+                           cache_dir=cache_dir, env=env or {}, log=lines, executor=HOST,
+                           timeout=timeout)
         return ctx, lines
     return make
 

@@ -6,6 +6,7 @@ import pytest
 
 from buildpacks import build_service, plan, run_postinstall
 from dotcloud.errors import BuildError, DeployError
+from runtime.executor import HOST
 
 
 def test_prebuild_then_buildscript_then_postbuild_in_approot(make_ctx):
@@ -101,7 +102,8 @@ def test_postinstall_runs_in_src_with_the_given_env(tmp_path):
     src = postinstall_ctx(tmp_path, "#!/bin/sh\necho \"setting up $APP_ENV in $PWD\"\n"
                                     "touch installed\n")
     lines = []
-    assert run_postinstall(src, {"APP_ENV": "prod", "PATH": os.environ["PATH"]}, lines.append)
+    assert run_postinstall(src, {"APP_ENV": "prod", "PATH": os.environ["PATH"]}, lines.append,
+                           executor=HOST)
     assert lines == [f"setting up prod in {src}"]
     assert (src / "installed").exists()
 
@@ -110,7 +112,7 @@ def test_postinstall_failure_fails_the_deploy(tmp_path):
     src = postinstall_ctx(tmp_path, "#!/bin/sh\necho migrating\necho 'db down' >&2\nexit 4\n")
     lines = []
     with pytest.raises(DeployError) as info:
-        run_postinstall(src, {"PATH": os.environ["PATH"]}, lines.append)
+        run_postinstall(src, {"PATH": os.environ["PATH"]}, lines.append, executor=HOST)
     assert str(info.value) == "postinstall failed (exit 4)"
     assert lines == ["migrating", "db down"]
 
@@ -118,18 +120,19 @@ def test_postinstall_failure_fails_the_deploy(tmp_path):
 def test_postinstall_deadline(tmp_path):
     src = postinstall_ctx(tmp_path, "#!/bin/sh\nsleep 30\n")
     with pytest.raises(DeployError) as info:
-        run_postinstall(src, {"PATH": os.environ["PATH"]}, lambda line: None, timeout=0.5)
+        run_postinstall(src, {"PATH": os.environ["PATH"]}, lambda line: None, executor=HOST,
+                        timeout=0.5)
     assert str(info.value) == "postinstall timed out after 0.5s"
 
 
 def test_no_postinstall_is_fine(tmp_path):
-    assert run_postinstall(tmp_path, {}, lambda line: None) is False
+    assert run_postinstall(tmp_path, {}, lambda line: None, executor=HOST) is False
 
 
 def test_postinstall_not_executable_is_skipped_with_a_hint(tmp_path):
     src = postinstall_ctx(tmp_path, "#!/bin/sh\ntouch ran\n", mode=0o644)
     lines = []
-    assert run_postinstall(src, {}, lines.append) is False
+    assert run_postinstall(src, {}, lines.append, executor=HOST) is False
     assert lines == ["postinstall is not executable (chmod +x postinstall and push again); "
                      "skipped"]
     assert not (src / "ran").exists()
@@ -138,7 +141,7 @@ def test_postinstall_not_executable_is_skipped_with_a_hint(tmp_path):
 def test_postinstall_without_interpreter_line_is_a_clear_error(tmp_path):
     src = postinstall_ctx(tmp_path, "echo no shebang\n")
     with pytest.raises(DeployError, match=r"^postinstall could not start: Exec format error"):
-        run_postinstall(src, {}, lambda line: None)
+        run_postinstall(src, {}, lambda line: None, executor=HOST)
 
 
 @pytest.mark.skipif(not shutil.which("npm"), reason="npm is not installed")

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from buildpacks import build_service, interpreters
-from buildpacks.executor import HOST
+from runtime.executor import HOST
 from buildpacks.interpreters import (PLATFORM_DEFAULT, Installed, Request, choose, discover,
                                      python_for, read_python_version_file, read_runtime_txt,
                                      requested_python)

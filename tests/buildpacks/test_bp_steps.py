@@ -7,6 +7,7 @@ import pytest
 from buildpacks import steps
 from buildpacks.steps import StepOutput, check_step, describe_status
 from dotcloud.errors import BuildError, DeployError
+from runtime.executor import HOST
 
 
 def sh(script):
@@ -15,7 +16,7 @@ def sh(script):
 
 def run(script, log, timeout=30, **kw):
     check_step("step", sh(script), cwd="/", env={"PATH": os.environ["PATH"]}, timeout=timeout,
-               log=log, **kw)
+               log=log, executor=HOST, **kw)
 
 
 def test_output_arrives_live_before_the_step_ends():
@@ -80,7 +81,7 @@ def test_leftover_background_processes_are_killed(tmp_path):
 def test_missing_program_is_a_one_line_error():
     with pytest.raises(BuildError, match=r"^step could not start: No such file or directory"):
         check_step("step", ("/nonexistent/program",), cwd="/", env={}, timeout=5,
-                   log=lambda line: None)
+                   log=lambda line: None, executor=HOST)
 
 
 def test_output_past_the_cap_is_counted_and_the_tail_always_shown(monkeypatch):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from dockerkit import data_label
 
-from buildpacks.executor import HOST
+from runtime.executor import HOST
 from buildpacks.steps import check_step
 from dotcloud.errors import BuildError
 from dotcloud.settings import Settings

@@ -14,6 +14,7 @@ from dotcloud.errors import BuildError, DeployError
 from dotcloud.settings import load
 from dotcloud.state import Store
 from hooks import datastores
+from runtime.executor import HOST
 
 pytestmark = pytest.mark.slow
 
@@ -202,7 +203,7 @@ def test_failing_initdb_fails_the_deploy(tmp_path):
 def test_missing_server_is_refused_at_build(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     ctx = BuildContext(app="app", service=ServiceSpec(name="cache", type="redis"), src=tmp_path,
-                       release_dir=tmp_path, cache_dir=tmp_path, env={}, log=print)
+                       release_dir=tmp_path, cache_dir=tmp_path, env={}, log=print, executor=HOST)
     with pytest.raises(BuildError, match="type redis needs redis-server on the platform host"):
         build_service(ctx)
 

@@ -62,13 +62,14 @@ def make_lock(tmp_path, name, version, package):
     from buildpacks.base import BuildContext, base_env
     from buildpacks.nodemanagers import Manager, fetch, tool_env
     from buildpacks.spec import ServiceSpec
+    from runtime.executor import HOST
 
     work = tmp_path / f"lock-{name}"
     work.mkdir()
     (work / "package.json").write_text(json.dumps(package))
     ctx = BuildContext(app="lockgen", service=ServiceSpec(name="www", type="nodejs"), src=work,
                        release_dir=work, cache_dir=tmp_path / "tool-cache", env={},
-                       log=lambda line: None)
+                       log=lambda line: None, executor=HOST)
     manager = Manager(name, version, None)
     npm = shutil.which("npm")
     tool = fetch(ctx, manager, shutil.which("node"), npm)

@@ -1,0 +1,55 @@
+"""The host's build executor: build steps as child processes of the platform.
+
+This is buildpacks.executor's protocol for the process runtime: steps run
+under runtime.limits (their whole process group killed at the deadline), the
+interpreter is the platform's own, and tools come from the platform's PATH.
+The docker runtime's executor lives in runtime.docker_build; the hooks pick
+one (runtime.docker_build.executor_for) and hand it to every build, so
+buildpacks never choose where they run.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from buildpacks.base import DEFAULT_PATH
+from buildpacks.executor import Executor
+from buildpacks.interpreters import own_identity
+from runtime.limits import run_limited
+
+
+@dataclass(frozen=True)
+class HostExecutor:
+    """Steps as child processes of the platform, under runtime.limits."""
+
+    on_host = True
+
+    @property
+    def host(self) -> Executor:
+        return self
+
+    @property
+    def python(self) -> str:
+        return sys.executable
+
+    @property
+    def identity(self) -> str:
+        return own_identity()
+
+    def tool(self, name: str, path: str) -> str | None:
+        # The host's tools are the platform's: found on its own PATH (node under
+        # ~/.nvm too), while the build's PATH holds only system directories.
+        return shutil.which(name, path=os.environ.get("PATH") or path or DEFAULT_PATH)
+
+    def run(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
+            timeout: float, on_line: Callable[[str], None]) -> int:
+        # Builds get no memory cap, which would break node.
+        return run_limited(list(argv), cwd=str(cwd), env=dict(env), timeout=timeout,
+                           memory_bytes=None, on_line=on_line)
+
+
+HOST: Executor = HostExecutor()
