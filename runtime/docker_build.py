@@ -7,9 +7,9 @@ context manager giving the executor a build uses (buildpacks.executor's
 protocol): the host's (runtime.executor) for the process runtime; for the
 docker runtime one build container per service build, started at its first
 step (a build that reuses everything from the cache needs none) from the
-base image on the host network, as the platform's user, with the release directory and the
-dependency cache bind-mounted read-write at the same paths, so whatever
-a step writes there is where the release and the instances expect it. Each
+base image on the host network, as the platform's user, with the release
+directory and the dependency cache bind-mounted read-write at the same
+paths, so whatever a step writes there is where the release and the instances expect it. Each
 step is an exec in that container with its output streamed line by line;
 the container is removed at the end whatever happened. A step past its
 deadline kills the whole build container (nothing of it may go on
