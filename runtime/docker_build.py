@@ -9,11 +9,11 @@ docker runtime one build container per service build, started at its first
 step (a build that reuses everything from the cache needs none) from the
 base image on the host network, as the platform's user, with the release
 directory and the dependency cache bind-mounted read-write at the same
-paths, so whatever a step writes there is where the release and the instances expect it. Each
-step is an exec in that container with its output streamed line by line;
-the container is removed at the end whatever happened. A step past its
-deadline kills the whole build container (nothing of it may go on
-running) and raises TimeoutError.
+paths, so whatever a step writes there is where the release and the
+instances expect it. Each step is an exec in that container with its output
+streamed line by line; the container is removed at the end whatever
+happened. A step past its deadline kills the whole build container (nothing
+of it may go on running) and raises TimeoutError.
 
 This module never decides what a build runs, and never touches a container
 that is not its own.
