@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from .datadir import DataDir
 from .errors import UsageError
 
 
@@ -55,12 +56,17 @@ class Settings:
     python_version: str = ""
 
     @property
+    def paths(self) -> DataDir:
+        """Every path of the data directory (dotcloud.datadir)."""
+        return DataDir(self.data)
+
+    @property
     def run_dir(self) -> Path:
-        return self.data / "run"
+        return self.paths.run
 
     @property
     def db_path(self) -> Path:
-        return self.data / "dotcloud.db"
+        return self.paths.db
 
     def url(self, app: str) -> str:
         port = "" if self.http_port == 80 else f":{self.http_port}"
@@ -81,7 +87,7 @@ def load(data: Path | None = None, **overrides) -> Settings:
     """Build settings; overrides whose value is None are ignored."""
     data = Path(data or default_data_dir()).absolute()
     values: dict = {}
-    config = data / "config.yml"
+    config = DataDir(data).config
     if config.exists():
         try:
             loaded = yaml.safe_load(config.read_text()) or {}
@@ -109,10 +115,5 @@ def load(data: Path | None = None, **overrides) -> Settings:
             values[key] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = replace(Settings(data=data), **values)
-    ensure_dirs(settings)
+    settings.paths.ensure()
     return settings
-
-
-def ensure_dirs(settings: Settings) -> None:
-    for sub in ("", "run", "repos", "releases", "cache", "logs", "instances"):
-        (settings.data / sub).mkdir(parents=True, exist_ok=True)

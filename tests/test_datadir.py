@@ -1,0 +1,104 @@
+"""DataDir: the data directory's layout, and that nobody else spells it."""
+import re
+from pathlib import Path
+
+import pytest
+
+from dotcloud.datadir import DataDir
+from dotcloud.settings import Settings, load
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_layout(tmp_path):
+    d = DataDir(tmp_path)
+    assert d.config == tmp_path / "config.yml"
+    assert d.db == tmp_path / "dotcloud.db"
+    assert d.host_key == tmp_path / "ssh_host_ed25519_key"
+    assert d.repo("www") == tmp_path / "repos" / "www.git"
+    assert d.release("www", 7) == tmp_path / "releases" / "www" / "v7"
+    assert d.releases("www") == d.release("www", 7).parent
+    assert d.home("www", 3, "api", 2) == tmp_path / "homes" / "www" / "g3-api.2"
+    assert d.release_home("www", 3, "api") == tmp_path / "homes" / "www" / "g3-api.release"
+    assert d.log("www", "api.2") == tmp_path / "logs" / "www" / "api.2.log"
+    assert d.pipeline_log == tmp_path / "logs" / "pipeline.log"
+    assert d.service_data("www", "db") == tmp_path / "services" / "www" / "db"
+    assert d.cache == tmp_path / "cache"
+    assert d.tls == tmp_path / "tls"
+    assert d.challenges == tmp_path / "acme" / "challenges"
+
+
+def test_an_instance_log_name_is_relative_to_the_logs_directory(tmp_path):
+    d = DataDir(tmp_path)
+    name = d.log_name("www", "api.2")
+    assert not Path(name).is_absolute()
+    assert d.log_file(name) == d.log("www", "api.2")
+
+
+def test_instance_files(tmp_path):
+    inst = DataDir(tmp_path).instance(42)
+    assert inst.path == tmp_path / "instances" / "42"
+    assert (inst.spec.name, inst.pid.name, inst.status.name) == \
+        ("shim.json", "shim.pid", "status.json")
+    assert {inst.spec.parent, inst.pid.parent, inst.status.parent} == {inst.path}
+
+
+def test_run_directory(tmp_path):
+    d = DataDir(tmp_path)
+    assert d.socket("runtime") == tmp_path / "run" / "runtime.sock"
+    assert d.daemon_info("up") == tmp_path / "run" / "up.json"
+    assert d.daemon_lock("acme") == tmp_path / "run" / "acme.lock"
+    assert d.routes == tmp_path / "run" / "routes.json"
+    assert d.routes_lock.parent == d.run
+    assert d.app_lock("www") == tmp_path / "run" / "locks" / "www.lock"
+
+
+def test_app_paths_are_the_apps_own_and_nothing_shared(tmp_path):
+    d = DataDir(tmp_path)
+    paths = d.app_paths("www")
+    assert d.repo("www") in paths and d.releases("www") in paths and d.homes("www") in paths
+    assert d.app_logs("www") in paths and d.service_data("www", "db").parent in paths
+    assert all("www" in p.relative_to(tmp_path).parts[-1] for p in paths)
+    assert not {d.cache, d.logs, d.run, d.root} & set(paths)
+    assert DataDir(tmp_path).app_paths("ww") != paths
+
+
+def test_all_releases_lists_release_directories_only(tmp_path):
+    d = DataDir(tmp_path)
+    for app, build in (("a", 1), ("a", 2), ("b", 1)):
+        d.release(app, build).mkdir(parents=True)
+    (d.releases("a") / "v3-partial.tmp").write_text("")   # a file, not a release
+    assert sorted(d.all_releases()) == [d.release("a", 1), d.release("a", 2),
+                                        d.release("b", 1)]
+
+
+def test_empty_data_directory_has_no_releases(tmp_path):
+    assert DataDir(tmp_path / "none").all_releases() == []
+
+
+def test_ensure_creates_what_the_daemons_expect_and_is_idempotent(tmp_path):
+    d = DataDir(tmp_path / "data")
+    d.ensure()
+    d.ensure()
+    for path in (d.run, d.repos, d.releases_root, d.cache, d.logs, d.instances):
+        assert path.is_dir()
+
+
+def test_frozen_and_takes_strings(tmp_path):
+    d = DataDir(str(tmp_path))
+    assert d.root == tmp_path and d == DataDir(tmp_path)
+    with pytest.raises(AttributeError):
+        d.root = Path("/")
+
+
+def test_settings_expose_the_data_directory(tmp_path):
+    settings = load(tmp_path / "data")
+    assert settings.paths == DataDir(tmp_path / "data")
+    assert settings.paths.run.is_dir() and settings.paths.instances.is_dir()
+    assert Settings(data=tmp_path).paths.db == tmp_path / "dotcloud.db"
+
+
+def test_config_errors_name_the_config_file(tmp_path):
+    DataDir(tmp_path).config.write_text("no_such_setting: 1\n")
+    with pytest.raises(Exception, match=re.escape(str(tmp_path / "config.yml"))):
+        load(tmp_path)
