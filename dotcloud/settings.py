@@ -44,6 +44,8 @@ class Settings:
     ssh_max_unauthenticated_per_source: int = 32
     build_memory_bytes: int = 4 * 1024 ** 3
     port_range: tuple = (20000, 29999)
+    # Each app's own uid and gid (dotcloud.appusers), first-last inclusive.
+    app_uid_range: tuple = (60000, 64999)
     # Base images of the docker runtime, per language (builds and instances).
     docker_python_image: str = "python:3.12-slim"
     docker_node_image: str = "node:22-slim"
@@ -73,7 +75,7 @@ class Settings:
         return f"http://{app}.{self.domain}{port}/"
 
 
-LISTS = ("port_range", "python_interpreters", "node_interpreters")
+LISTS = ("port_range", "app_uid_range", "python_interpreters", "node_interpreters")
 
 
 def default_data_dir() -> Path:
@@ -103,7 +105,11 @@ def load(data: Path | None = None, **overrides) -> Settings:
             if key in LISTS:
                 if not isinstance(value, (list, tuple)):
                     raise UsageError(f"{config}: '{key}' must be a list")
-                value = tuple(str(v) for v in value) if key != "port_range" else tuple(value)
+                value = tuple(str(v) for v in value) if key not in (
+                    "port_range", "app_uid_range") else tuple(value)
+            if key == "app_uid_range" and not _uid_range(value):
+                raise UsageError(f"{config}: 'app_uid_range' must be two uids [FIRST, LAST] "
+                                 "with 1000 <= FIRST <= LAST < 2147483647, e.g. [60000, 64999]")
             if key == "python_version" and not isinstance(value, str):
                 # Unquoted, YAML reads 3.10 as the number 3.1.
                 raise UsageError(f"{config}: 'python_version' must be quoted, e.g. \"3.12\"")
@@ -117,3 +123,9 @@ def load(data: Path | None = None, **overrides) -> Settings:
     settings = replace(Settings(data=data), **values)
     settings.paths.ensure()
     return settings
+
+
+def _uid_range(value) -> bool:
+    # Below 1000 are the host's system accounts; 2**31-1 and up are not uids.
+    return (len(value) == 2 and all(type(v) is int for v in value)
+            and 1000 <= value[0] <= value[1] < 2 ** 31 - 1)

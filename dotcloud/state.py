@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS audit(
   id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, user TEXT NOT NULL,
   app TEXT, action TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS app_users(app TEXT PRIMARY KEY, uid INTEGER NOT NULL UNIQUE);
 """
 
 
@@ -156,7 +157,7 @@ class Store:
         with self.tx():
             for table, col in (("apps", "name"), ("shares", "app"), ("variables", "app"),
                                ("scales", "app"), ("domains", "app"), ("releases", "app"),
-                               ("generations", "app")):
+                               ("generations", "app"), ("app_users", "app")):
                 self.db.execute(f"DELETE FROM {table} WHERE {col}=?", (name,))
             self.db.execute("UPDATE instances SET desired='stop' WHERE app=?", (name,))
 

@@ -15,7 +15,7 @@ from dulwich.protocol import SIDE_BAND_CHANNEL_PROGRESS, Protocol
 from dulwich.repo import Repo
 from dulwich.server import Backend, ReceivePackHandler, UploadPackHandler
 
-from dotcloud import logs, names, outcome
+from dotcloud import appusers, logs, names, outcome
 from dotcloud.appfiles import remove_app_files
 from dotcloud.errors import NotFound, UsageError
 from dotcloud.locks import AppLock
@@ -50,6 +50,7 @@ class AppBackend(Backend):
         if created:
             # Files an earlier app of this name left (a destroy cut short) are not ours.
             remove_app_files(self.settings.data, app)
+            appusers.of(self.store, self.settings, app)
             self.store.audit(self.user, "create", app, "first push")
             log.info("app_created", app=app, user=self.user)
         elif self.store.app(app) is None or not self.store.can_access(self.user, app):

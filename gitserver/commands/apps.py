@@ -9,7 +9,7 @@ the app holds its lock.
 import time
 
 from dotcloud.appfiles import remove_app_files
-from dotcloud import names, routes
+from dotcloud import appusers, names, routes
 from dotcloud.errors import DotcloudError, UsageError
 
 from . import queries
@@ -57,6 +57,7 @@ def create(ctx: CommandContext, args: Args) -> int:
         raise DotcloudError(f"the name '{name}' is not available")
     # Files of an earlier app of this name (a destroy cut short) are not the new owner's.
     remove_files(ctx, name)
+    appusers.of(ctx.store, ctx.settings, name)
     remote = remote_url(ctx, name)
     if args.json:
         ctx.emit({"name": name, "owner": ctx.user, "remote": remote,
