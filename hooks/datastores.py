@@ -17,8 +17,6 @@ still refuses them as "starting up"). Apps written for Heroku find their
 one postgresql or redis service as DATABASE_URL / REDIS_URL. This module
 never deletes data.
 """
-import datetime
-import ipaddress
 import json
 import os
 import secrets
@@ -30,12 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from buildpacks.datastores import pg_bin, unprivileged
+from dotcloud import selfsigned
 from dotcloud.errors import DeployError
 from dotcloud.fsutil import write_atomic
 from dotcloud.models import Instance
@@ -102,10 +96,10 @@ def _pg_tls(root: Path) -> None:
     running server takes them at its next start."""
     cert, key = root / "server.crt", root / "server.key"
     if not (cert.exists() and key.exists()):
-        cert_pem, key_pem = _self_signed("127.0.0.1")
-        write_atomic(key, key_pem)
+        made = selfsigned.make("127.0.0.1")
+        write_atomic(key, made.key_pem)
         os.chmod(key, 0o600)        # postgres refuses a key others may read
-        write_atomic(cert, cert_pem)
+        write_atomic(cert, made.cert_pem)
     write_atomic(root / "tls.conf", (f"ssl = on\nssl_cert_file = '{cert}'\n"
                                      f"ssl_key_file = '{key}'\n").encode())
     conf = root / "pgdata" / "postgresql.conf"
@@ -113,24 +107,6 @@ def _pg_tls(root: Path) -> None:
     text = conf.read_text()
     if include not in text:
         write_atomic(conf, (text.rstrip("\n") + "\n" + include).encode())
-
-
-def _self_signed(host: str) -> tuple[bytes, bytes]:
-    """A certificate for `host` signed by its own key (PEM cert, PEM key)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
-                ipaddress.ip_address(host))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    return (cert.public_bytes(serialization.Encoding.PEM),
-            key.private_bytes(serialization.Encoding.PEM,
-                              serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()))
 
 
 def _initdb(root: Path, pw_file: Path) -> None:

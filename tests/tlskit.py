@@ -1,6 +1,7 @@
 """Test certificates made at test time with `cryptography`: a CA of the test's
-own, leaves it signs for any names and validity, and client contexts that
-trust it. Nothing is read from or written to the system's trust store.
+own (self-signed by dotcloud.selfsigned, as the platform's own are), leaves
+it signs for any names and validity, and client contexts that trust it.
+Nothing is read from or written to the system's trust store.
 """
 from __future__ import annotations
 
@@ -9,19 +10,12 @@ import ssl
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-DAY = datetime.timedelta(days=1)
+from dotcloud import selfsigned
+from dotcloud.selfsigned import DAY, key_pem
 
-
-def _key():
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def key_pem(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+__all__ = ["CA", "DAY", "cert_pem", "key_pem", "serial_of"]
 
 
 def cert_pem(cert) -> bytes:
@@ -29,20 +23,14 @@ def cert_pem(cert) -> bytes:
 
 
 class CA:
-    def __init__(self, name: str = "dotcloud test CA"):
-        self.key = _key()
-        now = datetime.datetime.now(datetime.timezone.utc)
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        self.cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-                     .not_valid_before(now - DAY).not_valid_after(now + 3650 * DAY)
-                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-                     .sign(self.key, hashes.SHA256()))
-        self.pem = cert_pem(self.cert)
+    def __init__(self, name: str = "dotcloud test CA", days: float = 3650):
+        made = selfsigned.make(name, days=days, ca=True)
+        self.key, self.cert, self.pem = made.key, made.cert, made.cert_pem
 
     def issue(self, *names: str, days: float = 30, expired: bool = False, key=None):
-        """(chain PEM: leaf then this CA, key PEM, the leaf) for these DNS names."""
-        key = key or _key()
+        """(chain PEM: leaf then this CA, key PEM, the leaf) for these names (DNS names
+        or IP addresses)."""
+        key = key or selfsigned.new_key()
         now = datetime.datetime.now(datetime.timezone.utc)
         start, end = (now - 10 * DAY, now - DAY) if expired else (now - DAY, now + days * DAY)
         leaf = (x509.CertificateBuilder()
@@ -50,8 +38,7 @@ class CA:
                 .issuer_name(self.cert.subject).public_key(key.public_key())
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(start).not_valid_after(end)
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
-                               False)
+                .add_extension(selfsigned.alt_names(names), False)
                 .sign(self.key, hashes.SHA256()))
         return cert_pem(leaf) + self.pem, key_pem(key), leaf
 
