@@ -11,8 +11,8 @@ from pathlib import Path
 from buildpacks import build_service, plan
 from buildpacks.base import DEFAULT_PATH, BuildContext
 from buildpacks.buildfile import load_tree
+from dotcloud.desired import Manifest, ServiceManifest
 from dotcloud.errors import BuildError
-from dotcloud.fsutil import write_json
 from dotcloud.models import Release
 from dotcloud.settings import Settings
 from runtime.docker_build import executor_for
@@ -26,7 +26,7 @@ def release_dir(settings: Settings, app: str, build: int) -> Path:
 
 
 def build(settings: Settings, app: str, release: Release, repo: Path, variables: dict,
-          progress: Progress) -> dict:
+          progress: Progress) -> Manifest:
     """Build `release` (its revision from `repo`); return the manifest."""
     rev = release.revision[:7]
     progress.step("Building the application...")
@@ -61,16 +61,11 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
             result = build_service(ctx)
         log(f"Build completed successfully in {time.monotonic() - started:.1f}s. "
             f"Compiled image size is {_size(result.size_bytes)}")
-        services[name] = {
-            "spec": spec.to_dict(),
-            "src": str(ctx.src),
-            "http": bool(result.http),
-            "processes": {k: list(v) for k, v in result.processes.items()},
-            "env": dict(result.env),
-        }
+        services[name] = ServiceManifest(name, spec.to_dict(), str(ctx.src), bool(result.http),
+                                         result.processes, result.env)
     progress.mark("build", t0)
-    manifest = {"revision": release.revision, "built": time.time(), "services": services}
-    write_json(root / "manifest.json", manifest)
+    manifest = Manifest.new(release.revision, services)
+    manifest.save(root / Manifest.FILE)
     progress.step("Application build is done")
     return manifest
 

@@ -27,16 +27,18 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from buildpacks.datastores import pg_bin, unprivileged
 from dotcloud import selfsigned
+from dotcloud.desired import DATA_TYPES, Kind, ServiceManifest
 from dotcloud.errors import DeployError
 from dotcloud.fsutil import write_atomic
 from dotcloud.models import Instance
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
-TYPES = ("postgresql", "redis")
+TYPES = DATA_TYPES
 LOGINS = {"postgresql": "root", "redis": "default"}
 STOP_TIMEOUT = 60.0
 # Heroku's names for an app's only database and only redis.
@@ -52,20 +54,20 @@ class Credentials:
     password: str
 
 
-def is_data(info: dict) -> bool:
-    return info["spec"]["type"] in TYPES
+def is_data(info: ServiceManifest) -> bool:
+    return info.kind is Kind.DATA
 
 
 def data_dir(settings: Settings, app: str, service: str) -> Path:
     return settings.data / "services" / app / service
 
 
-def same_definition(old: dict | None, new: dict) -> bool:
+def same_definition(old: ServiceManifest | None, new: ServiceManifest) -> bool:
     """Whether a running instance built from `old` can serve as `new`."""
-    def definition(spec: dict) -> dict:
+    def definition(spec) -> dict:
         return {k: v for k, v in spec.items() if k not in NOT_DEFINITION}
-    return (old is not None and definition(old["spec"]) == definition(new["spec"])
-            and old["processes"] == new["processes"])
+    return (old is not None and definition(old.spec) == definition(new.spec)
+            and old.processes == new.processes)
 
 
 def prepare(settings: Settings, app: str, service: str, kind: str) -> Credentials:
@@ -137,12 +139,12 @@ def connection_env(service: str, kind: str, port: int, creds: Credentials) -> di
             f"{prefix}_LOGIN": creds.login, f"{prefix}_PASSWORD": creds.password}
 
 
-def heroku_aliases(services: dict, env: dict) -> dict:
+def heroku_aliases(services: Mapping[str, ServiceManifest], env: dict) -> dict:
     """DATABASE_URL / REDIS_URL for the manifest's `services`, when the app
     has exactly one of that type; `env` holds the connection variables."""
     out = {}
     for kind, alias in ALIASES.items():
-        ours = [name for name, info in services.items() if info["spec"]["type"] == kind]
+        ours = [name for name, info in services.items() if info.type == kind]
         if len(ours) == 1:
             out[alias] = env[f"DOTCLOUD_{ours[0].upper()}_{kind.upper()}_URL"]
     return out

@@ -16,6 +16,7 @@ import re
 import socket
 import time
 from pathlib import Path
+from typing import Mapping
 
 import yaml
 
@@ -23,8 +24,9 @@ from buildpacks import run_postinstall
 from buildpacks.base import DEFAULT_PATH
 from dotcloud import routes
 from dotcloud.control import ControlUnavailable, request
+from dotcloud.desired import Manifest, ServiceManifest
 from dotcloud.errors import DeployError
-from dotcloud.fsutil import read_json, write_atomic, write_json
+from dotcloud.fsutil import write_atomic, write_json
 from dotcloud.models import Generation, Instance, Release
 from dotcloud.settings import Settings
 from dotcloud.state import Store
@@ -45,7 +47,7 @@ ERROR_RE = re.compile(r"Error|Exception|error:|ERR!|Traceback|not found|denied")
 def deploy(settings: Settings, store: Store, app: str, release: Release,
            progress: Progress) -> None:
     rev = release.revision[:7]
-    manifest = read_json(release_dir(settings, app, release.build) / "manifest.json")
+    manifest = Manifest.load(release_dir(settings, app, release.build) / Manifest.FILE)
     if manifest is None:
         raise DeployError(f"release v{release.number} has no build left (only the last "
                           f"{settings.keep_releases} are kept); push again")
@@ -57,8 +59,9 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
     t0 = time.monotonic()
     progress.step("Initializing new services... (This may take a few minutes)")
     scales = store.scales(app)
-    created: list[tuple[Instance, dict]] = []
-    launched: list[tuple[Instance, dict]] = []     # whose logs may tell why a deploy failed
+    created: list[tuple[Instance, ServiceManifest]] = []
+    # Those whose logs may tell why a deploy failed.
+    launched: list[tuple[Instance, ServiceManifest]] = []
     build_dir = release_dir(settings, app, release.build)
     try:
         data_env, data_ports = _data_services(settings, store, app, gen, manifest, progress)
@@ -68,12 +71,12 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
                 label = f"{service}.{number}"
                 progress.line(f"[{label}] Initializing...")
                 inst = _create_instance(settings, store, app, gen, service, number, info,
-                                        variables, info["spec"], data_env, port)
+                                        variables, data_env, port)
                 created.append((inst, info))
                 progress.line(f"[{label}] Service initialized")
 
         # Data services first: postinstall and release commands talk to them.
-        for service, info in manifest["services"].items():
+        for service, info in manifest.services.items():
             if datastores.is_data(info) and data_ports[service] is not None:
                 progress.step(f"Using single-instance scaling for service {service} "
                               "(1 instance(s)).")
@@ -83,9 +86,9 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
             _start_data(settings, store, app, launched, progress)
             launched = []       # they serve: what fails next is not theirs to explain
             t0 = progress.mark("data", t0)
-        for service, info in manifest["services"].items():
+        for service, info in manifest.services.items():
             if not datastores.is_data(info):
-                count = scales.get(service, info["spec"].get("instances", 1))
+                count = scales.get(service, info.instances)
                 how = "scaling" if service in scales else "default scaling"
                 progress.step(f"Using {how} for service {service} ({count} instance(s)).")
                 initialize(service, info, count)
@@ -96,17 +99,17 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
             env = inst_spec["env"]
             progress.line(f"[{inst.label}] Deploying build revision {rev}...")
             log = progress.service(inst.label)
-            if (Path(info["src"]) / "postinstall").exists():
+            if (Path(info.src) / "postinstall").exists():
                 log("Running postinstall script...")
                 # Under the docker runtime: in a container of the service's base image.
-                with executor_for(settings, app, inst.label, info["spec"]["type"], build_dir,
+                with executor_for(settings, app, inst.label, info.type, build_dir,
                                   purpose="postinstall", home=Path(inst_spec["home"]),
                                   error=DeployError) as executor:
-                    run_postinstall(Path(info["src"]), env, log, timeout=release_phase.TIMEOUT,
+                    run_postinstall(Path(info.src), env, log, timeout=release_phase.TIMEOUT,
                                     executor=executor)
         t0 = progress.mark("install", t0)
         # Once per service, not per instance, before any new instance runs.
-        for service, info in manifest["services"].items():
+        for service, info in manifest.services.items():
             if release_phase.command_of(info) is not None:
                 home = release_phase.home_for(settings, app, gen.id, service)
                 env = instance_env(settings, app, service, 0, None, info, variables, home,
@@ -153,7 +156,7 @@ def _start_data(settings: Settings, store: Store, app: str, started: list, progr
     for inst, info in started:
         progress.line(f"[{inst.label}] Waiting for the server to accept connections...")
         timeout = _check(settings, app, inst, info).timeout
-        datastores.wait_ready(store, inst, info["spec"]["type"], timeout)
+        datastores.wait_ready(store, inst, info.type, timeout)
         progress.line(f"[{inst.label}] Accepting connections")
 
 
@@ -186,11 +189,12 @@ def poke_runtime(settings: Settings, progress: Progress | None) -> None:
 
 
 def instance_env(settings: Settings, app: str, service: str, number: int, port: int | None,
-                 info: dict, variables: dict, home: Path, data_env: dict | None = None) -> dict:
+                 info: ServiceManifest, variables: dict, home: Path,
+                 data_env: dict | None = None) -> dict:
     env = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8",     # the build's env adds its bin dirs
            "HOME": str(home)}
-    env.update(info.get("env", {}))
-    env.update(info["spec"].get("environment", {}))
+    env.update(info.env)
+    env.update(info.environment)
     env.update(DOTCLOUD_PROJECT=app, DOTCLOUD_SERVICE_NAME=service,
                DOTCLOUD_SERVICE_ID=str(number), DOTCLOUD_ENVIRONMENT="default")
     if port is not None:
@@ -199,13 +203,13 @@ def instance_env(settings: Settings, app: str, service: str, number: int, port: 
     # DATABASE_URL and REDIS_URL never override the build file's variables
     # (nor the app's, which win over everything).
     env.update({k: v for k, v in (data_env or {}).items()
-                if k not in info["spec"].get("environment", {})})
+                if k not in info.environment})
     env.update(variables)
     return env
 
 
-def _create_instance(settings, store, app, gen, service, number, info, variables, spec,
-                     data_env, port=None):
+def _create_instance(settings, store, app, gen, service, number, info: ServiceManifest,
+                     variables, data_env, port=None):
     home = settings.data / "homes" / app / f"g{gen.id}-{service}.{number}"
     home.mkdir(parents=True, exist_ok=True)
     data = datastores.is_data(info)
@@ -213,17 +217,17 @@ def _create_instance(settings, store, app, gen, service, number, info, variables
     with store.tx():
         if port is None:
             port = _free_port(settings, store.ports_in_use())
-        env = instance_env(settings, app, service, number, port if info["http"] else None,
+        env = instance_env(settings, app, service, number, port if info.http else None,
                            info, variables, home, data_env)
         processes = {name: {"argv": [a.replace("{port}", str(port)).replace("{datadir}", datadir)
                                      if data else a.replace("{port}", str(port)) for a in argv],
-                            "cwd": info["src"], "env": env}
-                     for name, argv in info["processes"].items()}
+                            "cwd": info.src, "env": env}
+                     for name, argv in info.processes.items()}
         # Data services run the host's own servers, never in an app container.
         if settings.runtime == "docker" and not data:
-            processes = docker_launcher.wrap(settings, app=app, service_type=info["spec"]["type"],
+            processes = docker_launcher.wrap(settings, app=app, service_type=info.type,
                                              instance=home.name, processes=processes, home=home)
-        extra = {"data_service": {"type": spec["type"], "born": gen.id}} if data else {}
+        extra = {"data_service": {"type": info.type, "born": gen.id}} if data else {}
         inst = store.add_instance(app, gen.id, service, number, port, {
             "processes": processes, "env": env, "home": str(home),
             "log": f"{app}/{service}.{number}.log", **extra})
@@ -242,10 +246,10 @@ def _data_services(settings, store, app, gen, manifest, progress) -> tuple[dict,
     olds = store.instances(app, generation=active) if active is not None else []
     before = _active_services(settings, store, app)
     env, ports = {}, {}
-    for service, info in manifest["services"].items():
+    for service, info in manifest.services.items():
         if not datastores.is_data(info):
             continue
-        kind = info["spec"]["type"]
+        kind = info.type
         creds = datastores.prepare(settings, app, service, kind)
         running = [i for i in olds if i.service == service and i.desired == "run"]
         if running and datastores.same_definition(before.get(service), info):
@@ -266,15 +270,15 @@ def _data_services(settings, store, app, gen, manifest, progress) -> tuple[dict,
             else:
                 port = ports[service] = _free_port(settings, used)
         env.update(datastores.connection_env(service, kind, port, creds))
-    env.update(datastores.heroku_aliases(manifest["services"], env))
+    env.update(datastores.heroku_aliases(manifest.services, env))
     return env, ports
 
 
-def _active_services(settings: Settings, store: Store, app: str) -> dict:
+def _active_services(settings: Settings, store: Store, app: str) -> Mapping[str, ServiceManifest]:
     active = store.active_release(app)
-    manifest = read_json(release_dir(settings, app, active.build) / "manifest.json") \
+    manifest = Manifest.load(release_dir(settings, app, active.build) / Manifest.FILE) \
         if active is not None else None
-    return manifest["services"] if manifest else {}
+    return manifest.services if manifest else {}
 
 
 def _stop_and_wait(settings: Settings, store: Store, ids: list[int]) -> bool:
@@ -306,12 +310,12 @@ def _bindable(port: int, reuse: bool = False) -> bool:
     return True
 
 
-def _check(settings: Settings, app: str, inst: Instance, info: dict) -> Check:
-    hc = info["spec"].get("healthcheck") or {}
+def _check(settings: Settings, app: str, inst: Instance, info: ServiceManifest) -> Check:
+    hc = info.healthcheck
     host = f"{app}.{settings.domain}" if inst.service == "www" else \
         f"{inst.service}.{app}.{settings.domain}"
-    return Check(inst.id, inst.label, info["http"], hc.get("path", "/"), host,
-                 float(hc.get("timeout", 30)), min(float(hc.get("interval", 0.5)), POLL))
+    return Check(inst.id, inst.label, info.http, hc.path, host, hc.timeout,
+                 min(hc.interval, POLL))
 
 
 def _show_failure(settings: Settings, app: str, created, progress: Progress) -> None:

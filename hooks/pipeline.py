@@ -137,7 +137,7 @@ def settle(settings, store, app) -> list[str]:
 
 
 def _with_http(store, release, manifest):
-    http = sorted(n for n, s in manifest["services"].items() if s["http"])
+    http = sorted(n for n, s in manifest.services.items() if s.http)
     config = dict(json.loads(release.config), http_services=http)
     store.set_release_config(release.id, config, "built")
     return store.release_by_id(release.id)

@@ -17,6 +17,7 @@ import yaml
 
 from buildpacks.base import shell
 from buildpacks.steps import check_step
+from dotcloud.desired import ServiceManifest
 from dotcloud.errors import DeployError
 from dotcloud.fsutil import write_atomic, write_json
 from dotcloud.settings import Settings
@@ -27,18 +28,18 @@ from .progress import Progress
 TIMEOUT = 600.0     # as postinstall's: migrations may take a while, not forever
 
 
-def command_of(info: dict) -> str | None:
-    """The service's release command from its manifest entry (None: it has none).
-    Builds made before release commands existed have none."""
-    return info["spec"].get("release") or None
+def command_of(info: ServiceManifest) -> str | None:
+    """The service's release command from its manifest entry (None: it has none)."""
+    return info.release
 
 
 def home_for(settings: Settings, app: str, generation: int, service: str) -> Path:
     return settings.data / "homes" / app / f"g{generation}-{service}.release"
 
 
-def run(settings: Settings, app: str, service: str, info: dict, build_dir: Path, home: Path,
-        env: Mapping[str, str], progress: Progress, timeout: float = TIMEOUT) -> None:
+def run(settings: Settings, app: str, service: str, info: ServiceManifest, build_dir: Path,
+        home: Path, env: Mapping[str, str], progress: Progress,
+        timeout: float = TIMEOUT) -> None:
     """Run the service's release command in `home` (made fresh, removed after).
 
     Raises DeployError("www: release command failed (exit 1)") or
@@ -56,9 +57,9 @@ def run(settings: Settings, app: str, service: str, info: dict, build_dir: Path,
     write_json(home / "environment.json", env)
     write_atomic(home / "environment.yml", yaml.safe_dump(env, default_flow_style=False).encode())
     try:
-        with executor_for(settings, app, service, info["spec"]["type"], build_dir,
+        with executor_for(settings, app, service, info.type, build_dir,
                           purpose="release", home=home, error=DeployError) as executor:
-            check_step("release command", shell(command), cwd=Path(info["src"]), env=env,
+            check_step("release command", shell(command), cwd=Path(info.src), env=env,
                        timeout=timeout, log=log, error=DeployError, executor=executor)
     except DeployError as exc:
         raise DeployError(f"{service}: {exc}") from None

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dotcloud.control import ControlUnavailable, request
+from dotcloud.desired import Manifest
 from dotcloud.fsutil import read_json
 from dotcloud.models import App, Instance, Release
 from dotcloud.settings import Settings
@@ -38,19 +39,19 @@ def poke_runtime(settings: Settings) -> None:
         pass
 
 
-def manifest(settings: Settings, store: Store, app: str) -> dict | None:
+def manifest(settings: Settings, store: Store, app: str) -> Manifest | None:
     """The active release's build manifest, or None when nothing is deployed."""
     release = store.active_release(app)
     if release is None:
         return None
-    return read_json(release_dir(settings, app, release.build) / "manifest.json")
+    return Manifest.load(release_dir(settings, app, release.build) / Manifest.FILE)
 
 
 def services(settings: Settings, store: Store, app: str) -> dict[str, dict]:
     """service -> {"type", "http"} of the active release."""
-    found = manifest(settings, store, app) or {}
-    return {name: {"type": info.get("spec", {}).get("type", "?"), "http": bool(info.get("http"))}
-            for name, info in sorted(found.get("services", {}).items())}
+    found = manifest(settings, store, app)
+    return {name: {"type": info.type, "http": info.http}
+            for name, info in sorted(found.services.items())} if found else {}
 
 
 def http_services(release: Release | None) -> list[str]:

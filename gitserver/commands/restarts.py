@@ -23,13 +23,13 @@ START_TIMEOUT = 30.0
 
 def restart_service(ctx: CommandContext, app, service: str) -> list[str]:
     """Restart every active instance of service; return their labels."""
-    known = (queries.manifest(ctx.settings, ctx.store, app.name) or {}).get("services", {})
+    found = queries.manifest(ctx.settings, ctx.store, app.name)
+    known = found.services if found else {}
     if service not in known:
         raise NotFound(f"{app.name} has no service '{service}'"
                        + (f" (services: {', '.join(sorted(known))})" if known else ""))
     info = known[service]
-    health = (info.get("spec", {}).get("healthcheck") or {}).get("path", "/")
-    http = health if info.get("http") else None
+    http = info.healthcheck.path if info.http else None
     done = []
     with app_lock(ctx, app.name):
         current = ctx.store.app(app.name)

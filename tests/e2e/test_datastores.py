@@ -3,6 +3,7 @@ their connection variables, and their data and processes kept across pushes."""
 import json
 import socket
 import subprocess
+from dataclasses import replace
 
 import pytest
 from platform_helpers import git_repo
@@ -10,6 +11,7 @@ from platform_helpers import git_repo
 from buildpacks import build_service
 from buildpacks.base import BuildContext
 from buildpacks.spec import ServiceSpec
+from dotcloud.desired import ServiceManifest
 from dotcloud.errors import BuildError, DeployError
 from dotcloud.settings import load
 from dotcloud.state import Store
@@ -209,11 +211,11 @@ def test_missing_server_is_refused_at_build(tmp_path, monkeypatch):
 
 
 def test_definition_compares_spec_and_processes():
-    info = {"spec": {"type": "redis"}, "processes": {"redis": ["redis-server"]}, "src": "/a"}
-    assert datastores.same_definition(info, dict(info, src="/b"))
+    info = ServiceManifest("cache", {"type": "redis"}, "/a", False, {"redis": ["redis-server"]})
+    assert datastores.same_definition(info, replace(info, src="/b"))
     assert not datastores.same_definition(None, info)
-    assert not datastores.same_definition(info, dict(info, spec={"type": "redis", "x": 1}))
-    assert not datastores.same_definition(info, dict(info, processes={"redis": ["other"]}))
+    assert not datastores.same_definition(info, replace(info, spec={"type": "redis", "x": 1}))
+    assert not datastores.same_definition(info, replace(info, processes={"redis": ["other"]}))
 
 
 def _data_instance(store, gen, service, born):

@@ -6,10 +6,12 @@ collectstatic and a release-phase `migrate` in one push. Then the parts on
 their own: the release command's runner, the Heroku aliases."""
 import io
 import json
+from dataclasses import replace
 
 import pytest
 from platform_helpers import git_repo
 
+from dotcloud.desired import ServiceManifest
 from dotcloud.errors import DeployError
 from dotcloud.settings import load
 from hooks import datastores, release_phase
@@ -261,7 +263,7 @@ def run_release(tmp_path, command, timeout=60):
     src = tmp_path / "src"
     src.mkdir(exist_ok=True)
     out = io.StringIO()
-    info = {"spec": {"type": "python", "release": command}, "src": str(src)}
+    info = ServiceManifest("www", {"type": "python", "release": command}, str(src), True, {})
     home = release_phase.home_for(load(tmp_path / "data"), "app", 7, "www")
     env = {"PATH": "/usr/bin:/bin", "GREETING": "hi"}
     try:
@@ -297,7 +299,8 @@ def test_release_command_past_its_deadline_fails(tmp_path):
 
 def test_no_release_command_runs_nothing(tmp_path):
     out = io.StringIO()
-    info = {"spec": {"type": "python"}, "src": str(tmp_path)}     # a build from before
+    # A build from before release commands: its manifest has no "release".
+    info = ServiceManifest.from_dict("www", {"spec": {"type": "python"}, "src": str(tmp_path)})
     assert release_phase.command_of(info) is None
     release_phase.run(load(tmp_path), "app", "www", info, tmp_path, tmp_path / "h", {},
                       Progress(out))
@@ -305,11 +308,12 @@ def test_no_release_command_runs_nothing(tmp_path):
 
 
 def services(*kinds):
-    return {f"s{i}": {"spec": {"type": kind}} for i, kind in enumerate(kinds)}
+    return {f"s{i}": ServiceManifest(f"s{i}", {"type": kind}, "/", False, {})
+            for i, kind in enumerate(kinds)}
 
 
 def urls(svc):
-    return {f"DOTCLOUD_{name.upper()}_{info['spec']['type'].upper()}_URL": f"url-{name}"
+    return {f"DOTCLOUD_{name.upper()}_{info.type.upper()}_URL": f"url-{name}"
             for name, info in svc.items()}
 
 
@@ -327,7 +331,9 @@ def test_heroku_aliases_only_for_the_one_service_of_a_kind(kinds, expected):
 def test_aliases_never_override_the_apps_own_variables(tmp_path):
     settings = load(tmp_path)
     data_env = {"DOTCLOUD_DB_POSTGRESQL_URL": "pg", "DATABASE_URL": "pg", "REDIS_URL": "redis"}
-    info = {"spec": {"type": "python", "environment": {"DATABASE_URL": "from-build-file"}}}
+    info = ServiceManifest("www", {"type": "python",
+                                   "environment": {"DATABASE_URL": "from-build-file"}},
+                           "/", True, {})
     env = instance_env(settings, "app", "www", 0, None, info, {}, tmp_path, data_env)
     assert env["DATABASE_URL"] == "from-build-file" and env["REDIS_URL"] == "redis"
     env = instance_env(settings, "app", "www", 0, None, info, {"REDIS_URL": "mine"}, tmp_path,
@@ -336,9 +342,9 @@ def test_aliases_never_override_the_apps_own_variables(tmp_path):
 
 
 def test_release_command_is_no_part_of_a_data_servers_definition():
-    old = {"spec": {"type": "redis"}, "processes": {"redis": ["redis-server"]}}
-    assert datastores.same_definition(old, dict(old, spec={"type": "redis", "release": None}))
-    assert not datastores.same_definition(old, dict(old, spec={"type": "redis", "x": 1}))
+    old = ServiceManifest("cache", {"type": "redis"}, "/", False, {"redis": ["redis-server"]})
+    assert datastores.same_definition(old, replace(old, spec={"type": "redis", "release": None}))
+    assert not datastores.same_definition(old, replace(old, spec={"type": "redis", "x": 1}))
 
 
 def test_probe_says_no_when_nothing_listens():
