@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 from .errors import DotcloudError
 from .fsutil import write_json
+from .resources import Limits  # noqa: F401 (one type of limits for all: dotcloud.resources)
 
 # Service types served by the platform's own data servers (one instance,
 # their data in DATA/services/APP/SERVICE), never by an app's processes.
@@ -202,14 +203,6 @@ class ProcessSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "argv", tuple(self.argv))
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits of one instance (None: the runtime's default, or none)."""
-    memory_bytes: int | None = None
-    cpus: float | None = None
-    processes: int | None = None
 
 
 @dataclass(frozen=True)
