@@ -49,11 +49,17 @@ class Platform:
     https_port: int = 0
     proc: subprocess.Popen | None = None
     keys: dict = field(default_factory=dict)
+    # Where its ports listen, and what `up` runs under (the swarm tests run
+    # it in the manager node's network namespace, with its engine's DOCKER_HOST).
+    address: str = "127.0.0.1"
+    prefix: tuple = ()
 
     def start(self, *extra: str) -> None:
         log = open(self.data.parent / "up.log", "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "dotcloud.cli", "--data", str(self.data), "up",
+            [*self.prefix,
+             sys.executable, "-u", "-m", "dotcloud.cli", "--data", str(self.data), "up",
+             *(("--bind", self.address) if self.address != "127.0.0.1" else ()),
              "--ssh-port", str(self.ssh_port), "--http-port", str(self.http_port),
              "--https-port", str(self.https_port), *extra],
             stdout=subprocess.PIPE, stderr=log, cwd=ROOT, start_new_session=True)
@@ -78,7 +84,7 @@ class Platform:
         for port in (self.ssh_port, self.http_port, self.https_port):
             while port:
                 try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    socket.create_connection((self.address, port), timeout=1).close()
                     break
                 except OSError:
                     assert time.monotonic() < deadline, f"port {port} never listened"
@@ -112,12 +118,11 @@ class Platform:
         return dict(os.environ, GIT_SSH_COMMAND=self.ssh_command(user), GIT_TERMINAL_PROMPT="0")
 
     def remote(self, app: str) -> str:
-        return f"ssh://dotcloud@127.0.0.1:{self.ssh_port}/{app}"
+        return f"ssh://dotcloud@{self.address}:{self.ssh_port}/{app}"
 
     def ssh(self, user: str, *command: str, input: bytes | None = None,
             timeout: float = 120) -> Result:
-        argv = self.ssh_command(user).split() + ["-p", str(self.ssh_port), "dotcloud@127.0.0.1",
-                                                 *command]
+                                                 f"dotcloud@{self.address}", *command]
         r = subprocess.run(argv, input=input, capture_output=True, timeout=timeout)
         return Result(r.returncode, r.stdout.decode("utf-8", "replace"),
                       r.stderr.decode("utf-8", "replace"))
@@ -133,7 +138,7 @@ class Platform:
         return Result(r.returncode, r.stdout, r.stderr)
 
     def get(self, host: str, path: str = "/", timeout: float = 10) -> tuple[int, str, dict]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        conn = http.client.HTTPConnection(self.address, self.http_port, timeout=timeout)
         try:
             conn.request("GET", path, headers={"Host": host})
             resp = conn.getresponse()

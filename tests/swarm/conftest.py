@@ -1,0 +1,67 @@
+"""Fixtures of the swarm runtime tests: the test cluster of swarm.sh (three
+Docker engines in network namespaces, a registry on the manager's address)
+and a platform started with `--runtime swarm` inside the manager's namespace,
+as an operator would run it on the manager host.
+
+The cluster is brought up once per session and torn down at its end, unless
+it was already up when the session started (a developer's rerun) or
+SWARM_KEEP=1. Without root or the tools it needs the tests are skipped with
+the reason, except under CI (`CI` set), where that is a failure.
+"""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from platform_helpers import Platform
+from swarmkit import MANAGER, NETNS, Cluster
+
+HERE = Path(__file__).resolve().parent
+SCRIPT = HERE / "swarm.sh"
+
+
+def _unavailable(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"swarm tests must run under CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    if os.geteuid() != 0:
+        _unavailable("the test swarm needs root (network namespaces)")
+    for tool in ("dockerd", "docker-registry", "nsenter", "ip", "iptables"):
+        if shutil.which(tool) is None:
+            _unavailable(f"the test swarm needs {tool} (.ci/run installs it)")
+    was_up = subprocess.run([SCRIPT, "status"], capture_output=True).returncode == 0
+    up = subprocess.run([SCRIPT, "up"], capture_output=True, text=True, timeout=600)
+    if up.returncode != 0:
+        _unavailable(f"swarm.sh up failed: {(up.stdout + up.stderr)[-2000:]}")
+    c = Cluster.read()
+    yield c
+    c.close()
+    if not was_up and os.environ.get("SWARM_KEEP") != "1":
+        subprocess.run([SCRIPT, "down"], capture_output=True, timeout=300)
+
+
+def swarm_platform(cluster: Cluster, root: Path, config: str = "") -> Platform:
+    """A platform on the swarm runtime in the manager's namespace (not started)."""
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "config.yml").write_text(f"registry: {cluster.registry}\n{config}")
+    return Platform(data=root / "data", home=root, address=MANAGER,
+                    prefix=("env", f"DOCKER_HOST={cluster.docker_host}",
+                            "nsenter", f"--net=/run/netns/{NETNS}1"))
+
+
+@pytest.fixture(scope="session")
+def splatform(cluster, tmp_path_factory):
+    """One platform on the swarm runtime, shared by the end-to-end tests."""
+    root = tmp_path_factory.mktemp("splatform")
+    p = swarm_platform(cluster, root)
+    p.start("--runtime", "swarm")
+    p.add_user("alice", admin=True)
+    yield p
+    p.stop()
+    cluster.remove_services(p.data)
+    shutil.rmtree(root / "data" / "releases", ignore_errors=True)
