@@ -15,6 +15,7 @@ from dotcloud.desired import Manifest, ServiceManifest
 from dotcloud.errors import BuildError
 from dotcloud.models import Release
 from dotcloud.settings import Settings
+from runtime import docker_image
 from runtime.docker_build import executor_for
 
 from .export import export_tree
@@ -63,6 +64,10 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
             f"Compiled image size is {_size(result.size_bytes)}")
         services[name] = ServiceManifest(name, spec.to_dict(), str(ctx.src), bool(result.http),
                                          result.processes, result.env)
+    if settings.runtime != "process":
+        # Each service an image of its own, once the whole release is built.
+        services = docker_image.for_release(settings, app, release.build, root, services,
+                                            progress.service)
     progress.mark("build", t0)
     manifest = Manifest.new(release.revision, services)
     manifest.save(root / Manifest.FILE)

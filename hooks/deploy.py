@@ -226,7 +226,8 @@ def _create_instance(settings, store, app, gen, service, number, info: ServiceMa
         # Data services run the host's own servers, never in an app container.
         if settings.runtime == "docker" and not data:
             processes = docker_launcher.wrap(settings, app=app, service_type=info.type,
-                                             instance=home.name, processes=processes, home=home)
+                                             instance=home.name, processes=processes, home=home,
+                                             image=info.image)
         extra = {"data_service": {"type": info.type, "born": gen.id}} if data else {}
         inst = store.add_instance(app, gen.id, service, number, port, {
             "processes": processes, "env": env, "home": str(home),

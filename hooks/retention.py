@@ -10,6 +10,7 @@ import shutil
 
 from buildpacks import cache
 from dotcloud import logs
+from runtime import docker_image
 
 from .build import release_dir
 
@@ -30,6 +31,10 @@ def prune(settings, store, app: str) -> list[int]:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(b)
     prune_homes(settings, store, app)
+    if settings.runtime != "process":
+        # With their releases go their images (and those of refused pushes).
+        docker_image.prune_app(settings, app, {b for b in builds
+                                               if release_dir(settings, app, b).exists()})
     if removed:
         log.info("releases_pruned", app=app, builds=removed)
         # The dependency cache is shared by every app: keep what any kept release uses.

@@ -1,13 +1,21 @@
 """One instance process as a container: what the shim runs under the docker runtime.
 
-`wrap()` (called by the deployer) turns each process of an instance into
+`wrap()` turns each process of an instance into
 `python docker_launcher.py --image IMG --name NAME ... -- ARGV`. Run by the
 shim like any process, the launcher removes a stale container of that name
 (left by a shim killed with -9), creates and starts the container from the
-service's base image on the host network, as the platform's user, in the
-process's working directory, with its environment (the launcher's own, which
-the shim set from the instance spec), the release and the dependency cache
-bind-mounted read-only at the same paths and the instance's home read-write.
+release's image (runtime.docker_image: the release and what it runs with, at
+the same paths as on this host) on the host network, as the app's user (the
+platform's when the spec names none), in the process's working directory,
+with its environment (the launcher's own, which the shim set from the
+instance spec) and the instance's home bind-mounted read-write, nothing else
+of the data directory. The container is confined: a read-only root file
+system with a private /tmp (/var/tmp, named by TMPDIR, when the data
+directory itself is under /tmp, which a tmpfs there would hide), no
+capabilities, no-new-privileges, and the spec's limits (memory, CPUs,
+processes). An instance spec without an image
+(written before releases were images) runs the service's base image with
+the release and the dependency cache bind-mounted read-only instead.
 It copies the container's stdout and stderr to its own as they come, so the
 shim timestamps, logs and tails them exactly as for a process; on SIGTERM or
 SIGINT it stops the container (every process gets SIGTERM, then SIGKILL
@@ -30,6 +38,10 @@ if __name__ == "__main__" and not __package__:
     # Run by file path (the shim gives it the app's cwd and environment,
     # which need not find this package): make the package importable.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __name__ == "__main__" and not os.environ.get("DOCKER_HOST", "").startswith("ssh://"):
+    # The SDK imports paramiko for ssh:// engines only, yet always: a third
+    # of its import time, paid at every instance start.
+    sys.modules.setdefault("paramiko", None)
 
 from runtime import docker_engine  # noqa: E402
 
@@ -47,31 +59,29 @@ DEADLY = frozenset(int(s) for s in (signal.SIGHUP, signal.SIGINT, signal.SIGKILL
 
 
 def wrap(settings, *, app: str, service_type: str, instance: str, processes: dict,
-         home: Path) -> dict:
+         home: Path, image: str | None = None, user: tuple[int, int] | None = None,
+         limits=None) -> dict:
     """The instance's processes, each run in a container by this launcher.
 
     `instance` names the instance uniquely within the data directory (the
-    deployer's home directory name); `processes` is {name: {argv, cwd, env}}.
+    deployer's home directory name); `processes` is {name: {argv, cwd, env}};
+    `image` is the release's image (None: the base image, with mounts);
+    `user` is (uid, gid) (None: the platform's own); `limits` has
+    memory_bytes, cpus and processes, each None for no limit.
     """
-    image = docker_engine.base_image(settings, service_type)
-    mounts = [f"{home}:{home}:rw", f"{settings.data / 'cache'}:{settings.data / 'cache'}:ro"]
-    releases = settings.data / "releases" / app
-    for proc in processes.values():
-        cwd = Path(proc["cwd"])
-        if cwd.is_relative_to(releases):
-            release = releases / cwd.relative_to(releases).parts[0]
-            mounts.append(f"{release}:{release}:ro")
-    if service_type == "static":
-        # Our own static file server, run from where the platform has it.
-        package = Path(__file__).resolve().parents[1] / "buildpacks"
-        mounts.append(f"{package}:{package}:ro")
+    mounts = [f"{home}:{home}:rw"]
+    if image is None:
+        image = docker_engine.base_image(settings, service_type)
+        mounts += _release_mounts(settings, app, service_type, processes)
     grace = max(1, int(settings.stop_grace * 0.8))
     wrapped = {}
     for name, proc in processes.items():
         argv = [sys.executable, str(Path(__file__).resolve()), "--image", image,
                 "--name", docker_engine.container_name(settings.data, app, instance, name),
-                "--workdir", str(proc["cwd"]), "--user", docker_engine.user(),
-                "--stop-grace", str(grace),
+                "--workdir", str(proc["cwd"]),
+                "--user", f"{user[0]}:{user[1]}" if user else docker_engine.user(),
+                "--stop-grace", str(grace), "--scratch", _scratch(settings.data),
+                *_limit_options(limits),
                 "--label", f"{docker_engine.LABEL_DATA}={docker_engine.data_id(settings.data)}",
                 "--label", f"dotcloud.app={app}", "--label", f"dotcloud.instance={instance}",
                 "--label", f"dotcloud.process={name}"]
@@ -81,15 +91,46 @@ def wrap(settings, *, app: str, service_type: str, instance: str, processes: dic
     return wrapped
 
 
-def container_names(spec: dict) -> list[str]:
-    """The containers an instance spec (as written by the deployer) runs in; none
-    when its processes were not wrapped (the process runtime)."""
-    names = []
-    for proc in (spec.get("processes") or {}).values():
-        argv = list(proc.get("argv") or [])
-        if len(argv) > 2 and argv[1] == str(Path(__file__).resolve()):
-            names.append(parse(argv[2:]).name)
-    return names
+def _scratch(data: Path) -> str:
+    """Where the container's private tmpfs goes: /tmp, unless that would hide the data
+    directory (the release and its dependencies live in the image at their host paths)."""
+    return "/var/tmp" if Path(data).resolve().is_relative_to("/tmp") else "/tmp"
+
+
+def _limit_options(limits) -> list[str]:
+    options = []
+    for option, value in (("--memory", getattr(limits, "memory_bytes", None)),
+                          ("--cpus", getattr(limits, "cpus", None)),
+                          ("--pids", getattr(limits, "processes", None))):
+        if value is not None:
+            options += [option, str(value)]
+    return options
+
+
+def _release_mounts(settings, app: str, service_type: str, processes: dict) -> list[str]:
+    mounts = [f"{settings.paths.cache}:{settings.paths.cache}:ro"]
+    releases = settings.paths.releases(app)
+    for proc in processes.values():
+        cwd = Path(proc["cwd"])
+        if cwd.is_relative_to(releases):
+            release = releases / cwd.relative_to(releases).parts[0]
+            mounts.append(f"{release}:{release}:ro")
+    if service_type == "static":
+        # Our own static file server, run from where the platform has it.
+        package = Path(__file__).resolve().parents[1] / "buildpacks"
+        mounts.append(f"{package}:{package}:ro")
+    return mounts
+
+
+def container_names(settings, spec) -> dict[str, str]:
+    """process -> the container it runs in, for an InstanceSpec (None: a row
+    that cannot be read); none but under the docker runtime, where data
+    services run on the host too."""
+    if spec is None or settings.runtime != "docker" or spec.data_service is not None:
+        return {}
+    return {p.name: docker_engine.container_name(settings.data, spec.app, spec.instance_name,
+                                                 p.name)
+            for p in spec.processes}
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -99,10 +140,32 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--user", default=None)
     parser.add_argument("--stop-grace", type=int, default=8)
+    parser.add_argument("--scratch", default=None,
+                        help="confined: read-only root, a tmpfs here (a private /tmp), "
+                             "no capabilities, no new privileges")
+    parser.add_argument("--memory", type=int, default=None, help="bytes")
+    parser.add_argument("--cpus", type=float, default=None)
+    parser.add_argument("--pids", type=int, default=None)
     parser.add_argument("--mount", action="append", default=[], help="SRC:DST:ro|rw")
     parser.add_argument("--label", action="append", default=[], help="KEY=VALUE")
     parser.add_argument("command", nargs="+")
     return parser.parse_args(argv)
+
+
+def host_options(opts: argparse.Namespace) -> dict:
+    """The container's confinement and limits, as the SDK's create() takes them."""
+    options: dict = {}
+    if opts.scratch:
+        options.update(read_only=True, tmpfs={opts.scratch: "rw,nosuid,nodev,mode=1777"},
+                       cap_drop=["ALL"], security_opt=["no-new-privileges"])
+    if opts.memory is not None:
+        # No swap beyond the limit, as the process runtime's limit allows none.
+        options.update(mem_limit=opts.memory, memswap_limit=opts.memory)
+    if opts.cpus is not None:
+        options["nano_cpus"] = int(opts.cpus * 1e9)
+    if opts.pids is not None:
+        options["pids_limit"] = opts.pids
+    return options
 
 
 def volumes(mounts: list[str]) -> dict:
@@ -153,14 +216,21 @@ class Launcher:
             say(f"removed a stale container {self.opts.name}")
         labels = dict(item.split("=", 1) for item in self.opts.label)
         self.container = self.client.containers.create(
-            self.opts.image, self.opts.command, name=self.opts.name, environment=self.env,
+            self.opts.image, self.opts.command, name=self.opts.name,
+            environment=self._environment(),
             working_dir=self.opts.workdir, user=self.opts.user, network_mode="host",
             volumes=volumes(self.opts.mount), labels=labels, log_config=LOG_CONFIG,
-            stdin_open=False, tty=False)
+            stdin_open=False, tty=False, **host_options(self.opts))
         # Attached before the start, so not a line of its output is missed.
         self.stream = self.client.api.attach(self.container.id, stdout=True, stderr=True,
                                              stream=True, logs=False, demux=True)
         self.container.start()
+
+    def _environment(self) -> dict:
+        env = dict(self.env)
+        if self.opts.scratch and self.opts.scratch != "/tmp":
+            env.setdefault("TMPDIR", self.opts.scratch)
+        return env
 
     def _pump(self) -> threading.Thread:
         stream = self.stream
@@ -180,6 +250,11 @@ class Launcher:
     def _wait(self) -> None:
         try:
             self.status = int(self.container.wait(timeout=None).get("StatusCode", EXIT_ENGINE))
+            if self.opts.memory is not None:
+                self.container.reload()
+                if self.container.attrs.get("State", {}).get("OOMKilled"):
+                    from dotcloud.resources import format_memory
+                    say(f"out of memory (limit {format_memory(self.opts.memory)})")
         except docker_engine.ENGINE_ERRORS as e:
             say(f"lost the container {self.opts.name}: {e}")
         self.exited.set()

@@ -1,5 +1,6 @@
-"""The docker runtime end to end: pushes build in the base image, instances are
-containers on the host network, served through the router, supervised by the shim."""
+"""The docker runtime end to end: pushes build in the base image, each release's
+service becomes an image, instances are confined containers of it on the host
+network, served through the router, supervised by the shim."""
 import json
 import os
 import re
@@ -7,7 +8,7 @@ import signal
 import time
 
 import pytest
-from dockerkit import app_containers
+from dockerkit import app_containers, built_on
 from loadgen import Load
 from platform_helpers import git_repo
 
@@ -29,6 +30,9 @@ def application(environ, start_response):
         "home": os.environ["HOME"],
         "home_writable": os.access(os.environ["HOME"], os.W_OK),
         "src_writable": os.access(".", os.W_OK),
+        "tmp_writable": os.access(os.environ.get("TMPDIR", "/tmp"), os.W_OK),
+        "root_writable": os.access("/", os.W_OK),
+        "mounts": [l.split()[1] for l in open("/proc/self/mounts")],
     }}).encode()
     start_response("200 OK", [("Content-Type", "application/json"),
                               ("Content-Length", str(len(body)))])
@@ -76,12 +80,22 @@ def test_push_builds_in_the_image_and_runs_a_container(dplatform, engine, where)
     assert got["postinstall"] == "container"      # and postinstall in one at deploy time
     # The virtualenv was made by the image's interpreter, not the platform's.
     assert got["python"].startswith("/usr/bin/python3")
-    assert got["home_writable"] and not got["src_writable"]
+    assert got["home_writable"] and got["tmp_writable"]
+    assert not got["src_writable"] and not got["root_writable"]
+    # Nothing of the data directory is mounted but the instance's home.
+    data = str(dplatform.data)
+    assert [m for m in got["mounts"] if m.startswith(data)] == [got["home"]]
     containers = app_containers(engine, dplatform.data, "where")
     assert len(containers) == 1
     attrs = containers[0].attrs
     assert attrs["HostConfig"]["NetworkMode"] == "host"
-    assert attrs["Config"]["Image"] == "python:3.12-slim"
+    # It runs the release's image, the base image plus the release.
+    image = engine.images.get(attrs["Config"]["Image"])
+    assert image.id == attrs["Image"] and "dotcloud/where:v1-www" in image.tags
+    assert built_on(engine, image.id, "python:3.12-slim")
+    host = attrs["HostConfig"]
+    assert host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
+    assert "no-new-privileges" in host["SecurityOpt"]
     assert attrs["State"]["Running"]
     assert containers[0].labels["dotcloud.process"] == "web"
 
@@ -174,9 +188,12 @@ def test_nodejs_and_static_services_run_in_their_images(dplatform, engine, tmp_p
     assert api["in_container"] is True and api["node"] == "/usr/bin/node"
     status, body, _ = dplatform.get("mixed.localhost")
     assert status == 200 and "static in docker" in body
-    images = {c.labels["dotcloud.instance"].split("-", 1)[1]: c.attrs["Config"]["Image"]
+    images = {c.labels["dotcloud.instance"].split("-", 1)[1]: c.attrs["Image"]
               for c in app_containers(engine, dplatform.data, "mixed")}
-    assert images == {"www.0": "python:3.12-slim", "api.0": "node:22-slim"}
+    assert set(images) == {"www.0", "api.0"}
+    assert built_on(engine, images["www.0"], "python:3.12-slim")
+    assert built_on(engine, images["api.0"], "node:22-slim")
+    assert "dotcloud/mixed:v1-api" in engine.images.get(images["api.0"]).tags
 
 
 def test_failing_build_step_in_the_image_rejects_the_push(dplatform, where):
