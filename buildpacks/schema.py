@@ -18,6 +18,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from dotcloud import names
 from dotcloud.errors import InvalidName
+from dotcloud.resources import KEYS as LIMIT_KEYS
+from dotcloud.resources import parse_limits
 
 from .spec import TYPES, Buildfile, BuildfileError, Healthcheck, ServiceSpec
 
@@ -28,7 +30,8 @@ MAX_DEPTH = MAX_CONFIG_DEPTH + 8
 MAX_INSTANCES = 20
 MAX_HEALTH_SECONDS = 3600
 SERVICE_KEYS = ("type", "approot", "environment", "requirements", "prebuild", "postbuild",
-                "processes", "config", "instances", "healthcheck", "buildscript", "release")
+                "processes", "config", "instances", "healthcheck", "buildscript", "release",
+                "limits")
 HEALTHCHECK_KEYS = ("path", "timeout", "interval")
 PROCESS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -208,7 +211,7 @@ class _Checker:
                 ("postbuild", self.command), ("buildscript", self.command),
                 ("processes", self.processes), ("config", self.config),
                 ("instances", self.instances), ("healthcheck", self.healthcheck),
-                ("release", self.command)):
+                ("release", self.command), ("limits", self.limits)):
             if field_name in keys:
                 fields[field_name] = check(keys[field_name][1], f"{where}: '{field_name}'")
         self.type_rules(kind, where, key, keys, fields)
@@ -331,6 +334,21 @@ class _Checker:
                 fields[name] = self.number(keys[name][1], f"{where}: '{name}'", 0,
                                            MAX_HEALTH_SECONDS)
         return Healthcheck(**fields)
+
+    def limits(self, node: Node, where: str):
+        out = {}
+        for name, (knode, vnode) in self.pairs(node, where).items():
+            if name not in LIMIT_KEYS:
+                self.unknown(knode, name, LIMIT_KEYS, where)
+                continue
+            if not isinstance(vnode, ScalarNode) or vnode.tag not in (STR, INT, FLOAT, NULL):
+                self.fail(vnode, f"{where}: '{name}' must be a single value")
+            out[name] = self.loader.construct_object(vnode)
+            try:
+                parse_limits({name: out[name]})
+            except ValueError as e:
+                self.fail(vnode, f"{where}: {e}")
+        return parse_limits(out)
 
     def config(self, node: Node, where: str) -> dict[str, Any]:
         if not isinstance(node, MappingNode):

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from dotcloud.errors import BuildError
+from dotcloud.resources import Limits
 
 TYPES = ("python", "python-worker", "nodejs", "static", "custom", "postgresql", "redis")
 
@@ -68,6 +69,8 @@ class ServiceSpec:
     # Run once per deploy, before the new instances take traffic (a Procfile's
     # `release:` line, or the build file's `release` key).
     release: str | None = None
+    # The service's own `limits:`; unset fields take the platform's default_limits.
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         # Callers may hand in plain dicts and lists; store them read-only so a
@@ -99,6 +102,9 @@ class ServiceSpec:
                             "interval": self.healthcheck.interval},
             "buildscript": self.buildscript,
             "release": self.release,
+            # Only when set: a data service's definition (and so whether a
+            # push restarts it) stays what it was for files without limits.
+            **({"limits": self.limits.to_dict()} if not self.limits.empty else {}),
         }
 
     @classmethod
@@ -120,6 +126,7 @@ class ServiceSpec:
                                     interval=float(hc.get("interval", 0.5))),
             buildscript=d.get("buildscript"),
             release=d.get("release"),
+            limits=Limits.from_dict(d.get("limits")),
         )
 
 
