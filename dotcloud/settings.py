@@ -11,6 +11,7 @@ import yaml
 
 from .datadir import DataDir
 from .errors import UsageError
+from .resources import Limits, parse_limits
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class Settings:
     ssh_max_unauthenticated: int = 128
     ssh_max_unauthenticated_per_source: int = 32
     build_memory_bytes: int = 4 * 1024 ** 3
+    # Limits of a service that sets none in its `limits:` (each field on its
+    # own): its instances, builds, hooks and `run` commands (runtime.cgroups).
+    default_limits: Limits = Limits(memory_bytes=1024 ** 3, processes=1024)
     port_range: tuple = (20000, 29999)
     # Each app's own uid and gid (dotcloud.appusers), first-last inclusive.
     app_uid_range: tuple = (60000, 64999)
@@ -116,6 +120,11 @@ def load(data: Path | None = None, **overrides) -> Settings:
             if key == "acme_directory" and not str(value).startswith(("https://", "http://")):
                 raise UsageError(f"{config}: 'acme_directory' must be the URL of an ACME "
                                  "directory, e.g. https://acme-v02.api.letsencrypt.org/directory")
+            if key == "default_limits":
+                try:
+                    value = parse_limits(value)
+                except ValueError as e:
+                    raise UsageError(f"{config}: default_limits: {e}") from None
             if key == "acme_ca_bundle" and value and not Path(str(value)).is_file():
                 raise UsageError(f"{config}: 'acme_ca_bundle' {value} is not a file")
             values[key] = value
