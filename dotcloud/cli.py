@@ -1,8 +1,9 @@
 """`dotcloud-server`: the platform's command line (SPEC section 1).
 
     dotcloud-server [--data DIR] up [--bind ADDR] [--ssh-port N] [--http-port N] [--https-port N]
-                                    [--domain NAME] [--runtime process|docker]
+                                    [--domain NAME] [--runtime process|docker|swarm]
     dotcloud-server [--data DIR] keys add NAME PUBKEY_FILE [--admin] | list | remove NAME
+    dotcloud-server [--data DIR] nodes
     dotcloud-server [--data DIR] ssh|router|runtime|acme
 """
 import argparse
@@ -32,7 +33,8 @@ def parser() -> argparse.ArgumentParser:
                         "HTTPS off)")
         sp.add_argument("--admin-port", type=int, help="router metrics port (default: none)")
         sp.add_argument("--domain", help="apps are served at APP.DOMAIN (default localhost)")
-        sp.add_argument("--runtime", choices=["process", "docker"], help="default process")
+        sp.add_argument("--runtime", choices=["process", "docker", "swarm"],
+                        help="default process")
 
     up = sub.add_parser("up", help="run the SSH server, router and runtime")
     daemon_args(up)
@@ -46,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
     ksub.add_parser("list")
     kr = ksub.add_parser("remove")
     kr.add_argument("name")
+    nodes = sub.add_parser("nodes", help="the swarm's nodes and the instances on each "
+                           "(swarm runtime)")
+    nodes.add_argument("--json", action="store_true", help="as JSON")
     for name in ("ssh", "router", "runtime", "acme"):
         sp = sub.add_parser(name, help=f"run the {name} daemon alone")
         daemon_args(sp)
@@ -75,7 +80,13 @@ def main(argv=None) -> int:
 def run(args, settings) -> int:
     if args.command == "keys":
         return keys_command(args, settings)
+    if args.command == "nodes":
+        from runtime.swarm_nodes import print_nodes
+        return print_nodes(settings, Store(settings.paths.db), as_json=args.json)
     if args.command == "up":
+        if settings.runtime == "swarm":
+            from runtime.swarm_nodes import prepare
+            print(f"dotcloud: swarm   {prepare(settings)}", flush=True)
         from .supervisor import Supervisor
         return Supervisor(settings, keep_apps=args.keep_apps).run()
     if args.command == "ssh":

@@ -8,14 +8,18 @@ The router reads only that file; it never opens the database.
 import fcntl
 import json
 import os
+from pathlib import Path
 
+from . import placement
 from .control import ControlUnavailable, request
 from .fsutil import write_json
 from .settings import Settings
 from .state import Store
 
 
-def compute(store: Store, domain: str) -> dict:
+def compute(store: Store, domain: str, data: Path | None = None) -> dict:
+    """`data`: the data directory, where instances on other nodes say their
+    address (dotcloud.placement); one placed nowhere for now gets no traffic."""
     routes: dict[str, dict] = {}
     for app in store.apps():
         if app.generation is None:
@@ -25,8 +29,11 @@ def compute(store: Store, domain: str) -> dict:
         backends: dict[str, list] = {}
         for inst in store.instances(app.name, generation=app.generation):
             if inst.desired == "run" and inst.service in http:
+                addr = placement.LOCAL if data is None else placement.address(data, inst.spec)
+                if addr is None:
+                    continue
                 backends.setdefault(inst.service, []).append(
-                    {"id": f"{app.name}.{inst.label}#{inst.id}", "host": "127.0.0.1",
+                    {"id": f"{app.name}.{inst.label}#{inst.id}", "host": addr,
                      "port": inst.port})
         for service in sorted(http):
             entry = {"app": app.name, "service": service, "backends": backends.get(service, [])}
@@ -51,7 +58,8 @@ def publish(settings: Settings, store: Store, reload: bool = True) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX)
         version = store.next_counter("routes_version")
         write_json(settings.run_dir / "routes.json",
-                   {"version": version, "routes": compute(store, settings.domain)})
+                   {"version": version,
+                    "routes": compute(store, settings.domain, settings.data)})
         if reload:
             try:
                 request(settings.run_dir / "router.sock", {"op": "reload"})

@@ -4,6 +4,7 @@ the data directory's optional config file (DATA/config.yml).
 Precedence: command-line flag > DATA/config.yml > built-in default.
 """
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -53,6 +54,9 @@ class Settings:
     # Base images of the docker runtime, per language (builds and instances).
     docker_python_image: str = "python:3.12-slim"
     docker_node_image: str = "node:22-slim"
+    # The swarm runtime's registry (HOST:PORT): release images are pushed
+    # there and pulled by the nodes. Empty: instances run on the manager only.
+    registry: str = ""
     # Interpreters a build may choose from besides those found on the host
     # (/usr/bin, PATH, pyenv's versions): paths of python3.X / node binaries.
     python_interpreters: tuple = ()
@@ -79,6 +83,7 @@ class Settings:
         return f"http://{app}.{self.domain}{port}/"
 
 
+REGISTRY_RE = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 LISTS = ("port_range", "app_uid_range", "python_interpreters", "node_interpreters")
 
 
@@ -125,6 +130,9 @@ def load(data: Path | None = None, **overrides) -> Settings:
                     value = parse_limits(value)
                 except ValueError as e:
                     raise UsageError(f"{config}: default_limits: {e}") from None
+            if key == "registry" and value and not REGISTRY_RE.fullmatch(str(value)):
+                raise UsageError(f"{config}: 'registry' must be HOST:PORT (or HOST), without "
+                                 f"a scheme or path, e.g. 10.0.0.5:5000; got {value!r}")
             if key == "acme_ca_bundle" and value and not Path(str(value)).is_file():
                 raise UsageError(f"{config}: 'acme_ca_bundle' {value} is not a file")
             values[key] = value

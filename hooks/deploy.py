@@ -22,7 +22,7 @@ import yaml
 
 from buildpacks import run_postinstall
 from buildpacks.base import DEFAULT_PATH
-from dotcloud import routes
+from dotcloud import placement, routes
 from dotcloud.control import ControlUnavailable, request
 from dotcloud.desired import Manifest, ServiceManifest
 from dotcloud.errors import DeployError
@@ -124,7 +124,8 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
         t0 = progress.mark("start", t0)
         for inst, _ in apps:
             progress.line(f"[{inst.label}] Waiting for the instance to become responsive...")
-        wait_responsive(store, [_check(settings, app, inst, info) for inst, info in apps])
+        wait_responsive(store, [_check(settings, app, inst, info) for inst, info in apps],
+                        data=settings.data)
         t0 = progress.mark("health", t0)
     except BaseException as exc:
         # Whatever stopped us, the new generation must not linger half-started.
@@ -163,7 +164,8 @@ def _start_data(settings: Settings, store: Store, app: str, started: list, progr
 def retire(settings: Settings, store: Store, gen: Generation) -> None:
     """Drain an old generation (in-flight requests finish), then stop it."""
     olds = store.instances(gen.app, generation=gen.id)
-    routes.drain(settings, [("127.0.0.1", i.port) for i in olds], settings.drain_timeout)
+    routes.drain(settings, [(placement.address(settings.data, i.spec) or placement.LOCAL, i.port)
+                            for i in olds], settings.drain_timeout)
     store.set_desired([i.id for i in olds], "stop")
     store.set_generation_state(gen.id, "retired")
     poke_runtime(settings, None)

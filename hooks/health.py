@@ -16,7 +16,9 @@ one still warming up.
 import http.client
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from dotcloud import placement
 from dotcloud.errors import DeployError
 from dotcloud.models import Instance
 from dotcloud.state import Store
@@ -45,10 +47,11 @@ class Answer:
     reason: str = ""
 
 
-def probe(port: int, path: str, host: str, timeout: float = 2.0) -> Answer | None:
+def probe(port: int, path: str, host: str, timeout: float = 2.0,
+          address: str = placement.LOCAL) -> Answer | None:
     """The response's status and reason; status CLOSED when the connection was
     cut without one; None when nothing answered (refused, or timed out)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn = http.client.HTTPConnection(address, port, timeout=timeout)
     try:
         conn.connect()
     except OSError:
@@ -78,8 +81,9 @@ class HttpCheck:
     errors_since: float = 0.0       # when the first of them was
     answered: dict[str, None] = field(default_factory=dict)   # their status lines, in order
 
-    def check(self, port: int) -> bool:
-        answer = probe(port, self.path, self.host)
+    def check(self, port: int, address: str | None = placement.LOCAL) -> bool:
+        # No address: placed nowhere yet (a swarm task being scheduled).
+        answer = probe(port, self.path, self.host, address=address) if address else None
         status = answer.status if answer is not None else None
         self.cuts = self.cuts + 1 if status == CLOSED else 0
         if status is not None and status >= 500:
@@ -106,9 +110,10 @@ class HttpCheck:
         return None
 
 
-def wait_responsive(store: Store, checks: list[Check]) -> None:
+def wait_responsive(store: Store, checks: list[Check], data: Path | None = None) -> None:
     """Wait until every instance is responsive; raise DeployError naming the
-    first that crashed, failed its checks, or timed out."""
+    first that crashed, failed its checks, or timed out. `data`: the data
+    directory, where instances on other nodes say their address."""
     started = time.monotonic()
     pending = {c.instance_id: c for c in checks}
     answers = {c.instance_id: HttpCheck(c.path, c.host) for c in checks}
@@ -120,7 +125,8 @@ def wait_responsive(store: Store, checks: list[Check]) -> None:
             if check.http:
                 # Probe at once rather than wait for the runtime to report
                 # "running": an answer on the instance's own port is the proof.
-                ready = answers[iid].check(inst.port)
+                ready = answers[iid].check(inst.port, placement.LOCAL if data is None else
+                                           placement.address(data, inst.spec))
             else:
                 ready = _worker_ready(inst)
             if ready:

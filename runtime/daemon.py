@@ -26,6 +26,7 @@ from dotcloud.state import Store
 
 from . import shimctl, sweeper
 from .reconcile import Reconciler
+from .swarm_routes import RouteFollower
 
 log = logs.get("runtime")
 TICK = 1.0
@@ -41,6 +42,9 @@ class Daemon:
         self.stop_apps = stop_apps
         self.store = Store(settings.db_path)
         self.reconciler = Reconciler(settings, self.store)
+        # Under the swarm runtime instances move between nodes: routes follow.
+        self.follower = RouteFollower(settings, self.store) if settings.runtime == "swarm" \
+            else None
         # Signals and control requests wake the loop through this pipe: a
         # handler that took a lock could deadlock with the loop holding it.
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -124,7 +128,10 @@ class Daemon:
     def _pass(self) -> bool:
         try:
             self._reap()
-            return self.reconciler.reconcile()
+            busy = self.reconciler.reconcile()
+            if self.follower is not None:
+                self.follower.follow()
+            return busy
         except Exception:
             # The store busy or broken: the next pass tries again.
             log.exception("reconcile_pass_failed")

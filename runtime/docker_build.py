@@ -170,7 +170,8 @@ def executor_for(settings, app: str, service: str, service_type: str, release_di
     The deployer runs an instance's postinstall the same way (purpose
     "postinstall", its home mounted too, failures raising DeployError).
     """
-    if settings.runtime != "docker":
+    # The swarm runtime builds on the manager's engine, as docker does.
+    if settings.runtime not in ("docker", "swarm"):
         yield HOST
         return
     image = docker_engine.base_image(settings, service_type)

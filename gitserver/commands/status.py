@@ -8,6 +8,8 @@ Read-only: it reads the store, the shims' status files and the logs.
 import json
 import time
 
+from dotcloud import placement
+
 from . import queries
 from .context import Args, Command, CommandContext
 from .logfiles import tail_file
@@ -33,6 +35,8 @@ def status(ctx: CommandContext, args: Args) -> int:
             "started": iso(inst.started) if running else None,
             "uptime_seconds": round(now - inst.started, 1) if running else None,
             "restarts": inst.restarts, "last_exit": inst.last_exit,
+            # Under the swarm runtime: its node (None: being placed); else None.
+            "node": _node(ctx.settings, inst),
             "processes": {name: dict({k: p.get(k) for k in ("pid", "state", "restarts",
                                                             "last_exit")},
                                      container=containers.get(name))
@@ -50,12 +54,14 @@ def status(ctx: CommandContext, args: Args) -> int:
         ctx.say(f"{app.name} has no instances (nothing deployed yet?)")
         return 0
     docker = any(p["container"] for r in rows for p in r["processes"].values())
+    swarm = any(r["node"] for r in rows)
     ctx.out(table(["INSTANCE", "STATE", "PID", "PORT", "UPTIME", "RESTARTS", "LAST EXIT", "ROLE"]
-                  + (["CONTAINERS"] if docker else []),
+                  + (["CONTAINERS"] if docker else []) + (["NODE"] if swarm else []),
                   [[r["instance"], r["state"], r["pid"], r["port"],
                     duration(r["uptime_seconds"]), r["restarts"], r["last_exit"], r["role"]]
                    + ([",".join(p["container"] or "-" for p in r["processes"].values())]
                       if docker else [])
+                   + ([r["node"] or "-"] if swarm else [])
                    for r in rows]))
     for r in rows:
         if r["state"] in TROUBLED:
@@ -84,3 +90,8 @@ COMMANDS = (
     Command("status", status, "APP",
             "every instance: state, pid, port, uptime, restarts, last exit", 1, 1),
 )
+
+
+def _node(settings, inst) -> str | None:
+    placed = placement.of(settings.data, inst.spec)
+    return placed.node if placed is not None else None

@@ -1,0 +1,325 @@
+"""One instance process as a swarm service: what the shim runs under the swarm runtime.
+
+`wrap()` turns each process of an instance into `python swarm_launcher.py
+--service NAME --image IMG ... -- ARGV`. Run by the shim like any process,
+on the manager, the launcher pushes the release's image to the registry (a
+push of layers the registry has is quick), then creates the service: one
+replica of the image on the host network with the instance's port, as the
+app's user, in the process's working directory, with its environment (the
+launcher's own, which the shim set from the instance spec), an init
+process (a Python app ignores SIGTERM as pid 1), a tmpfs as its home,
+restarted by the swarm when it exits or its node is lost, and constrained by
+the service's `placement` (node labels). A service of the same name and the
+same definition (left by a launcher killed -9) is adopted, not replaced.
+
+It copies the service's log to its own output, so the shim logs and tails
+it as for a process. It follows the service's tasks: the first process of
+an instance writes the instance's placement (dotcloud.placement: the node
+and address of its running task, none while the task is being placed or its
+node is down) each time it changes, and says so in the log. When a task's
+container exits by itself on a live node (the app crashed), the launcher
+exits with its status, and the shim restarts it with backoff as it would a
+process; a task lost with its node is the swarm's to move. On SIGTERM or
+SIGINT it removes the service (the swarm stops the task: SIGTERM, then
+SIGKILL after the grace period) and waits for its task to end.
+
+It must never leave its service behind when it exits by itself, and never
+touch a service whose name it was not given.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:
+    # Run by file path (the shim gives it the app's cwd and environment).
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __name__ == "__main__" and not os.environ.get("DOCKER_HOST", "").startswith("ssh://"):
+    sys.modules.setdefault("paramiko", None)   # imported by the SDK for ssh:// only
+
+import docker  # noqa: E402
+from docker.types import Mount, RestartPolicy, ServiceMode  # noqa: E402
+
+from dotcloud import placement  # noqa: E402
+from runtime import docker_engine, swarm  # noqa: E402
+
+EXIT_ENGINE = 125
+WATCH = 0.5               # seconds between looks at the service's tasks
+LABEL_SPEC = "dotcloud.spec"
+# The launcher's own variables, not the app's.
+OWN_ENV = ("DOCKER_HOST",)
+LOCAL_BINDS = ("127.0.0.1", "localhost")
+# Task states after which a task never runs again.
+ENDED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
+
+
+def wrap(settings, *, app: str, service: str, instance: str, processes: dict,
+         image: str | None, user: tuple[int, int] | None = None,
+         constraints: dict | None = None, data_service: bool = False) -> dict:
+    """The instance's processes, each run as a swarm service by this launcher.
+
+    `instance` names the instance uniquely within the data directory (its home
+    directory's name); `processes` is {name: {argv, cwd, env}}; `image` the
+    release's image on the manager's engine; `constraints` the service's
+    placement ({label: value}, node labels); `data_service` pins it to the
+    manager (its data directory is there).
+    """
+    grace = max(1, int(settings.stop_grace * 0.8))
+    rules = [f"node.labels.{k}=={v}" for k, v in sorted((constraints or {}).items())]
+    if data_service or not settings.registry:
+        # Its data (or, without a registry, its image) is on the manager only.
+        rules.append("node.role==manager")
+    wrapped = {}
+    for index, (name, proc) in enumerate(processes.items()):
+        argv = [sys.executable, str(Path(__file__).resolve()),
+                "--docker-host", os.environ.get("DOCKER_HOST", ""),
+                "--service", swarm.service_name(settings.data, instance, name),
+                "--image", image or "", "--registry", settings.registry,
+                "--workdir", str(proc["cwd"]), "--stop-grace", str(grace),
+                "--label", f"{docker_engine.LABEL_DATA}={docker_engine.data_id(settings.data)}",
+                "--label", f"{swarm.LABEL_APP}={app}",
+                "--label", f"{swarm.LABEL_INSTANCE}={instance}",
+                "--label", f"{swarm.LABEL_PROCESS}={name}",
+                "--label", f"dotcloud.service={service}"]
+        argv += ["--user", docker_engine.user() if user is None else f"{user[0]}:{user[1]}"]
+        for rule in rules:
+            argv += ["--constraint", rule]
+        if index == 0:
+            argv += ["--placement", str(placement.path(settings.data, instance))]
+        wrapped[name] = dict(proc, argv=argv + ["--", *reachable(proc["argv"])])
+    return wrapped
+
+
+def reachable(argv: list[str]) -> list[str]:
+    """The argv with a loopback bind address made the node's every address: on
+    another node, the router reaches the instance over the network."""
+    out = []
+    for i, arg in enumerate(argv):
+        for local in LOCAL_BINDS:
+            if arg.startswith(f"{local}:") and arg[len(local) + 1:].isdigit():
+                arg = f"0.0.0.0:{arg[len(local) + 1:]}"
+            elif arg == local and i and argv[i - 1] in ("--bind", "-b", "--host", "-H"):
+                arg = "0.0.0.0"
+        out.append(arg)
+    return out
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="swarm_launcher")
+    parser.add_argument("--docker-host", default="")
+    parser.add_argument("--service", required=True)
+    parser.add_argument("--image", required=True)
+    parser.add_argument("--registry", default="")
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--user", default=None)
+    parser.add_argument("--stop-grace", type=int, default=8)
+    parser.add_argument("--label", action="append", default=[], help="KEY=VALUE")
+    parser.add_argument("--constraint", action="append", default=[])
+    parser.add_argument("--placement", default=None, help="where to say where it runs")
+    parser.add_argument("command", nargs="+")
+    return parser.parse_args(argv)
+
+
+class Launcher:
+    def __init__(self, opts: argparse.Namespace, env: dict):
+        self.opts = opts
+        self.env = {k: v for k, v in env.items() if k not in OWN_ENV}
+        self.stop_requested = threading.Event()
+        self.client = None
+        self.created = 0.0
+        self.where: tuple | None = None     # (node, addr, state) last written
+        self.seen_exits: set[str] = set()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            self.client = docker.DockerClient(base_url=self.opts.docker_host or None,
+                                              timeout=docker_engine.API_TIMEOUT) \
+                if self.opts.docker_host else docker_engine.connect()
+            self._ensure_service()
+        except (docker_engine.EngineError, *docker_engine.ENGINE_ERRORS) as e:
+            say(f"cannot start service {self.opts.service}: {docker_engine.short(e)}")
+            self._remove()
+            return EXIT_ENGINE
+        threading.Thread(target=self._pump, daemon=True).start()
+        status = None
+        while not self.stop_requested.wait(WATCH):
+            try:
+                status = self._watch()
+            except docker_engine.ENGINE_ERRORS as e:
+                say(f"cannot see the service's tasks: {docker_engine.short(e)}")
+                continue
+            if status is not None:
+                break
+        self._remove()
+        return 0 if status is None else status
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stop_requested.set()
+
+    # -- the service -------------------------------------------------------
+
+    def _definition(self, image: str) -> dict:
+        opts = self.opts
+        labels = dict(item.split("=", 1) for item in opts.label)
+        home = self.env.get("HOME")
+        kwargs = dict(
+            name=opts.service, command=opts.command, env=[f"{k}={v}" for k, v in self.env.items()],
+            workdir=opts.workdir, user=opts.user, labels=labels, container_labels=labels,
+            networks=["host"], init=True, hostname="{{.Node.Hostname}}", mode=ServiceMode("replicated", replicas=1),
+            restart_policy=RestartPolicy(condition="any", delay=1_000_000_000, max_attempts=0),
+            constraints=opts.constraint, stop_grace_period=opts.stop_grace * 1_000_000_000,
+            mounts=[Mount(home, None, type="tmpfs")] if home else [],
+            log_driver="json-file", log_driver_options={"max-size": "1m", "max-file": "1"})
+        digest = hashlib.sha256(json.dumps([image, kwargs], sort_keys=True, default=repr)
+                                .encode()).hexdigest()[:16]
+        kwargs["labels"] = dict(labels, **{LABEL_SPEC: digest})
+        return kwargs
+
+    def _ensure_service(self) -> None:
+        opts = self.opts
+        if not opts.image:
+            raise docker_engine.EngineError("the release has no image (it was built for another "
+                                            "runtime): push again")
+        image = swarm.publish_image(self.client, opts.image, self._image_name(),
+                                    opts.registry)
+        definition = self._definition(image)
+        try:
+            existing = self.client.services.get(opts.service)
+        except docker.errors.NotFound:
+            existing = None
+        if existing is not None:
+            have = ((existing.attrs.get("Spec") or {}).get("Labels") or {}).get(LABEL_SPEC)
+            if have == definition["labels"][LABEL_SPEC]:
+                say(f"adopted the running service {opts.service}")
+                self.created = 0.0
+                return
+            swarm.remove_service(self.client, opts.service)
+            say(f"removed a stale service {opts.service}")
+            self._wait_gone(opts.service, 30)
+        self.created = time.time()
+        self.client.services.create(image, **definition)
+        say(f"service {opts.service} created from {image}")
+
+    def _image_name(self) -> str:
+        """The release image's own name (dotcloud/APP:vN-SERVICE), the registry's too."""
+        try:
+            tags = self.client.images.get(self.opts.image).tags
+        except docker.errors.ImageNotFound:
+            tags = []
+        own = [t for t in tags if t.startswith("dotcloud/")]
+        if own:
+            return own[0]
+        return f"dotcloud/image:{self.opts.image.split(':')[-1][:16]}"
+
+    def _wait_gone(self, name: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            containers = self.client.containers.list(
+                filters={"label": f"com.docker.swarm.service.name={name}"})
+            if not containers and not self._tasks(name, running_only=True):
+                return
+            time.sleep(0.2)
+
+    def _tasks(self, name: str, running_only: bool = False) -> list[dict]:
+        filters = {"service": name}
+        if running_only:
+            filters["desired-state"] = "running"
+        try:
+            return self.client.api.tasks(filters=filters)
+        except docker.errors.NotFound:
+            return []
+
+    def _remove(self) -> None:
+        if self.client is None:
+            return
+        try:
+            if swarm.remove_service(self.client, self.opts.service):
+                self._wait_gone(self.opts.service, self.opts.stop_grace + 5)
+        except docker_engine.ENGINE_ERRORS as e:
+            say(f"cannot remove service {self.opts.service}: {docker_engine.short(e)}")
+        if self.opts.placement:
+            Path(self.opts.placement).unlink(missing_ok=True)
+
+    # -- following it ------------------------------------------------------
+
+    def _watch(self) -> int | None:
+        """Note where its task runs; the exit status of a task that crashed."""
+        tasks = self._tasks(self.opts.service)
+        nodes = {n.id: n for n in swarm.nodes(self.client)}
+        running = None
+        for t in tasks:
+            status = t.get("Status") or {}
+            state = status.get("State", "")
+            node = nodes.get(t.get("NodeID", ""))
+            if state == "running" and t.get("DesiredState") == "running":
+                if node is None or node.state == "ready":
+                    running = (t, node)
+            code = (status.get("ContainerStatus") or {}).get("ExitCode")
+            if (state in ("failed", "complete") and code is not None and t["ID"] not in
+                    self.seen_exits and node is not None and node.state == "ready"
+                    and _stamp(status.get("Timestamp")) >= self.created):
+                self.seen_exits.add(t["ID"])
+                if not self.stop_requested.is_set():
+                    say(f"its task on {node.hostname} exited with status {code}: "
+                        f"{status.get('Err') or status.get('Message') or state}")
+                    return int(code)
+        if running is not None:
+            task, node = running
+            where = (node.hostname if node else None, node.addr if node else None, "running",
+                     task["ID"])
+        else:
+            where = (None, None, "placing", None)
+        if where != self.where:
+            before, self.where = self.where, where
+            if where[2] == "running":
+                say(f"running on {where[0]} ({where[1]})")
+            elif before is not None:
+                say("its task stopped running: waiting for the swarm to place it again")
+            if self.opts.placement:
+                placement.write(Path(self.opts.placement), placement.Placement(*where))
+        return None
+
+    def _pump(self) -> None:
+        """The service's output, as it comes, to ours (the shim logs it)."""
+        while not self.stop_requested.is_set():
+            try:
+                stream = self.client.api.service_logs(
+                    self.opts.service, stdout=True, stderr=True, follow=True,
+                    since=int(self.created) if self.created else int(time.time()))
+                for chunk in stream:
+                    data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
+                    while data:
+                        data = data[os.write(1, data):]
+            except (*docker_engine.ENGINE_ERRORS, ValueError):
+                pass
+            self.stop_requested.wait(1.0)    # the stream ended: its task moved, or it is gone
+
+
+def _stamp(text: str | None) -> float:
+    try:
+        return docker_engine._created(text or "")
+    except Exception:
+        return 0.0
+
+
+def say(message: str) -> None:
+    sys.stderr.write(f"[swarm] {message}\n")
+    sys.stderr.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    opts = parse(sys.argv[1:] if argv is None else argv)
+    sys.exit(Launcher(opts, dict(os.environ)).run())
+
+
+if __name__ == "__main__":
+    main()
