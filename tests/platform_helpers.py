@@ -122,6 +122,7 @@ class Platform:
 
     def ssh(self, user: str, *command: str, input: bytes | None = None,
             timeout: float = 120) -> Result:
+        argv = self.ssh_command(user).split() + ["-p", str(self.ssh_port),
                                                  f"dotcloud@{self.address}", *command]
         r = subprocess.run(argv, input=input, capture_output=True, timeout=timeout)
         return Result(r.returncode, r.stdout.decode("utf-8", "replace"),
