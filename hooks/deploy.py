@@ -30,7 +30,7 @@ from dotcloud.fsutil import write_atomic, write_json
 from dotcloud.models import Generation, Instance, Release
 from dotcloud.settings import Settings
 from dotcloud.state import Store
-from runtime import docker_launcher, shimlog
+from runtime import docker_launcher, shimlog, swarm_launcher
 from runtime.docker_build import executor_for
 
 from . import datastores, release_phase
@@ -230,6 +230,11 @@ def _create_instance(settings, store, app, gen, service, number, info: ServiceMa
             processes = docker_launcher.wrap(settings, app=app, service_type=info.type,
                                              instance=home.name, processes=processes, home=home,
                                              image=info.image)
+        elif settings.runtime == "swarm" and not data:
+            processes = swarm_launcher.wrap(settings, app=app, service=service,
+                                            instance=home.name, processes=processes,
+                                            image=info.image,
+                                            constraints=dict(info.spec.get("placement") or {}))
         extra = {"data_service": {"type": info.type, "born": gen.id}} if data else {}
         inst = store.add_instance(app, gen.id, service, number, port, {
             "processes": processes, "env": env, "home": str(home),
