@@ -130,6 +130,11 @@ class ServiceManifest:
                            float(hc.get("interval", 0.5)))
 
     @property
+    def limits(self) -> Limits:
+        """The build file's `limits:` (unset fields: the platform's default_limits)."""
+        return Limits.from_dict(self.spec.get("limits"))
+
+    @property
     def release(self) -> str | None:
         """Its release command (builds made before release commands existed have none)."""
         return self.spec.get("release") or None

@@ -413,3 +413,13 @@ def _rmdir(path: Path) -> bool:
                 return False
             time.sleep(POLL)
     return False
+
+
+def instance_name(instance_id: int) -> str:
+    return f"instance-{instance_id}"
+
+
+def shim_spec(data: Path, instance_id: int, limits: Limits) -> dict:
+    """The `cgroup` field of an instance's shim spec (runtime.shimspec.CgroupSpec)."""
+    return {"data": str(os.path.abspath(data)), "name": instance_name(instance_id),
+            "limits": limits.to_dict()}

@@ -25,6 +25,11 @@ child asks the kernel for SIGKILL when the shim dies (PR_SET_PDEATHSIG).
 That reaches the direct child, the leader of its process group; processes a
 shell started in the background are its grandchildren and may survive a
 kill -9 of the shim (a normal stop signals whole groups and reaches them).
+With a `cgroup` in its spec, every process runs in the instance's cgroup
+(runtime.cgroups) under its limits: a stop ends by killing what is left in
+it, setsid() or not, and the next shim of the instance empties a group its
+killed predecessor left. A process the kernel killed for the group's memory
+limit exits `out of memory (limit 512M)` (in the log and `last_exit_reason`).
 """
 import ctypes
 import os
@@ -33,9 +38,10 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from dotcloud.fsutil import write_atomic, write_json
-from runtime import shimctl
+from runtime import cgroups, shimctl
 from runtime.shimlog import InstanceLog
 from runtime.shimproc import (PR_SET_CHILD_SUBREAPER, TAIL_CHARS, TAIL_LINES, Process, Stream,
                               describe_exit, launch, seconds, signal_group)
@@ -66,6 +72,8 @@ class Shim:
         self.stop_groups = ()
         self.kill_deadline = None
         self.done = False
+        self.group = None   # the instance's cgroup (runtime.cgroups), when it has one
+        self.oom_seen = 0   # the group's OOM kills already put down to an exit
 
     # -- the loop -------------------------------------------------------
 
@@ -77,6 +85,7 @@ class Shim:
         except OSError as e:
             print(f"shim: cannot write pid file {self.spec.pid_path}: {e}", file=sys.stderr)
             return 1
+        self._make_group()
         for proc in self.processes:
             self._start(proc)
         self._write_status()
@@ -167,7 +176,7 @@ class Shim:
         proc.started_at = time.time()
         proc.started_mono = time.monotonic()
         try:
-            proc.popen, fds = launch(proc.spec, self.libc)
+            proc.popen, fds = launch(proc.spec, self.libc, enter=self._enter())
         except (OSError, subprocess.SubprocessError, ValueError) as e:
             self._exited(proc, EXIT_FAILED_TO_START, f"failed to start ({e})")
             return
@@ -202,6 +211,7 @@ class Shim:
         proc.popen = None
         proc.stable_at = None
         proc.last_exit = code
+        reason = proc.last_exit_reason = self._oom_reason(code) or reason
         if self.stop_deadline is not None:
             proc.state = "stopped"
             self._event(proc, f"stopped ({reason})", proc.last_exit_at)
@@ -240,6 +250,40 @@ class Shim:
         proc.stable_at = None
         proc.delay = self.spec.backoff_initial
         proc.unstable = 0
+
+    # -- the instance's cgroup ------------------------------------------
+
+    def _make_group(self) -> None:
+        wanted = self.spec.cgroup
+        if wanted is None:
+            return
+        try:
+            # A leftover of a shim killed with -9 is emptied and made afresh.
+            self.group = cgroups.create(Path(wanted.data), wanted.name, wanted.limits)
+        except cgroups.CgroupError as e:
+            self._warn("cgroup_failed", error=str(e))   # run on, without its limits
+        if self.group is None:
+            self._warn("cgroup_unavailable", limits=wanted.limits.describe())
+
+    def _enter(self):
+        return self.group.preexec() if self.group is not None else None
+
+    def _oom_reason(self, code: int) -> str | None:
+        """'out of memory (limit 512M)' when the kernel killed it for the group's memory."""
+        if self.group is None or code != -signal.SIGKILL:
+            return None
+        kills = self.group.oom_kills()
+        if kills <= self.oom_seen:
+            return None
+        self.oom_seen = kills
+        return self.group.out_of_memory()
+
+    def _group_status(self) -> dict:
+        if self.spec.cgroup is None:
+            return {}
+        return {"limits": self.spec.cgroup.limits.to_dict(),
+                "cgroup": self.group.relative if self.group is not None else None,
+                "oom_kills": max(self.oom_seen, self.group.oom_kills() if self.group else 0)}
 
     # -- stopping -------------------------------------------------------
 
@@ -285,6 +329,9 @@ class Shim:
         for key in list(self.selector.get_map().values()):
             if key.data is not None:
                 self._read(key.data, drain=True)
+        if self.group is not None:
+            # What left every process group (setsid) is still in the cgroup.
+            self.group.remove()
         self._write_status()
         try:
             with open(self.spec.pid_path) as f:
@@ -337,7 +384,7 @@ class Shim:
             state = max((p.state for p in self.processes), key=STATE_RANK.__getitem__)
         status = {"instance": self.spec.instance, "shim_pid": os.getpid(), "state": state,
                   "processes": {p.name: p.status() for p in self.processes},
-                  "updated_at": time.time()}
+                  "updated_at": time.time(), **self._group_status()}
         try:
             write_json(self.spec.status_path, status)
         except OSError as e:

@@ -56,6 +56,7 @@ class Process:
         self.stable_at = None
         self.last_exit = None
         self.last_exit_at = None
+        self.last_exit_reason = None  # how it ended, in words ("out of memory (limit 512M)")
         self.leftover_group = None  # the group of the last run, sent SIGTERM after it exited
         self.tail = deque(maxlen=TAIL_LINES)
 
@@ -63,6 +64,7 @@ class Process:
         return {"pid": self.popen.pid if self.popen else None, "state": self.state,
                 "started_at": self.started_at, "restarts": self.restarts,
                 "last_exit": self.last_exit, "last_exit_at": self.last_exit_at,
+                "last_exit_reason": self.last_exit_reason,
                 "last_lines": list(self.tail)}
 
 
@@ -75,8 +77,11 @@ class Stream:
         self.splitter = LineSplitter()
 
 
-def launch(spec: ProcessSpec, libc) -> tuple[subprocess.Popen, list[int]]:
+def launch(spec: ProcessSpec, libc, *, enter=None) -> tuple[subprocess.Popen, list[int]]:
     """Start spec's process; return it and the read ends of its stdout and stderr.
+
+    enter: called in the child first, before anything else (the instance's
+    cgroup's `preexec`, which needs the shim's privileges).
 
     Raises OSError, SubprocessError or ValueError when it cannot be started
     (missing program or directory, bad environment); nothing is left open then.
@@ -86,7 +91,7 @@ def launch(spec: ProcessSpec, libc) -> tuple[subprocess.Popen, list[int]]:
         popen = subprocess.Popen(
             list(spec.argv), cwd=spec.cwd, env=dict(spec.env),
             stdin=subprocess.DEVNULL, stdout=pipes[0][1], stderr=pipes[1][1],
-            close_fds=True, start_new_session=True, preexec_fn=_child_setup(libc))
+            close_fds=True, start_new_session=True, preexec_fn=_child_setup(libc, enter=enter))
     except BaseException:
         for r, w in pipes:
             os.close(r)
@@ -98,11 +103,13 @@ def launch(spec: ProcessSpec, libc) -> tuple[subprocess.Popen, list[int]]:
     return popen, [r for r, _ in pipes]
 
 
-def _child_setup(libc):
+def _child_setup(libc, *, enter=None):
     prctl = libc.prctl
     shim_pid = os.getpid()
 
     def setup():
+        if enter is not None:
+            enter()
         # Ignored signals survive exec; the app gets SIGHUP as usual.
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
         prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)

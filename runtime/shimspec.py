@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
+from dotcloud.resources import Limits
+
 PROCESS_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 # Optional numeric fields: name -> (default, smallest allowed value).
@@ -42,6 +44,14 @@ class ProcessSpec:
 
 
 @dataclass(frozen=True)
+class CgroupSpec:
+    """The instance's cgroup (runtime.cgroups): its data directory, name and limits."""
+    data: str
+    name: str
+    limits: Limits
+
+
+@dataclass(frozen=True)
 class ShimSpec:
     instance: str
     processes: tuple[ProcessSpec, ...]
@@ -55,6 +65,8 @@ class ShimSpec:
     backoff_max: float = NUMBERS["backoff_max"][0]
     stable_after: float = NUMBERS["stable_after"][0]
     crash_loop_restarts: int = NUMBERS["crash_loop_restarts"][0]
+    # Where its processes run and under what limits; None: no cgroup.
+    cgroup: CgroupSpec | None = None
 
 
 def load(path: str) -> ShimSpec:
@@ -83,7 +95,22 @@ def parse(raw) -> ShimSpec:
         fields[name] = _number(raw, name, default, smallest, name in INTEGERS)
     if fields["backoff_max"] < fields["backoff_initial"]:
         raise SpecError("backoff_max must not be smaller than backoff_initial")
+    fields["cgroup"] = _cgroup(raw.get("cgroup"))
     return ShimSpec(**fields)
+
+
+def _cgroup(raw) -> CgroupSpec | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise SpecError("cgroup must be an object with data, name and limits")
+    limits = raw.get("limits") or {}
+    if not isinstance(limits, dict) or not all(
+            v is None or (type(v) in (int, float) and v > 0) and (k != "cpus" or v == v)
+            for k, v in limits.items()) or set(limits) - {"memory_bytes", "cpus", "processes"}:
+        raise SpecError("cgroup.limits must map memory_bytes, cpus, processes to numbers")
+    return CgroupSpec(data=_string(raw, "data"), name=_string(raw, "name"),
+                      limits=Limits.from_dict(limits))
 
 
 def _string(raw: dict, key: str) -> str:
