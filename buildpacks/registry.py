@@ -10,6 +10,7 @@ from types import MappingProxyType
 from .base import Buildpack
 from .custom import CustomBuildpack
 from .datastores import PostgresqlBuildpack, RedisBuildpack
+from .dockerfile import DockerfileBuildpack
 from .nodejs import NodejsBuildpack
 from .python import PythonBuildpack
 from .spec import BuildfileError
@@ -21,6 +22,7 @@ BUILDPACKS = MappingProxyType({
     "nodejs": NodejsBuildpack(),
     "static": StaticBuildpack(),
     "custom": CustomBuildpack(),
+    "dockerfile": DockerfileBuildpack(),
     "postgresql": PostgresqlBuildpack(),
     "redis": RedisBuildpack(),
 })

@@ -237,6 +237,13 @@ class _Checker:
             self.warn(keys["release"][0],
                       f"{where}: 'release' is not used by {kind} services (ignored)")
             del fields["release"]
+        if kind == "dockerfile":
+            # The Dockerfile builds and runs it all; build hooks would run outside it.
+            for name in ("prebuild", "postbuild", "release"):
+                if name in keys:
+                    self.warn(keys[name][0], f"{where}: '{name}' is not used by dockerfile "
+                                             "services (ignored; the Dockerfile's RUN steps are)")
+                    fields.pop(name, None)
         if "config" in keys:
             self.python_version(kind, where, keys["config"][1], fields)
 

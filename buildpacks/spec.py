@@ -16,7 +16,8 @@ from typing import Any, Mapping
 from dotcloud.errors import BuildError
 from dotcloud.resources import Limits
 
-TYPES = ("python", "python-worker", "nodejs", "static", "custom", "postgresql", "redis")
+TYPES = ("python", "python-worker", "nodejs", "static", "custom", "dockerfile", "postgresql",
+         "redis")
 
 
 class BuildfileError(BuildError):

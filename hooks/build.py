@@ -67,7 +67,7 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
     if settings.runtime != "process":
         # Each service an image of its own, once the whole release is built.
         services = docker_image.for_release(settings, app, release.build, root, services,
-                                            progress.service)
+                                            progress.service, variables)
     progress.mark("build", t0)
     manifest = Manifest.new(release.revision, services)
     manifest.save(root / Manifest.FILE)

@@ -39,7 +39,7 @@ import docker
 from dotcloud import logs
 from dotcloud.desired import Kind, ServiceManifest
 from dotcloud.errors import BuildError
-from runtime import docker_engine
+from runtime import docker_engine, dockerfile_image
 
 REPOSITORY = "dotcloud"
 LABEL_APP = "dotcloud.app"
@@ -86,8 +86,7 @@ def make(client: docker.DockerClient, *, data: Path, app: str, build: int, servi
     """The ID of the service's image for this release, made unless this data
     directory already made it; tagged `dotcloud/APP:vN-SERVICE` either way."""
     name = tag(app, build, service)
-    labels = {docker_engine.LABEL_DATA: docker_engine.data_id(data), LABEL_APP: app,
-              LABEL_RELEASE: str(build), LABEL_SERVICE: service}
+    labels = release_labels(data, app, build, service)
     found = _own(client, name, labels)
     if found:
         return found
@@ -109,16 +108,27 @@ def make(client: docker.DockerClient, *, data: Path, app: str, build: int, servi
 
 def for_release(settings, app: str, build: int, release_dir: Path,
                 services: Mapping[str, ServiceManifest],
-                log_for: Callable[[str], Callable[[str], None]]) -> dict[str, ServiceManifest]:
+                log_for: Callable[[str], Callable[[str], None]],
+                variables: Mapping[str, str] | None = None) -> dict[str, ServiceManifest]:
     """The services of a built release, each app service with its image made
-    (data services run the platform's servers, never an image). Raises
-    BuildError saying why an image could not be made."""
+    (data services run the platform's servers, never an image); a dockerfile
+    service's from its Dockerfile, with the service's environment and the
+    app's `variables` as build arguments. Raises BuildError saying why an
+    image could not be made."""
     try:
         client = docker_engine.connect()
         out = {}
         for name, service in services.items():
             if service.kind is not Kind.APP:
                 out[name] = service
+                continue
+            if service.type == "dockerfile":
+                args = {**service.environment, **(variables or {}),
+                        "DOTCLOUD_PROJECT": app, "DOTCLOUD_SERVICE_NAME": name}
+                out[name] = dockerfile_image.build(
+                    client, service, buildargs=args, timeout=settings.build_timeout,
+                    labels=release_labels(settings.data, app, build, name),
+                    name=tag(app, build, name), log=log_for(name))
                 continue
             needs = needed_paths(settings.paths.cache, service.processes, service.env)
             image = make(client, data=settings.data, app=app, build=build, service=name,
@@ -130,6 +140,11 @@ def for_release(settings, app: str, build: int, release_dir: Path,
         raise BuildError(str(e)) from None
     except docker_engine.ENGINE_ERRORS as e:
         raise BuildError(f"cannot make the release's image: {docker_engine.short(e)}") from None
+
+
+def release_labels(data: Path, app: str, build: int, service: str) -> dict[str, str]:
+    return {docker_engine.LABEL_DATA: docker_engine.data_id(data), LABEL_APP: app,
+            LABEL_RELEASE: str(build), LABEL_SERVICE: service}
 
 
 def _own(client, name: str, labels: dict) -> str | None:

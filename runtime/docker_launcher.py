@@ -215,8 +215,10 @@ class Launcher:
         if docker_engine.remove(self.client, self.opts.name):
             say(f"removed a stale container {self.opts.name}")
         labels = dict(item.split("=", 1) for item in self.opts.label)
+        # The command exactly, whatever ENTRYPOINT the image has (a Dockerfile's).
         self.container = self.client.containers.create(
-            self.opts.image, self.opts.command, name=self.opts.name,
+            self.opts.image, self.opts.command[1:], entrypoint=self.opts.command[:1],
+            name=self.opts.name,
             environment=self._environment(),
             working_dir=self.opts.workdir, user=self.opts.user, network_mode="host",
             volumes=volumes(self.opts.mount), labels=labels, log_config=LOG_CONFIG,

@@ -105,10 +105,11 @@ BAD = [
     ("www: python\n", "dotcloud.yml line 1: service 'www' must be a mapping, e.g. "
                       "'www: {type: python}'"),
     ("www:\n  approot: web\n", "dotcloud.yml line 1: service 'www': 'type' is required (one of "
-                               "python, python-worker, nodejs, static, custom, postgresql, redis)"),
+                               "python, python-worker, nodejs, static, custom, dockerfile, "
+                               "postgresql, redis)"),
     ("www:\n  type: pyhton\n", "dotcloud.yml line 2: service 'www': unknown type 'pyhton' "
                                "(expected one of python, python-worker, nodejs, static, custom, "
-                               "postgresql, redis)"),
+                               "dockerfile, postgresql, redis)"),
     ("www:\n  type: [python]\n", "dotcloud.yml line 2: service 'www': 'type' must be a "
                                  "non-empty string"),
     ("\nWeb:\n  type: python\n", "dotcloud.yml line 2: invalid service name 'Web': use a "
