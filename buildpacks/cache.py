@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -27,6 +28,10 @@ COMPLETE = ".complete"
 SIZE = ".size"
 DEPS = ".deps"           # in a release: one symlink per cache entry it runs with
 KINDS = ("python", "node")
+# Entries this process is filling now. A pipeline builds one release at a
+# time, so they are that build's: its disk limit counts them
+# (buildpacks.disklimit).
+_filling: set[Path] = set()
 
 
 def content_key(*parts: bytes | str) -> str:
@@ -37,6 +42,20 @@ def content_key(*parts: bytes | str) -> str:
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)
     return digest.hexdigest()
+
+
+def filling() -> list[Path]:
+    """The entries this process is filling right now."""
+    return sorted(_filling)
+
+
+@contextmanager
+def _being_filled(path: Path):
+    _filling.add(path)
+    try:
+        yield
+    finally:
+        _filling.discard(path)
 
 
 def tree_size(path: Path) -> int:
@@ -120,7 +139,8 @@ def ensure(entry: Entry, fill: Callable[[Path], None],
         if os.path.lexists(entry.path):
             shutil.rmtree(entry.path, ignore_errors=True)
         try:
-            fill(entry.path)
+            with _being_filled(entry.path):
+                fill(entry.path)
             write_atomic(entry.path / SIZE, str(tree_size(entry.path)).encode())
             write_atomic(entry.path / COMPLETE, b"")
         except BaseException:

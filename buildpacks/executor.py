@@ -32,8 +32,11 @@ class Executor(Protocol):
         """How to invoke program `name` given the build's PATH; None when it is missing."""
 
     def run(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
-            timeout: float, on_line: Callable[[str], None]) -> int:
+            timeout: float, on_line: Callable[[str], None],
+            check: Callable[[], None] | None = None) -> int:
         """Run argv; each output line (stdout and stderr merged) to on_line live;
         return the exit status (below 0: killed by that signal). Raises
-        TimeoutError past the deadline, OSError when it cannot start; nothing of
-        the step keeps running after either."""
+        TimeoutError past the deadline, OSError when it cannot start, and what
+        check() raises (it is called every tenth of a second or so while the
+        step runs: buildpacks.disklimit); nothing of the step keeps running
+        after any of them."""

@@ -27,6 +27,8 @@ class Settings:
     log_json: bool = False
     keep_releases: int = 5
     max_push_bytes: int = 512 * 1024 * 1024
+    # A build's release on disk, its dependencies included (buildpacks.disklimit).
+    max_release_bytes: int = 2 * 1024 ** 3
     drain_timeout: float = 30.0
     stop_grace: float = 10.0
     build_timeout: float = 1200.0
@@ -135,6 +137,10 @@ def load(data: Path | None = None, **overrides) -> Settings:
                                  f"a scheme or path, e.g. 10.0.0.5:5000; got {value!r}")
             if key == "acme_ca_bundle" and value and not Path(str(value)).is_file():
                 raise UsageError(f"{config}: 'acme_ca_bundle' {value} is not a file")
+            if key == "max_release_bytes" and (
+                    isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise UsageError(f"{config}: 'max_release_bytes' must be a number of bytes "
+                                 f"above 0, e.g. 2147483648 (2 GiB); got {value!r}")
             values[key] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = replace(Settings(data=data), **values)

@@ -11,6 +11,7 @@ from pathlib import Path
 from buildpacks import build_service, plan
 from buildpacks.base import DEFAULT_PATH, BuildContext
 from buildpacks.buildfile import load_tree
+from buildpacks.disklimit import Bounded, DiskLimit
 from dotcloud.desired import Manifest, ServiceManifest
 from dotcloud.errors import BuildError
 from dotcloud.models import Release
@@ -36,7 +37,8 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
     if root.exists():
         raise BuildError(f"release directory {root.name} already exists; refusing to overwrite it")
     src = root / "src"
-    export_tree(repo, release.revision, src)
+    export_tree(repo, release.revision, src, settings.max_release_bytes)
+    disk = DiskLimit(settings.max_release_bytes, root)
     t0 = progress.mark("receive", t0)
     buildfile = load_tree(src)
     for warning in buildfile.warnings:
@@ -52,7 +54,8 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
         with executor_for(settings, app, name, spec.type, root) as executor:
             ctx = BuildContext(app=app, service=spec, src=src / spec.approot, release_dir=root,
                                cache_dir=settings.data / "cache", env=env, log=log,
-                               timeout=settings.build_timeout, executor=executor,
+                               timeout=settings.build_timeout,
+                               executor=Bounded(executor, disk),
                                python_interpreters=settings.python_interpreters,
                                node_interpreters=settings.node_interpreters,
                                python_version=str(settings.python_version or ""))
@@ -64,6 +67,8 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
             f"Compiled image size is {_size(result.size_bytes)}")
         services[name] = ServiceManifest(name, spec.to_dict(), str(ctx.src), bool(result.http),
                                          result.processes, result.env)
+    # Measured once more as a whole: what ran between steps (copies, links) counts too.
+    disk.check(force=True)
     if settings.runtime != "process":
         # Each service an image of its own, once the whole release is built.
         services = docker_image.for_release(settings, app, release.build, root, services,

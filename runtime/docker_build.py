@@ -46,6 +46,7 @@ MERGED = ["/bin/sh", "-c", 'exec "$@" 2>&1', "sh"]
 CERTIFICATE_VARS = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
                     "PIP_CERT", "NODE_EXTRA_CA_CERTS", "NPM_CONFIG_CAFILE")
 EXEC_EXIT_POLL = 0.05
+CHECK_EVERY = 0.1
 END = object()
 
 
@@ -94,7 +95,8 @@ class DockerExecutor:
         return self.tools[name]
 
     def run(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
-            timeout: float, on_line: Callable[[str], None]) -> int:
+            timeout: float, on_line: Callable[[str], None],
+            check: Callable[[], None] | None = None) -> int:
         deadline = time.monotonic() + timeout
         api = self.client.api
         try:
@@ -107,7 +109,7 @@ class DockerExecutor:
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=_split, args=(stream, lines), daemon=True).start()
         try:
-            while (line := lines.get(timeout=max(0.0, deadline - time.monotonic()))) is not END:
+            while (line := _next(lines, deadline, check)) is not END:
                 on_line(line)
         except queue.Empty:
             self._kill()
@@ -145,6 +147,20 @@ def _volumes(*writable: Path) -> dict:
     for path in writable:
         volumes[str(path)] = {"bind": str(path), "mode": "rw"}
     return volumes
+
+
+def _next(lines: queue.Queue, deadline: float, check: Callable[[], None] | None):
+    """The step's next line, or END; raises queue.Empty past the deadline, and
+    what check() raises (called every tenth of a second or so meanwhile)."""
+    while True:
+        if check is not None:
+            check()
+        wait = max(0.0, deadline - time.monotonic())
+        try:
+            return lines.get(timeout=wait if check is None else min(CHECK_EVERY, wait))
+        except queue.Empty:
+            if time.monotonic() >= deadline:
+                raise
 
 
 def _split(stream, lines: queue.Queue) -> None:

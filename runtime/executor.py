@@ -46,10 +46,11 @@ class HostExecutor:
         return shutil.which(name, path=os.environ.get("PATH") or path or DEFAULT_PATH)
 
     def run(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
-            timeout: float, on_line: Callable[[str], None]) -> int:
+            timeout: float, on_line: Callable[[str], None],
+            check: Callable[[], None] | None = None) -> int:
         # Builds get no memory cap, which would break node.
         return run_limited(list(argv), cwd=str(cwd), env=dict(env), timeout=timeout,
-                           memory_bytes=None, on_line=on_line)
+                           memory_bytes=None, on_line=on_line, check=check)
 
 
 HOST: Executor = HostExecutor()

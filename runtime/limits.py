@@ -23,6 +23,7 @@ import selectors
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 
 from runtime.shimlog import LineSplitter
 
@@ -60,14 +61,17 @@ def preexec(memory_bytes: int | None, cpu_seconds: int | None, nofile: int | Non
 
 
 def run_limited(argv, *, cwd, env, timeout: float | None, memory_bytes: int | None,
-                on_line, cpu_seconds: int | None = None, nofile: int | None = None) -> int:
+                on_line, check: Callable[[], None] | None = None,
+                cpu_seconds: int | None = None, nofile: int | None = None) -> int:
     """Run argv with limits, calling on_line(str) per output line; return its exit status.
 
     stdin is /dev/null; stdout and stderr are merged. Raises TimeoutError
     when the command (with anything still holding its output open) is not
     done after timeout seconds, OSError when it cannot be started (missing
-    program or cwd), and whatever on_line raises; in each case its process
-    group has been killed first.
+    program or cwd), and whatever on_line raises, or check: called every
+    tenth of a second or so while the command runs, it may stop it (a
+    build's disk limit does); in each case its process group has been
+    killed first.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     proc = subprocess.Popen(
@@ -75,7 +79,7 @@ def run_limited(argv, *, cwd, env, timeout: float | None, memory_bytes: int | No
         stderr=subprocess.STDOUT, close_fds=True,
         preexec_fn=preexec(memory_bytes, cpu_seconds, nofile))
     try:
-        _stream(proc, deadline, on_line)
+        _stream(proc, deadline, on_line, check)
     except BaseException:
         _kill_group(proc.pid)
         proc.wait()
@@ -85,7 +89,7 @@ def run_limited(argv, *, cwd, env, timeout: float | None, memory_bytes: int | No
     return proc.returncode
 
 
-def _stream(proc: subprocess.Popen, deadline: float | None, on_line) -> None:
+def _stream(proc: subprocess.Popen, deadline: float | None, on_line, check) -> None:
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)
     splitter = LineSplitter()
@@ -103,6 +107,8 @@ def _stream(proc: subprocess.Popen, deadline: float | None, on_line) -> None:
             wait = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
             if wait <= 0:
                 break
+            if check is not None:
+                check()
             if not selector.select(wait):
                 continue
             data = os.read(fd, READ_SIZE)

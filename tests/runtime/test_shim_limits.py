@@ -122,6 +122,23 @@ def test_callback_errors_kill_the_command(tmp_path):
                     timeout=20, memory_bytes=None, on_line=on_line)
 
 
+def test_a_check_that_raises_stops_a_silent_command_and_its_group(tmp_path):
+    # No output at all: the check still runs while the command does.
+    marker = tmp_path / "started"
+    calls = []
+
+    def check():
+        calls.append(1)
+        if marker.exists():
+            raise RuntimeError("too big")
+    script = f"sleep 60 & echo $! > {marker}.pid; touch {marker}; sleep 60"
+    with pytest.raises(RuntimeError, match="too big"):
+        run_limited(["/bin/sh", "-c", script], cwd=tmp_path, env=ENV, timeout=50,
+                    memory_bytes=None, on_line=print, check=check)
+    assert gone(int((tmp_path / "started.pid").read_text()))
+    assert len(calls) >= 2
+
+
 def test_missing_program_or_directory_raises(tmp_path):
     with pytest.raises(FileNotFoundError):
         run([str(tmp_path / "nope")], tmp_path)
