@@ -120,6 +120,28 @@ def test_build_steps_run_in_the_image_and_fail_like_host_steps(engine, tmp_path)
         engine.containers.get(name)    # removed at the end
 
 
+def test_a_step_in_the_container_past_the_disk_limit_is_stopped(engine, tmp_path):
+    from buildpacks.disklimit import Bounded, DiskLimit
+    s = settings(tmp_path)
+    release = s.data / "releases" / "app" / "v1"
+    release.mkdir(parents=True)
+    lines = []
+    with executor_for(s, "app", "www", "python", release) as ex:
+        bounded = Bounded(ex, DiskLimit(8 * 1024 * 1024, release))
+        started = time.monotonic()
+        # Never ends by itself: only the limit (or the 120 s deadline) stops it.
+        with pytest.raises(BuildError, match=r"^the release is larger than max_release_bytes "
+                                             r"\(8\.0 MiB\)$"):
+            check_step("filler", ("/bin/sh", "-c", "echo begun; while :; do "
+                                  "head -c 1048576 /dev/urandom >> big; done"),
+                       cwd=release, env={"PATH": "/usr/bin:/bin"}, timeout=120,
+                       log=lines.append, executor=bounded)
+        assert time.monotonic() - started < 120 and lines == ["begun"]
+        size = (release / "big").stat().st_size
+        time.sleep(0.5)
+        assert (release / "big").stat().st_size == size, "the container was stopped"
+
+
 # -- the launcher --------------------------------------------------------------
 
 def launch(tmp_path, name, *command, image="python:3.12-slim", env=None):
