@@ -91,11 +91,17 @@ def upstream_block(port: int, docroot: Path) -> str:
     }}"""
 
 
-def nginx_proxy_block(port: int, upstream_port: int) -> str:
+def nginx_proxy_block(port: int, upstream_port: int, tls: tuple[Path, Path] | None = None) -> str:
+    """nginx as the proxy the router is compared with; over HTTPS with tls=(cert, key)."""
+    listen = f"127.0.0.1:{port}" + (" ssl" if tls else "")
+    certificate = "" if tls is None else f"""
+        ssl_certificate {tls[0]};
+        ssl_certificate_key {tls[1]};
+        ssl_protocols TLSv1.2 TLSv1.3;"""
     return f"""
     upstream app {{ server 127.0.0.1:{upstream_port}; keepalive 128; }}
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen {listen} backlog=4096;{certificate}
         location / {{
             proxy_pass http://app;
             proxy_http_version 1.1;

@@ -38,8 +38,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
 from dotcloud import selfsigned  # noqa: E402
-from router_bench import (HOST, SMALL_BODY, free_port, start_nginx, start_router,  # noqa: E402
-                          upstream_block, wait_port, worker_pid, wrk)
+from router_bench import (HOST, SMALL_BODY, free_port, nginx_proxy_block,  # noqa: E402
+                          start_nginx, start_router, upstream_block, wait_port, worker_pid,
+                          wrk)
 
 
 def make_certificate(work: Path) -> tuple[Path, Path]:
@@ -48,28 +49,6 @@ def make_certificate(work: Path) -> tuple[Path, Path]:
     cert_path.write_bytes(made.cert_pem)
     key_path.write_bytes(made.key_pem)
     return cert_path, key_path
-
-
-def nginx_tls_block(port: int, upstream_port: int, cert: Path, key: Path) -> str:
-    return f"""
-    upstream app {{ server 127.0.0.1:{upstream_port}; keepalive 128; }}
-    server {{
-        listen 127.0.0.1:{port} ssl backlog=4096;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        ssl_protocols TLSv1.2 TLSv1.3;
-        location / {{
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-Host $host;
-            proxy_set_header X-Request-Id $request_id;
-            proxy_buffering on;
-        }}
-    }}"""
 
 
 def check(port: int) -> None:
@@ -118,7 +97,7 @@ def main() -> int:
         up_port, ngx_port = free_port(), free_port()
         procs.append(start_nginx(work, "upstream", upstream_block(up_port, work / "docroot"),
                                  args.other_cpu))
-        nginx = start_nginx(work, "proxy", nginx_tls_block(ngx_port, up_port, cert, key),
+        nginx = start_nginx(work, "proxy", nginx_proxy_block(ngx_port, up_port, (cert, key)),
                             args.proxy_cpu)
         procs.append(nginx)
         router, router_port = start_router(
