@@ -143,12 +143,23 @@ class Bounded:
         return self.inner.on_host
 
     @property
+    def image(self) -> str:
+        """The docker runtime's base image (its tag names the Python version builds get)."""
+        return getattr(self.inner, "image", "")
+
+    @property
     def host(self) -> Executor:
         host = self.inner.host
         return self if host is self.inner else Bounded(host, self.limit)
 
     def tool(self, name: str, path: str) -> str | None:
         return self.inner.tool(name, path)
+
+    def __getattr__(self, name: str):
+        # What callers read of one kind of executor (the docker one's image).
+        if name == "inner":
+            raise AttributeError(name)      # not set yet (copy, pickle): no recursion
+        return getattr(self.inner, name)
 
     def run(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
             timeout: float, on_line: Callable[[str], None],

@@ -115,6 +115,12 @@ def test_bounded_keeps_the_executors_own_answers(tmp_path):
     assert (bounded.python, bounded.identity, bounded.on_host) == \
         (HOST.python, HOST.identity, HOST.on_host)
     assert bounded.host is bounded
+
+    class Elsewhere:
+        on_host, image, host = False, "python:3.12-slim", HOST
+    there = Bounded(Elsewhere(), DiskLimit(MiB, tmp_path))
+    assert there.image == "python:3.12-slim", "what only some executors have is read through"
+    assert isinstance(there.host, Bounded) and there.host.inner is HOST
     assert bounded.tool("sh", "/usr/bin:/bin").endswith("/sh")
     lines = []
     assert bounded.run(("/bin/echo", "small"), cwd=tmp_path, env={}, timeout=10,
