@@ -233,12 +233,15 @@ class InstanceSpec:
     data_service: DataService | None = None
     limits: Limits = field(default_factory=Limits)
     user: tuple[int, int] | None = None     # (uid, gid) to run as; None: the platform's own
-    image: str | None = None                # the image to run, for runtimes that run images
+    image: str | None = None                # the release's image, for runtimes that run images
     node: str | None = None                 # where it runs, for runtimes with several nodes
+    # Node labels it must run on (the build file's `placement`), for runtimes with nodes.
+    placement: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "processes", tuple(self.processes))
         object.__setattr__(self, "env", _frozen(self.env))
+        object.__setattr__(self, "placement", _frozen(self.placement))
         if self.user is not None:
             object.__setattr__(self, "user", tuple(self.user))
 
@@ -268,7 +271,7 @@ class InstanceSpec:
             "limits": {"memory_bytes": self.limits.memory_bytes, "cpus": self.limits.cpus,
                        "processes": self.limits.processes},
             "user": None if self.user is None else list(self.user),
-            "image": self.image, "node": self.node,
+            "image": self.image, "node": self.node, "placement": dict(self.placement),
         })
 
     @classmethod
@@ -298,9 +301,9 @@ class InstanceSpec:
         if not isinstance(procs, dict) or not procs:
             raise SpecError("instance spec has no processes")
         processes = []
-        first_env, image = None, d.get("image")
+        first_env = None
         for name, proc in procs.items():
-            argv, image = _legacy_unwrapped(tuple(proc["argv"]), image)
+            argv = _legacy_unwrapped(tuple(proc["argv"]))
             if not argv or not all(isinstance(a, str) for a in argv):
                 raise SpecError(f"instance spec: process {name!r} has no command")
             processes.append(ProcessSpec(str(name), argv, str(proc["cwd"])))
@@ -323,16 +326,15 @@ class InstanceSpec:
             limits=Limits(limits.get("memory_bytes"), limits.get("cpus"),
                           limits.get("processes")),
             user=None if user is None else (int(user[0]), int(user[1])),
-            image=image, node=d.get("node"))
+            image=d.get("image"), node=d.get("node"),
+            placement={str(k): str(v) for k, v in (d.get("placement") or {}).items()})
 
 
-def _legacy_unwrapped(argv: tuple, image: str | None) -> tuple[tuple, str | None]:
+def _legacy_unwrapped(argv: tuple) -> tuple:
     """Specs written before the runtime chose how instances run held, under
-    docker, `python .../docker_launcher.py --image IMAGE ... -- ARGV`: their
-    ARGV and IMAGE."""
+    docker, `python .../docker_launcher.py OPTIONS -- ARGV`: their ARGV (which
+    the runtime wraps again as it sees fit; the base image they ran is its
+    default when a spec names no image)."""
     if len(argv) > 2 and str(argv[1]).endswith("docker_launcher.py") and "--" in argv:
-        options = argv[:argv.index("--")]
-        if "--image" in options[:-1]:
-            image = options[options.index("--image") + 1]
-        return argv[len(options) + 1:], image
-    return argv, image
+        return argv[argv.index("--") + 1:]
+    return argv

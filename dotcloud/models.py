@@ -1,6 +1,8 @@
 """Plain records of the state store: frozen dataclasses, no behaviour."""
 from dataclasses import dataclass
 
+from .desired import Desired, InstanceSpec, InstanceState
+
 
 @dataclass(frozen=True)
 class User:
@@ -58,14 +60,15 @@ class Instance:
     service: str
     number: int
     port: int
-    desired: str             # pending (postinstall), run, stop
-    state: str               # new, starting, running, backoff, crashed, stopping, stopped
+    desired: Desired | str   # pending (postinstall), run, stop
+    state: InstanceState | str   # new, starting, running, backoff, crashed, stopping, stopped
     pid: int | None          # the shim's pid
     restarts: int
     last_exit: int | None
     started: float | None
     updated: float
-    spec: str                # JSON: processes, log path, ... (what the runtime needs)
+    spec: InstanceSpec | None    # what it should run; None: a row that cannot be read
+    spec_error: str | None = None   # why it cannot
 
     @property
     def label(self) -> str:

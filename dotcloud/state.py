@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import NotFound
+from .desired import Desired, InstanceSpec, InstanceState, SpecError
 from .models import App, Generation, Instance, Key, Release, User
 
 SCHEMA = """
@@ -304,11 +305,14 @@ class Store:
 
     # instances
     def add_instance(self, app: str, gid: int, service: str, number: int, port: int,
-                     spec: dict) -> Instance:
+                     spec: InstanceSpec | dict) -> Instance:
+        """`spec` as a dict: a row as older versions wrote it (tests of old rows)."""
+        text = spec.to_json() if isinstance(spec, InstanceSpec) else json.dumps(spec)
         cur = self.db.execute(
             "INSERT INTO instances(app, generation, service, number, port, desired, state, "
             "updated, spec) VALUES(?,?,?,?,?,?,?,?,?)",
-            (app, gid, service, number, port, "pending", "new", time.time(), json.dumps(spec)))
+            (app, gid, service, number, port, Desired.PENDING, InstanceState.NEW, time.time(),
+             text))
         return self.instance(cur.lastrowid)
 
     def instance(self, iid: int) -> Instance | None:
@@ -373,6 +377,20 @@ def _release(r) -> Release:
 
 
 def _instance(r) -> Instance:
+    try:
+        spec, error = InstanceSpec.from_json(
+            r["spec"], app=r["app"], service=r["service"], number=r["number"],
+            generation=r["generation"], port=r["port"]), None
+    except SpecError as e:
+        spec, error = None, str(e)     # the runtime reports it failing, one row alone
     return Instance(r["id"], r["app"], r["generation"], r["service"], r["number"], r["port"],
-                    r["desired"], r["state"], r["pid"], r["restarts"], r["last_exit"],
-                    r["started"], r["updated"], r["spec"])
+                    _known(Desired, r["desired"]), _known(InstanceState, r["state"]), r["pid"],
+                    r["restarts"], r["last_exit"], r["started"], r["updated"], spec, error)
+
+
+def _known(enum, text: str):
+    """The enum member for the stored text; text no version of ours wrote stays text."""
+    try:
+        return enum(text)
+    except ValueError:
+        return text

@@ -17,7 +17,6 @@ still refuses them as "starting up"). Apps written for Heroku find their
 one postgresql or redis service as DATABASE_URL / REDIS_URL. This module
 never deletes data.
 """
-import json
 import os
 import secrets
 import shutil
@@ -152,7 +151,8 @@ def heroku_aliases(services: Mapping[str, ServiceManifest], env: dict) -> dict:
 
 def born_in(inst: Instance) -> int | None:
     """The generation a data instance was created for (moves do not change it)."""
-    return json.loads(inst.spec).get("data_service", {}).get("born")
+    data = inst.spec.data_service if inst.spec is not None else None
+    return data.born if data is not None else None
 
 
 def restore(store: Store, app: str, failed: int, active: int | None, stop_wait) -> None:

@@ -24,13 +24,13 @@ from buildpacks import run_postinstall
 from buildpacks.base import DEFAULT_PATH
 from dotcloud import placement, routes
 from dotcloud.control import ControlUnavailable, request
-from dotcloud.desired import Manifest, ServiceManifest
+from dotcloud.desired import DataService, InstanceSpec, Manifest, ProcessSpec, ServiceManifest
 from dotcloud.errors import DeployError
 from dotcloud.fsutil import write_atomic, write_json
 from dotcloud.models import Generation, Instance, Release
 from dotcloud.settings import Settings
 from dotcloud.state import Store
-from runtime import docker_launcher, shimlog, swarm_launcher
+from runtime import shimlog
 from runtime.docker_build import executor_for
 
 from . import datastores, release_phase
@@ -71,7 +71,7 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
                 label = f"{service}.{number}"
                 progress.line(f"[{label}] Initializing...")
                 inst = _create_instance(settings, store, app, gen, service, number, info,
-                                        variables, data_env, port)
+                                        variables, data_env, port, release.build)
                 created.append((inst, info))
                 progress.line(f"[{label}] Service initialized")
 
@@ -95,15 +95,14 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
         apps = [(inst, info) for inst, info in created if not datastores.is_data(info)]
         progress.step("All services have been initialized. Deploying code...")
         for inst, info in apps:
-            inst_spec = json.loads(inst.spec)
-            env = inst_spec["env"]
+            env = dict(inst.spec.env)
             progress.line(f"[{inst.label}] Deploying build revision {rev}...")
             log = progress.service(inst.label)
             if (Path(info.src) / "postinstall").exists():
                 log("Running postinstall script...")
                 # Under the docker runtime: in a container of the service's base image.
                 with executor_for(settings, app, inst.label, info.type, build_dir,
-                                  purpose="postinstall", home=Path(inst_spec["home"]),
+                                  purpose="postinstall", home=Path(inst.spec.home),
                                   error=DeployError) as executor:
                     run_postinstall(Path(info.src), env, log, timeout=release_phase.TIMEOUT,
                                     executor=executor)
@@ -211,7 +210,7 @@ def instance_env(settings: Settings, app: str, service: str, number: int, port: 
 
 
 def _create_instance(settings, store, app, gen, service, number, info: ServiceManifest,
-                     variables, data_env, port=None):
+                     variables, data_env, port=None, build: int | None = None):
     home = settings.data / "homes" / app / f"g{gen.id}-{service}.{number}"
     home.mkdir(parents=True, exist_ok=True)
     data = datastores.is_data(info)
@@ -221,24 +220,21 @@ def _create_instance(settings, store, app, gen, service, number, info: ServiceMa
             port = _free_port(settings, store.ports_in_use())
         env = instance_env(settings, app, service, number, port if info.http else None,
                            info, variables, home, data_env)
-        processes = {name: {"argv": [a.replace("{port}", str(port)).replace("{datadir}", datadir)
-                                     if data else a.replace("{port}", str(port)) for a in argv],
-                            "cwd": info.src, "env": env}
-                     for name, argv in info.processes.items()}
-        # Data services run the host's own servers, never in an app container.
-        if settings.runtime == "docker" and not data:
-            processes = docker_launcher.wrap(settings, app=app, service_type=info.type,
-                                             instance=home.name, processes=processes, home=home,
-                                             image=info.image)
-        elif settings.runtime == "swarm" and not data:
-            processes = swarm_launcher.wrap(settings, app=app, service=service,
-                                            instance=home.name, processes=processes,
-                                            image=info.image,
-                                            constraints=dict(info.spec.get("placement") or {}))
-        extra = {"data_service": {"type": info.type, "born": gen.id}} if data else {}
-        inst = store.add_instance(app, gen.id, service, number, port, {
-            "processes": processes, "env": env, "home": str(home),
-            "log": f"{app}/{service}.{number}.log", **extra})
+
+        def fill(arg: str) -> str:
+            arg = arg.replace("{port}", str(port))
+            return arg.replace("{datadir}", datadir) if data else arg
+        processes = [ProcessSpec(name, [fill(a) for a in argv], info.src)
+                     for name, argv in info.processes.items()]
+        # How it runs (a process, a container, a swarm task) is the runtime's choice.
+        spec = InstanceSpec(
+            app=app, service=service, number=number, generation=gen.id, port=port,
+            service_type=info.type, processes=processes, env=env, home=str(home),
+            log=settings.paths.log_name(app, f"{service}.{number}"),
+            release_dir=str(settings.paths.release(app, build)) if build is not None else None,
+            data_service=DataService(info.type, gen.id) if data else None,
+            image=info.image, placement=dict(info.spec.get("placement") or {}))
+        inst = store.add_instance(app, gen.id, service, number, port, spec)
     write_json(home / "environment.json", env)
     write_atomic(home / "environment.yml", yaml.safe_dump(env, default_flow_style=False).encode())
     return inst

@@ -4,7 +4,6 @@ A build still used by a live generation is never removed, whatever its age.
 Dependency cache entries that no kept release uses (and no build used for a
 week) go with them.
 """
-import json
 import re
 import shutil
 
@@ -56,8 +55,8 @@ def prune_homes(settings, store, app: str) -> list[str]:
     if not root.is_dir():
         return []
     live = {g.id for g in store.generations(app, ("starting", "active", "draining"))}
-    in_use = {json.loads(i.spec).get("home") for i in store.instances(app)
-              if not (i.desired == "stop" and i.state == "stopped")}
+    in_use = {i.spec.home for i in store.instances(app)
+              if i.spec is not None and not (i.desired == "stop" and i.state == "stopped")}
     removed = []
     for home in root.iterdir():
         match = HOME_RE.match(home.name)

@@ -15,7 +15,6 @@ started again with backoff and reported `backoff`, then `crashed`. One
 instance's trouble never stops the pass for the others. It must never start
 a second shim for an instance whose shim is alive.
 """
-import json
 import signal
 import time
 from dataclasses import dataclass
@@ -23,11 +22,12 @@ from pathlib import Path
 
 from dotcloud import logs
 from dotcloud.fsutil import read_json, write_atomic, write_json
+from dotcloud.desired import InstanceSpec, Kind, SpecError
 from dotcloud.models import Instance
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
-from . import leftovers, shimctl
+from . import docker_launcher, leftovers, shimctl, swarm_launcher
 from .shim import describe_exit
 from .shimlog import InstanceLog
 
@@ -261,28 +261,26 @@ class Reconciler:
 
     def _note(self, inst: Instance, text: str) -> None:
         """A platform event in the instance's own log, beside its output."""
-        try:
-            spec = json.loads(inst.spec)
-            path = self.settings.data / "logs" / spec["log"]
-            names = list(spec["processes"])
-        except (ValueError, KeyError, TypeError):
+        if inst.spec is None:
             return  # a row too broken to have a log
+        path = self.settings.paths.log_file(inst.spec.log)
         out = InstanceLog(str(path), LOG_MAX_BYTES, LOG_KEEP, on_error=lambda *_: None)
-        for name in names:
+        for name in (p.name for p in inst.spec.processes):
             out.write(name, [f"[dotcloud] {text}"])
         out.close()
 
     def _write_spec(self, inst: Instance, spec_path: Path, pid_path: Path,
                     status_path: Path) -> None:
-        spec = json.loads(inst.spec)
-        log_path = self.settings.data / "logs" / spec["log"]
+        spec = inst.spec
+        if spec is None:
+            raise SpecError(inst.spec_error)
+        log_path = self.settings.paths.log_file(spec.log)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         marker = leftovers.tag(self.settings.data, inst.id)
         # A new shim for an instance that ran before: its start is a restart
         # too, and the count goes on from what the store last saw.
         before = inst.restarts + 1 if status_path.exists() else 0
-        processes = {name: dict(proc, env={**proc["env"], leftovers.TAG: marker})
-                     for name, proc in spec["processes"].items()}
+        processes = shim_processes(self.settings, spec, {**spec.env, leftovers.TAG: marker})
         write_json(spec_path, {
             "instance": f"{inst.app}.{inst.label}#{inst.id}",
             "processes": processes,
@@ -298,3 +296,21 @@ class Reconciler:
             "crash_loop_restarts": 3,
             "restarts_before": before,   # the runtime's, not the shim's
         })
+
+
+def shim_processes(settings: Settings, spec: InstanceSpec, env: dict) -> dict:
+    """What the shim runs for each of the instance's processes: how the
+    instance runs is the runtime's choice (settings.runtime), not the
+    deployer's. Data services run the host's own servers, never in an app
+    container."""
+    processes = {p.name: {"argv": list(p.argv), "cwd": p.cwd, "env": env}
+                 for p in spec.processes}
+    if spec.kind is Kind.DATA or settings.runtime == "process":
+        return processes
+    if settings.runtime == "swarm":
+        return swarm_launcher.wrap(settings, app=spec.app, service=spec.service,
+                                   instance=spec.instance_name, processes=processes,
+                                   image=spec.image, constraints=dict(spec.placement))
+    return docker_launcher.wrap(settings, app=spec.app, service_type=spec.service_type,
+                                instance=spec.instance_name, processes=processes,
+                                home=Path(spec.home), image=spec.image)

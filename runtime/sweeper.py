@@ -7,7 +7,6 @@ docker_engine.sweep remove the rest of this data directory's. It runs in its
 own thread with its own store connection, so a slow engine never delays a
 reconcile pass, and an engine that is down only costs a log line.
 """
-import json
 import threading
 
 from dotcloud import logs
@@ -28,7 +27,7 @@ def containers_to_keep(settings: Settings, store: Store) -> set[str]:
     for inst in store.instances(live_only=True):
         d = settings.data / "instances" / str(inst.id)
         if inst.desired == "run" or shimctl.alive(d / "shim.pid", d / "shim.json"):
-            keep.update(container_names(json.loads(inst.spec or "{}")))
+            keep.update(container_names(settings, inst.spec).values())
     return keep
 
 

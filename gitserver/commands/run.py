@@ -8,7 +8,6 @@ and time limits (runtime.limits.preexec), and nothing of it outlives the
 command: when it exits, when it times out, or when the client hangs up, its
 whole process group is killed.
 """
-import json
 import os
 import selectors
 import signal
@@ -48,11 +47,10 @@ def run(ctx: CommandContext, args: Args) -> int:
     limit = int(ctx.settings.build_timeout)
     timeout = int_option(args, "timeout", limit, 1, limit)
     inst = _first_instance(ctx, app, service)
-    spec = json.loads(inst.spec)
-    processes = spec.get("processes") or {}
-    first = processes[sorted(processes)[0]] if processes else {}
-    cwd = first.get("cwd") or spec.get("home")
-    env = dict(spec.get("env") or first.get("env") or {})
+    if inst.spec is None:
+        raise DotcloudError(f"{inst.label} cannot be run in: {inst.spec_error}")
+    first = min(inst.spec.processes, key=lambda p: p.name)
+    cwd, env = first.cwd, dict(inst.spec.env)
     ctx.audit_detail = f"{service}: {' '.join(argv)[:300]}"
     try:
         proc = subprocess.Popen(

@@ -5,7 +5,6 @@ explains itself.
 
 Read-only: it reads the store, the shims' status files and the logs.
 """
-import json
 import time
 
 from dotcloud import placement
@@ -26,7 +25,7 @@ def status(ctx: CommandContext, args: Args) -> int:
     for live in queries.live_instances(ctx.store, app):
         inst = live.instance
         shim = queries.instance_status(ctx.settings, inst)
-        containers = container_names(inst)
+        containers = container_names(ctx.settings, inst)
         running = inst.state in ("running", "crashed", "backoff", "starting") and inst.started
         row = {
             "service": inst.service, "number": inst.number, "instance": inst.label,
@@ -73,17 +72,13 @@ def status(ctx: CommandContext, args: Args) -> int:
     return 0
 
 
-def container_names(inst) -> dict[str, str]:
-    """process -> container name, for instances of the docker runtime (whose
-    processes are runtime/docker_launcher.py ... --name NAME ... -- ARGV)."""
-    found = {}
-    for name, proc in (json.loads(inst.spec).get("processes") or {}).items():
-        argv = list(proc.get("argv") or [])
-        if len(argv) > 1 and argv[1].endswith("docker_launcher.py") and "--name" in argv:
-            at = argv.index("--name") + 1
-            if at < len(argv):
-                found[name] = argv[at]
-    return found
+def container_names(settings, inst) -> dict[str, str]:
+    """process -> container name, for instances of the docker runtime."""
+    if settings.runtime != "docker":
+        return {}
+    # Only here: the docker SDK it loads has no business in the SSH daemon otherwise.
+    from runtime.docker_launcher import container_names as of_spec
+    return of_spec(settings, inst.spec)
 
 
 COMMANDS = (

@@ -175,14 +175,21 @@ def test_assignments_join_words_that_ssh_split():
             parse_assignments(bad)
 
 
-def test_container_names_of_docker_instances():
-    import json as _json
+def test_container_names_of_docker_instances(tmp_path):
+    """Read from the typed spec: the deployer writes no docker argv to decode."""
     from types import SimpleNamespace
+    from dotcloud.desired import DataService, InstanceSpec, ProcessSpec
+    from dotcloud.settings import load
     from gitserver.commands.status import container_names
-    spec = {"processes": {
-        "web": {"argv": ["/usr/bin/python3", "/x/runtime/docker_launcher.py", "--image", "py",
-                         "--name", "dotcloud-abc-www-web", "--", "gunicorn"]},
-        "plain": {"argv": ["gunicorn", "--name", "not-a-container"]}}}
-    inst = SimpleNamespace(spec=_json.dumps(spec))
-    assert container_names(inst) == {"web": "dotcloud-abc-www-web"}
-    assert container_names(SimpleNamespace(spec="{}")) == {}
+    from runtime import docker_engine
+    spec = InstanceSpec(app="abc", service="www", number=0, generation=3, port=20000,
+                        service_type="python", processes=[ProcessSpec("web", ["gunicorn"], "/"),
+                                                          ProcessSpec("jobs", ["worker"], "/")],
+                        env={}, home=str(tmp_path / "g3-www.0"), log="abc/www.0.log")
+    docker = load(tmp_path / "data", runtime="docker")
+    assert container_names(docker, SimpleNamespace(spec=spec)) == {
+        p: docker_engine.container_name(docker.data, "abc", "g3-www.0", p) for p in ("web", "jobs")}
+    assert container_names(load(tmp_path / "data"), SimpleNamespace(spec=spec)) == {}
+    data = InstanceSpec(**{**spec.__dict__, "data_service": DataService("redis", 3)})
+    assert container_names(docker, SimpleNamespace(spec=data)) == {}   # a host server
+    assert container_names(docker, SimpleNamespace(spec=None)) == {}   # a broken row

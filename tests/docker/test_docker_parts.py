@@ -14,6 +14,7 @@ from dockerkit import data_label
 
 from runtime.executor import HOST
 from buildpacks.steps import check_step
+from dotcloud.desired import InstanceSpec, ProcessSpec
 from dotcloud.errors import BuildError
 from dotcloud.settings import Settings
 from runtime import docker_engine, docker_launcher
@@ -257,6 +258,11 @@ def test_container_names_of_a_spec(tmp_path):
              "jobs": {"argv": ["b"], "cwd": str(tmp_path), "env": {}}}
     wrapped = docker_launcher.wrap(s, app="app", service_type="python", instance="g1-www.0",
                                    processes=procs, home=tmp_path)
-    assert docker_launcher.container_names({"processes": wrapped}) == [
-        docker_engine.container_name(s.data, "app", "g1-www.0", p) for p in ("web", "jobs")]
-    assert docker_launcher.container_names({"processes": procs}) == []
+    spec = InstanceSpec(app="app", service="www", number=0, generation=1, port=20000,
+                        service_type="python", processes=[ProcessSpec(n, p["argv"], p["cwd"])
+                                                          for n, p in procs.items()],
+                        env={}, home=str(tmp_path / "g1-www.0"), log="app/www.0.log")
+    # The names the runtime reads from the typed spec are those its launchers get.
+    assert docker_launcher.container_names(s, spec) == {
+        n: docker_launcher.parse(w["argv"][2:]).name for n, w in wrapped.items()} == {
+        p: docker_engine.container_name(s.data, "app", "g1-www.0", p) for p in ("web", "jobs")}

@@ -2,6 +2,7 @@
 and keeps those of instances that should run."""
 import pytest
 
+from dotcloud.desired import InstanceSpec, ProcessSpec
 from dotcloud.settings import load
 from dotcloud.state import Store
 from runtime import docker_engine, docker_launcher, sweeper
@@ -12,12 +13,13 @@ pytestmark = pytest.mark.docker
 def test_sweep_once_keeps_wanted_instances_and_removes_orphans(engine, tmp_path):
     settings = load(tmp_path / "data", runtime="docker")
     store = Store(settings.db_path)
-    procs = {"web": {"argv": ["python3", "-c", "pass"], "cwd": str(tmp_path), "env": {}}}
-    wrapped = docker_launcher.wrap(settings, app="sw", service_type="python",
-                                   instance="g1-www.0", processes=procs, home=tmp_path)
-    inst = store.add_instance("sw", 1, "www", 0, 20001, {"processes": wrapped})
+    spec = InstanceSpec(app="sw", service="www", number=0, generation=1, port=20001,
+                        service_type="python",
+                        processes=[ProcessSpec("web", ["python3", "-c", "pass"], str(tmp_path))],
+                        env={}, home=str(tmp_path / "g1-www.0"), log="sw/www.0.log")
+    inst = store.add_instance("sw", 1, "www", 0, 20001, spec)
     store.set_desired([inst.id], "run")
-    wanted = docker_launcher.container_names({"processes": wrapped})[0]
+    [wanted] = docker_launcher.container_names(settings, spec).values()
     orphan = docker_engine.container_name(settings.data, "sw", "g0-www.0", "web")
     label = {docker_engine.LABEL_DATA: docker_engine.data_id(settings.data)}
     for name, instance in ((wanted, "g1-www.0"), (orphan, "g0-www.0")):

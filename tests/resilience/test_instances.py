@@ -98,7 +98,7 @@ def test_crash_loop_is_reported_and_other_apps_serve(own_platform, tmp_path):
     push(p, git_repo(tmp_path / "calm", python_app("calm")), "calm")
     push(p, git_repo(tmp_path / "crashy", {"wsgi.py": CRASHY, "requirements.txt": ""}), "crashy")
     [inst] = instances(p.data, "crashy")
-    home = Path(json.loads(inst.spec)["env"]["HOME"])
+    home = Path(inst.spec.env["HOME"])
     runtime = daemon_pid(p.data, "runtime")
     with Load(p.http_port, "calm.localhost", clients=4) as load:
         load.wait_ok(50)
