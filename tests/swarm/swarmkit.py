@@ -61,3 +61,20 @@ def in_node(i: int, *argv: str, timeout: float = 30) -> subprocess.CompletedProc
     """Run argv in node I's network namespace."""
     return subprocess.run(["nsenter", f"--net=/run/netns/{NETNS}{i}", *argv],
                           capture_output=True, text=True, timeout=timeout)
+
+
+# Says which release and which node answered (a host-network task's hostname
+# is its node's, see swarm_launcher).
+NODE_APP = '''
+import socket
+def application(environ, start_response):
+    body = ({version!r} + " " + socket.gethostname()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def node_app(version: str, instances: int = 3, extra: str = "") -> dict:
+    return {"wsgi.py": NODE_APP.format(version=version), "requirements.txt": "",
+            "dotcloud.yml": f"www:\n  type: python\n  instances: {instances}\n{extra}"}

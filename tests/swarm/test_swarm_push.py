@@ -10,25 +10,9 @@ import urllib.request
 
 import pytest
 from platform_helpers import git_repo
+from swarmkit import node_app
 
 pytestmark = pytest.mark.swarm
-
-# Says which release and which node answered (a host-network task's hostname
-# is its node's, see swarm_launcher).
-NODE_APP = '''
-import socket
-def application(environ, start_response):
-    body = ({version!r} + " " + socket.gethostname()).encode()
-    start_response("200 OK", [("Content-Type", "text/plain"),
-                              ("Content-Length", str(len(body)))])
-    return [body]
-'''
-
-
-def node_app(version: str, instances: int = 3, extra: str = "") -> dict:
-    return {"wsgi.py": NODE_APP.format(version=version), "requirements.txt": "",
-            "dotcloud.yml": f"www:\n  type: python\n  instances: {instances}\n{extra}"}
-
 
 def answers(platform, host: str, n: int) -> list[str]:
     out = []
