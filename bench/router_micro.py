@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dotcloud import logs  # noqa: E402
+from dotcloud.datadir import DataDir  # noqa: E402
 from router.accesslog import AccessLog  # noqa: E402
 from router.proxy import ClientConnection, TLSClientConnection  # noqa: E402
 from router.router import Router  # noqa: E402
@@ -87,14 +88,15 @@ class Loop:
 def proxy_one_setup(access_log: bool, tls: bool = False):
     """A router with one route, one client connection and one pooled upstream
     connection; returns a function that proxies one request through them."""
-    data = Path(tempfile.mkdtemp(prefix="router-micro-"))
-    (data / "routes.json").write_text(json.dumps({"version": 1, "routes": {HOST: {
+    paths = DataDir(tempfile.mkdtemp(prefix="router-micro-"))
+    paths.run.mkdir()
+    paths.routes.write_text(json.dumps({"version": 1, "routes": {HOST: {
         "app": "bench", "service": "www",
         "backends": [{"id": "bench.www.0", "host": "127.0.0.1", "port": 9}],
         **({"hsts": True} if tls else {})}}}))
     logs.configure(stream=io.StringIO())
     settings = Settings.from_env({"DOTCLOUD_ROUTER_ACCESS_LOG": "1" if access_log else "0"})
-    router = Router(settings, data / "routes.json", Loop(), logs.get("router"))
+    router = Router(settings, paths, Loop(), logs.get("router"))
     router.load()
     if router.access_log is not None:
         router.access_log = AccessLog(stream=open(os.devnull, "w"))   # lines written, to nowhere

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import logs
+from .datadir import DataDir
 from .fsutil import read_json, write_atomic, write_json
 
 log = logs.get("acme")
@@ -40,11 +41,11 @@ class IssueFailed(Exception):
 
 
 def acme_dir(data: Path) -> Path:
-    return Path(data) / "acme"
+    return DataDir(data).acme
 
 
 def challenges_dir(data: Path) -> Path:
-    return acme_dir(data) / "challenges"
+    return DataDir(data).challenges
 
 
 def new_key_pem() -> bytes:

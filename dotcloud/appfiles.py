@@ -7,10 +7,11 @@ the new owner's. `app` must be a validated name.
 import shutil
 from pathlib import Path
 
+from .datadir import DataDir
+
 
 def app_paths(data: Path, app: str) -> list[Path]:
-    return [data / "repos" / f"{app}.git", data / "releases" / app, data / "homes" / app,
-            data / "logs" / app, data / "services" / app]
+    return DataDir(data).app_paths(app)
 
 
 def remove_app_files(data: Path, app: str) -> None:

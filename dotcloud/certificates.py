@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import logs, tlsstore
+from .datadir import DataDir
 from .fsutil import write_json
 from .settings import Settings
 from .state import Store
@@ -55,16 +56,16 @@ RESERVED_SUFFIXES = ("localhost", "test", "example", "invalid", "local", "intern
 
 # -- what the commands call ---------------------------------------------------
 
-def sock_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "acme.sock"
+def sock_path(data: Path) -> Path:
+    return DataDir(data).socket("acme")
 
 
-def poke(run_dir: Path) -> None:
+def poke(data: Path) -> None:
     """Wake the daemon (never waits: a daemon that is down looks when it starts)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
         s.setblocking(False)
-        s.sendto(b"wake", str(sock_path(run_dir)))
+        s.sendto(b"wake", str(sock_path(data)))
     except OSError:
         pass
     finally:
@@ -77,14 +78,14 @@ def requested(settings: Settings, name: str) -> None:
     if current is None or current.get("source") == SOURCE and current["state"] != "valid":
         tlsstore.set_status(settings.data, name, "pending", source=SOURCE, reason=None,
                             attempts=0, next_try=0, not_after=None)
-    poke(settings.run_dir)
+    poke(settings.data)
 
 
 def forgotten(settings: Settings, name: str) -> None:
     """`domain rm`: the name's certificate goes, and nothing renews it."""
     tlsstore.remove(settings.data, name)
-    tlsstore.notify_router(settings.run_dir)
-    poke(settings.run_dir)
+    tlsstore.notify_router(settings.data)
+    poke(settings.data)
 
 
 def view(data: Path, name: str) -> dict:
@@ -169,7 +170,7 @@ class Daemon:
         from .acme_client import Issuer
         self.issuer = Issuer(settings.data, settings.acme_directory, settings.acme_email,
                              settings.acme_ca_bundle)
-        self.store = Store(settings.db_path)
+        self.store = Store(settings.paths.db)
 
     def wanted(self) -> set[str]:
         return {name for name, _, _ in self.store.domains()}
@@ -181,7 +182,7 @@ class Daemon:
         todo = plan(wanted, {n: tlsstore.status(self.data, n) for n in names}, time.time())
         for name in todo.forget:
             tlsstore.remove(self.data, name)           # a domain rm that stopped half-way
-            tlsstore.notify_router(self.settings.run_dir)
+            tlsstore.notify_router(self.data)
             log.info("certificate_removed", name=name)
         for name in todo.start:   # added while nobody asked (or before certificates existed)
             tlsstore.set_status(self.data, name, "pending", source=SOURCE, attempts=0,
@@ -191,7 +192,7 @@ class Daemon:
             st = self.obtain(name, tlsstore.status(self.data, name) or {})
             if name not in self.wanted():
                 tlsstore.remove(self.data, name)       # removed while we asked the CA
-                tlsstore.notify_router(self.settings.run_dir)
+                tlsstore.notify_router(self.data)
             elif st.get("source") == SOURCE:
                 wake = min(wake, due_at(st))
         return wake
@@ -239,7 +240,7 @@ class Daemon:
         st = tlsstore.set_status(self.data, name, "valid", source=SOURCE, reason=None,
                                  attempts=0, next_try=None, not_after=not_after,
                                  renew_after=renew_after)
-        tlsstore.notify_router(s.run_dir)
+        tlsstore.notify_router(s.data)
         log.info("certificate_issued", name=name, renewal=renewing, not_after=iso(not_after),
                  renew_after=iso(renew_after))
         return st
@@ -255,13 +256,12 @@ def _current_not_after(where: Path) -> float | None:
 
 def serve(settings: Settings) -> None:
     """Run until SIGTERM: one daemon per data directory (a lock says so)."""
-    run_dir = settings.run_dir
-    lock = os.open(run_dir / "acme.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    paths = settings.paths
+    lock = os.open(paths.daemon_lock("acme"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX)     # a predecessor still stopping: wait for it
     # challenges of orders a killed predecessor left open are worthless now
-    from .acme_client import challenges_dir
-    shutil.rmtree(challenges_dir(settings.data), ignore_errors=True)
-    path = sock_path(run_dir)
+    shutil.rmtree(paths.challenges, ignore_errors=True)
+    path = sock_path(settings.data)
     path.unlink(missing_ok=True)
     wake = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     wake.bind(str(path))
@@ -269,7 +269,7 @@ def serve(settings: Settings) -> None:
     daemon = Daemon(settings)
     if settings.https_port == 0:
         log.info("acme_idle", reason="HTTPS is off (https_port 0)")
-    write_json(run_dir / "acme.json", {"pid": os.getpid()})
+    write_json(paths.daemon_info("acme"), {"pid": os.getpid()})
     log.info("acme_started", directory=settings.acme_directory, pid=os.getpid())
     # SIGTERM ends even an order in progress: its name stays due, for the next start
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -108,7 +108,7 @@ def run(args, settings) -> int:
 
 
 def keys_command(args, settings) -> int:
-    store = Store(settings.db_path)
+    store = Store(settings.paths.db)
     if args.keys_command == "add":
         name = names.user(args.name)
         try:

@@ -21,11 +21,13 @@ computes paths; `ensure()` is the one thing it creates.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 # Made at start: what every daemon expects to exist.
 CREATED = ("run", "repos", "releases", "cache", "logs", "instances")
+HOME_RE = re.compile(r"g(\d+)-")
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,12 @@ class DataDir:
     def release_home(self, app: str, generation: int, service: str) -> Path:
         """Where the release command of `service` runs for one generation."""
         return self.homes(app) / f"g{generation}-{service}.release"
+
+    @staticmethod
+    def home_generation(home: Path) -> int | None:
+        """The generation a home directory was made for (None: not a home's name)."""
+        match = HOME_RE.match(Path(home).name)
+        return int(match.group(1)) if match else None
 
     @property
     def logs(self) -> Path:

@@ -7,14 +7,14 @@ so whichever of the two lives longer keeps it.
 """
 import fcntl
 import os
-from pathlib import Path
+
+from .datadir import DataDir
 
 
 class AppLock:
-    def __init__(self, run_dir: Path, app: str):
-        locks = Path(run_dir) / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        self.path = locks / f"{app}.lock"
+    def __init__(self, paths: DataDir, app: str):
+        self.path = paths.app_lock(app)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fd: int | None = None
 
     def try_acquire(self) -> bool:

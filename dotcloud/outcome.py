@@ -21,6 +21,7 @@ from dulwich.repo import Repo
 
 from . import logs
 from .control import ControlUnavailable, request
+from .datadir import DataDir
 from .state import Store
 
 PUSHED_REF = "pushed_ref"
@@ -75,11 +76,11 @@ def finish_push(repo_path: Path, store: Store, app: str) -> bool:
     return True
 
 
-def settle(repo_path: Path, store: Store, app: str, run_dir: Path | None = None,
+def settle(repo_path: Path, store: Store, app: str, paths: DataDir | None = None,
            drop_build: Callable[[int], None] | None = None) -> list[str]:
     """Finish what a pipeline killed half way left; what was done, for the log.
 
-    With run_dir, the runtime is asked to act on instances this stopped;
+    With paths, the runtime is asked to act on instances this stopped;
     `drop_build(n)` removes the build output of an interrupted release vN.
     """
     done = []
@@ -93,9 +94,9 @@ def settle(repo_path: Path, store: Store, app: str, run_dir: Path | None = None,
         done.append("branch moved to the active release")
     if _stop_drained(store, app):
         done.append("the previous generation stopped")
-        if run_dir is not None:
+        if paths is not None:
             try:
-                request(Path(run_dir) / "runtime.sock", {"op": "reconcile"}, timeout=30)
+                request(paths.socket("runtime"), {"op": "reconcile"}, timeout=30)
             except ControlUnavailable:
                 pass    # the runtime acts on the store when it is back
     if done:

@@ -52,17 +52,17 @@ def compute(store: Store, domain: str, data: Path | None = None) -> dict:
 
 def publish(settings: Settings, store: Store, reload: bool = True) -> int:
     """Write routes.json from the store and make the router load it; return its version."""
-    lock_path = settings.run_dir / "routes.lock"
+    lock_path = settings.paths.routes_lock
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         version = store.next_counter("routes_version")
-        write_json(settings.run_dir / "routes.json",
+        write_json(settings.paths.routes,
                    {"version": version,
                     "routes": compute(store, settings.domain, settings.data)})
         if reload:
             try:
-                request(settings.run_dir / "router.sock", {"op": "reload"})
+                request(settings.paths.socket("router"), {"op": "reload"})
             except ControlUnavailable:
                 pass  # a router that is down loads the file when it starts
     finally:
@@ -72,7 +72,7 @@ def publish(settings: Settings, store: Store, reload: bool = True) -> int:
 
 def drain(settings: Settings, backends: list[tuple[str, int]], timeout: float) -> dict:
     try:
-        return request(settings.run_dir / "router.sock",
+        return request(settings.paths.socket("router"),
                        {"op": "drain", "backends": [list(b) for b in backends], "timeout": timeout},
                        timeout=timeout + 5)
     except ControlUnavailable as exc:

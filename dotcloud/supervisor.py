@@ -85,7 +85,7 @@ class Supervisor:
         self._write_pids()
 
     def run(self) -> int:
-        take_over(self.settings.run_dir, self.settings.data, self.settings.stop_grace + 5)
+        take_over(self.settings.data, self.settings.stop_grace + 5)
         wake = self._install_signals()
         # Shims outlive a runtime that is killed; as their subreaper we reap
         # them when they exit, whoever runs the apps by then.
@@ -171,7 +171,7 @@ class Supervisor:
 
     def _write_pids(self) -> None:
         try:
-            write_json(self.settings.run_dir / "up.json", {
+            write_json(self.settings.paths.daemon_info("up"), {
                 "pid": os.getpid(), "keep_apps": self.keep_apps,
                 "daemons": {name: p.pid for name, p in self.procs.items()}})
         except OSError as exc:
@@ -192,7 +192,7 @@ class Supervisor:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
                 log.info("daemon_stopped", daemon=name, status=proc.returncode)
-        (self.settings.run_dir / "up.json").unlink(missing_ok=True)
+        self.settings.paths.daemon_info("up").unlink(missing_ok=True)
 
 
 def _become_subreaper() -> None:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from . import logs
+from .datadir import DataDir
 from .errors import UsageError
 
 log = logs.get("supervisor")
@@ -24,10 +25,10 @@ POLL = 0.05
 KILL_WAIT = 5.0
 
 
-def take_over(run_dir: Path, data: Path, grace: float) -> None:
+def take_over(data: Path, grace: float) -> None:
     """Refuse if another `up` runs on this data; stop the daemons a dead one left."""
     try:
-        info = json.loads((run_dir / "up.json").read_text())
+        info = json.loads(DataDir(data).daemon_info("up").read_text())
         up_pid = int(info["pid"])
         daemons = {str(k): int(v) for k, v in dict(info.get("daemons", {})).items()}
     except (OSError, ValueError, KeyError, TypeError):

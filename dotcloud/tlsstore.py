@@ -21,13 +21,14 @@ import time
 from pathlib import Path
 
 from .control import ControlUnavailable, request
+from .datadir import DataDir
 from .fsutil import read_json, write_atomic, write_json
 
 STATES = ("pending", "valid", "failed")
 
 
 def root(data: Path) -> Path:
-    return Path(data) / "tls"
+    return DataDir(data).tls
 
 
 def directory(data: Path, name: str) -> Path:
@@ -80,9 +81,9 @@ def remove(data: Path, name: str) -> None:
         pass
 
 
-def notify_router(run_dir: Path) -> None:
+def notify_router(data: Path) -> None:
     """Ask the router to load the certificates again (new connections use them at once)."""
     try:
-        request(Path(run_dir) / "router.sock", {"op": "reload"})
+        request(DataDir(data).socket("router"), {"op": "reload"})
     except ControlUnavailable:
         pass  # a router that is down loads them when it starts

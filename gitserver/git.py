@@ -33,7 +33,7 @@ log = logs.get("gitserver")
 
 
 def repo_path(settings: Settings, app: str) -> Path:
-    return settings.data / "repos" / f"{names.app(app)}.git"
+    return settings.paths.repo(names.app(app))
 
 
 class AppBackend(Backend):
@@ -150,7 +150,7 @@ class ReceivePack(ReceivePackHandler):
             return self._store_ref(ref, old_sha, new_sha)
         settings = self.backend.settings
         if self.lock is None:
-            self.lock = AppLock(settings.run_dir, self.app)
+            self.lock = AppLock(settings.paths, self.app)
             if not self.lock.try_acquire():
                 self.progress(f"---> Another push to {self.app} is in progress; waiting for it to finish...")
                 started = time.monotonic()

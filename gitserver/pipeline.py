@@ -19,7 +19,7 @@ from dotcloud.settings import Settings
 def run(settings: Settings, action: list[str], progress: Callable[[str], None],
         lock_fd: int | None = None) -> tuple[bool, str]:
     """Run `python -m hooks.pipeline ACTION...`; return (ok, reason)."""
-    fd, result_path = tempfile.mkstemp(dir=settings.run_dir, prefix="result-", suffix=".json")
+    fd, result_path = tempfile.mkstemp(dir=settings.paths.run, prefix="result-", suffix=".json")
     os.close(fd)
     argv = [sys.executable, "-m", "hooks.pipeline", "--data", str(settings.data),
             "--settings", settings_json(settings), "--result", result_path, *action]
@@ -27,7 +27,7 @@ def run(settings: Settings, action: list[str], progress: Callable[[str], None],
     if lock_fd is not None:
         env["DOTCLOUD_LOCK_FD"] = str(lock_fd)
     # The pipeline's own logs (and any traceback) go to the platform log, not to the user.
-    errlog = open(settings.data / "logs" / "pipeline.log", "ab")
+    errlog = open(settings.paths.pipeline_log, "ab")
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=errlog, env=env, cwd=str(settings.data),

@@ -31,13 +31,13 @@ REVOKE_CHECK = 0.5   # seconds between checks that a session's key still exists
 
 
 def serve(settings: Settings) -> None:
-    hostkey = load_or_create(settings.data / "ssh_host_ed25519_key")
+    hostkey = load_or_create(settings.paths.host_key)
     sock = socket.socket(socket.AF_INET6 if ":" in settings.bind else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.bind, settings.ssh_port))
     sock.listen(128)
     port = sock.getsockname()[1]
-    write_json(settings.run_dir / "ssh.json", {"bind": settings.bind, "port": port, "pid": os.getpid()})
+    write_json(settings.paths.daemon_info("ssh"), {"bind": settings.bind, "port": port, "pid": os.getpid()})
     log.info("ssh_listening", bind=settings.bind, port=port)
     stopping = threading.Event()
     guard = LoginGuard(settings.ssh_login_grace, settings.ssh_max_unauthenticated_per_source,
@@ -68,7 +68,7 @@ def handle_connection(settings, hostkey, guard: LoginGuard, conn, addr) -> None:
     peer = f"{addr[0]}:{addr[1]}"
     transport = paramiko.Transport(conn)
     restrict(transport)
-    store = Store(settings.db_path)
+    store = Store(settings.paths.db)
     holding = True
     timer = guard.watch(transport.is_authenticated, lambda: _expire(transport, peer))
     try:
@@ -107,7 +107,7 @@ def _expire(transport: paramiko.Transport, peer: str) -> None:
 
 
 def handle_channel(settings: Settings, policy: SSHPolicy, channel: paramiko.Channel) -> None:
-    store = Store(settings.db_path)
+    store = Store(settings.paths.db)
     status = 1
     try:
         if not policy.event_for(channel.get_id()).wait(30):

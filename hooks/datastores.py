@@ -58,7 +58,7 @@ def is_data(info: ServiceManifest) -> bool:
 
 
 def data_dir(settings: Settings, app: str, service: str) -> Path:
-    return settings.data / "services" / app / service
+    return settings.paths.service_data(app, service)
 
 
 def same_definition(old: ServiceManifest | None, new: ServiceManifest) -> bool:

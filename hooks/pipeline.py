@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     logs.configure(stream=sys.stderr)
     settings = load(args.data, **json.loads(args.settings))
     progress = Progress()
-    store = Store(settings.db_path)
+    store = Store(settings.paths.db)
     lock = _hold_lock(settings, names.app(args.app))
     try:
         # What an earlier pipeline of this app, killed half way, left unsettled.
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
 
 
 def push(settings, store, app, rev, user, progress, ref="refs/heads/main") -> None:
-    repo = settings.data / "repos" / f"{app}.git"
+    repo = settings.paths.repo(app)
     variables = store.variables(app)
     name = upload_name(repo, rev)   # hg-…, rsync-…
     release = store.new_release(app, rev, user, f"push of {name}" if name else "push",
@@ -121,7 +121,7 @@ def _deploy(settings, store, app, release, progress) -> None:
         store.set_release_status(release.id, "failed", f"deploy failed: {exc}")
         raise type(exc)(f"deploy failed: {exc}") from None
     # The release is active: its branch moves now, whatever the client does.
-    outcome.finish_push(settings.data / "repos" / f"{app}.git", store, app)
+    outcome.finish_push(settings.paths.repo(app), store, app)
     progress.step("Application fully deployed")
     progress.step(settings.url(app))
     progress.line(f"     ({progress.timings()})")
@@ -132,7 +132,7 @@ def _deploy(settings, store, app, release, progress) -> None:
 def settle(settings, store, app) -> list[str]:
     """outcome.settle with this data directory's layout."""
     return outcome.settle(
-        settings.data / "repos" / f"{app}.git", store, app, settings.run_dir,
+        settings.paths.repo(app), store, app, settings.paths,
         lambda n: shutil.rmtree(build.release_dir(settings, app, n), ignore_errors=True))
 
 
@@ -148,7 +148,7 @@ def _hold_lock(settings, app):
     fd = os.environ.get("DOTCLOUD_LOCK_FD")
     if fd:
         return None  # inherited descriptor: the flock is shared with the caller
-    lock = AppLock(settings.run_dir, app)
+    lock = AppLock(settings.paths, app)
     if not lock.try_acquire():
         print(f"---> Another deploy of {app} is in progress; waiting for it to finish...", flush=True)
         lock.acquire()

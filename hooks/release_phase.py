@@ -34,7 +34,7 @@ def command_of(info: ServiceManifest) -> str | None:
 
 
 def home_for(settings: Settings, app: str, generation: int, service: str) -> Path:
-    return settings.data / "homes" / app / f"g{generation}-{service}.release"
+    return settings.paths.release_home(app, generation, service)
 
 
 def run(settings: Settings, app: str, service: str, info: ServiceManifest, build_dir: Path,

@@ -16,6 +16,7 @@ from pathlib import Path
 import uvloop
 
 from dotcloud import fsutil, logs
+from dotcloud.datadir import DataDir
 
 from . import control
 from .admin import AdminConnection
@@ -47,9 +48,9 @@ async def _serve(data_dir: Path, bind: str, port: int, admin_port: int | None,
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    run_dir = data_dir / "run"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    router = Router(settings, run_dir / "routes.json", loop, log)
+    paths = DataDir(data_dir)
+    paths.run.mkdir(parents=True, exist_ok=True)
+    router = Router(settings, paths, loop, log)
     if tls is not None:
         _, tls_cert, tls_key, router.domain = tls
         # before the table: the swap computes the redirects from what is loaded
@@ -81,7 +82,7 @@ async def _serve(data_dir: Path, bind: str, port: int, admin_port: int | None,
             lambda: AdminConnection(router, lambda: control.status(router)), bind, admin_port,
             reuse_address=True)
         real_admin = admin.sockets[0].getsockname()[1]
-    sock_path = run_dir / "router.sock"
+    sock_path = paths.socket("router")
     ctl = await control.start(router, sock_path)
     router.start_clock()
     log.info("router_listening", bind=bind, port=real_port, admin_port=real_admin,
@@ -91,7 +92,7 @@ async def _serve(data_dir: Path, bind: str, port: int, admin_port: int | None,
     info = {"pid": os.getpid(), "bind": bind, "port": real_port, "admin_port": real_admin}
     if real_https is not None:
         info["https_port"] = real_https
-    fsutil.write_json(run_dir / "router.json", info)
+    fsutil.write_json(paths.daemon_info("router"), info)
 
     # Requests free their objects by reference counting; the cyclic collector
     # only needs to look at what is new, and rarely.

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from time import monotonic, time
-from pathlib import Path
+
+from dotcloud.datadir import DataDir
 
 from . import headers, table as tables
 from .accesslog import AccessLog
@@ -28,9 +29,9 @@ _UNSEEN = object()
 
 
 class Router:
-    def __init__(self, settings: Settings, routes_path: Path, loop, log):
+    def __init__(self, settings: Settings, paths: DataDir, loop, log):
         self.settings = settings
-        self.routes_path = routes_path
+        self.routes_path = paths.routes
         self.loop = loop
         self.log = log
         self.table = tables.EMPTY
@@ -38,7 +39,7 @@ class Router:
         self.metrics = Metrics()
         self.connections = set()
         self.request_ids = headers.RequestIds()
-        self.challenges = Challenges(routes_path.parent.parent / "acme" / "challenges")
+        self.challenges = Challenges(paths.challenges)
         self.response_heads = headers.ResponseHeads()
         self.hsts_heads = headers.ResponseHeads(extra=HSTS)
         self.access_log = AccessLog(loop=loop) if settings.access_log else None

@@ -40,7 +40,7 @@ class Daemon:
     def __init__(self, settings: Settings, stop_apps: bool = False):
         self.settings = settings
         self.stop_apps = stop_apps
-        self.store = Store(settings.db_path)
+        self.store = Store(settings.paths.db)
         self.reconciler = Reconciler(settings, self.store)
         # Under the swarm runtime instances move between nodes: routes follow.
         self.follower = RouteFollower(settings, self.store) if settings.runtime == "swarm" \
@@ -61,7 +61,7 @@ class Daemon:
         lock = self._lock()
         if lock is None:
             return
-        write_json(self.settings.run_dir / "runtime.json",
+        write_json(self.settings.paths.daemon_info("runtime"),
                    {"pid": os.getpid(), "started": time.time()})
         sock = self._listen()
         threading.Thread(target=self._serve_control, args=(sock,), daemon=True).start()
@@ -80,8 +80,9 @@ class Daemon:
                 self.done.notify_all()
         sock.close()
         # Nobody answers there any more: callers see "not running", not a hang.
-        for name in ("runtime.sock", "runtime.json"):
-            (self.settings.run_dir / name).unlink(missing_ok=True)
+        for path in (self.settings.paths.socket("runtime"),
+                     self.settings.paths.daemon_info("runtime")):
+            path.unlink(missing_ok=True)
         if self.stop_apps:
             log.info("runtime_stopping_apps")
             self.reconciler.stop_all(self.settings.stop_grace + 2)
@@ -110,7 +111,7 @@ class Daemon:
 
     def _lock(self) -> int | None:
         """Hold DATA/run/runtime.lock for the daemon's life; None if told to stop first."""
-        fd = os.open(self.settings.run_dir / "runtime.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+        fd = os.open(self.settings.paths.daemon_lock("runtime"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                      0o600)
         waiting = False
         while not self.stopping:
@@ -142,7 +143,7 @@ class Daemon:
             self.reconciler.reaped(pid, code)
 
     def _listen(self) -> socket.socket:
-        path = self.settings.run_dir / "runtime.sock"
+        path = self.settings.paths.socket("runtime")
         path.unlink(missing_ok=True)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(str(path))

@@ -198,7 +198,7 @@ def executor_for(settings, app: str, service: str, service_type: str, release_di
     except docker_engine.EngineError as e:
         raise error(str(e)) from None
     name = docker_engine.container_name(settings.data, app, release_dir.name, purpose, service)
-    cache = settings.data / "cache"
+    cache = settings.paths.cache
     cache.mkdir(parents=True, exist_ok=True)
     executor = DockerExecutor(client, image, image_id, name, {
         "network_mode": "host", "user": docker_engine.user(),

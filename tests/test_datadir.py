@@ -28,6 +28,13 @@ def test_layout(tmp_path):
     assert d.challenges == tmp_path / "acme" / "challenges"
 
 
+def test_a_homes_generation_is_read_back_from_its_name(tmp_path):
+    d = DataDir(tmp_path)
+    assert d.home_generation(d.home("www", 12, "api", 3)) == 12
+    assert d.home_generation(d.release_home("www", 4, "api")) == 4
+    assert d.home_generation(tmp_path / "lost+found") is None
+
+
 def test_an_instance_log_name_is_relative_to_the_logs_directory(tmp_path):
     d = DataDir(tmp_path)
     name = d.log_name("www", "api.2")

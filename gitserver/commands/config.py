@@ -199,7 +199,7 @@ def domain_cert(ctx: CommandContext, args: Args) -> int:
     tlsstore.save(ctx.settings.data, domain, checked.chain_pem, checked.key_pem)
     tlsstore.set_status(ctx.settings.data, domain, "valid", source="upload", reason=None,
                         not_after=checked.not_after)
-    tlsstore.notify_router(ctx.settings.run_dir)
+    tlsstore.notify_router(ctx.settings.data)
     until = certificates.iso(checked.not_after)
     ctx.audit_detail += f" until {until}"
     if args.json:

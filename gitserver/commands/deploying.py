@@ -21,7 +21,7 @@ POLL = 0.2
 @contextmanager
 def app_lock(ctx: CommandContext, app: str):
     """Hold the app's deploy lock; say so if we have to wait for it."""
-    lock = AppLock(ctx.settings.run_dir, app)
+    lock = AppLock(ctx.settings.paths, app)
     try:
         if not lock.try_acquire():
             ctx.progress(f"---> Another deploy of {app} is in progress; waiting for it to finish...")

@@ -37,7 +37,7 @@ def logs(ctx: CommandContext, args: Args) -> int:
     app = ctx.app(args.positional[0])
     service, number = parse_selector(args.positional[1] if len(args.positional) > 1 else None)
     lines = int_option(args, "lines", DEFAULT_LINES, 0, MAX_LINES)
-    log_dir = ctx.settings.data / "logs" / app.name
+    log_dir = ctx.settings.paths.app_logs(app.name)
     follower = Follower(log_dir, service, number)
     try:
         if "follow" in args.flags:

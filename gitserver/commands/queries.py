@@ -26,15 +26,13 @@ class LiveInstance:
 
 
 def release_dir(settings: Settings, app: str, build: int) -> Path:
-    # The layout of hooks.build.release_dir, not imported: that would load
-    # every buildpack into the SSH daemon.
-    return settings.data / "releases" / app / f"v{build}"
+    return settings.paths.release(app, build)
 
 
 def poke_runtime(settings: Settings) -> None:
     """Ask the runtime daemon for a reconcile pass now (it also runs one every second)."""
     try:
-        request(settings.run_dir / "runtime.sock", {"op": "reconcile"}, timeout=30)
+        request(settings.paths.socket("runtime"), {"op": "reconcile"}, timeout=30)
     except ControlUnavailable:
         pass
 
@@ -91,7 +89,7 @@ def live_instances(store: Store, app: App) -> list[LiveInstance]:
 
 def instance_status(settings: Settings, inst: Instance) -> dict:
     """What the instance's shim last reported (empty when it has not yet)."""
-    path = settings.data / "instances" / str(inst.id) / "status.json"
+    path = settings.paths.instance(inst.id).status
     try:
         return read_json(path) or {}
     except ValueError:
@@ -99,4 +97,4 @@ def instance_status(settings: Settings, inst: Instance) -> dict:
 
 
 def log_path(settings: Settings, app: str, label: str) -> Path:
-    return settings.data / "logs" / app / f"{label}.log"
+    return settings.paths.log(app, label)

@@ -3,6 +3,7 @@ import pytest
 from conftest import ENV_APP, deploy_env_app, unique
 from platform_helpers import git_repo
 
+from dotcloud.datadir import DataDir
 from dotcloud.locks import AppLock
 from dotcloud.state import Store
 
@@ -156,7 +157,7 @@ def test_failed_config_release_is_undone(cmd, platform, tmp_path):
 
 def test_a_command_waits_for_the_deploy_lock_and_says_so(cmd, platform, app):
     from test_logs_status import read_until, wait_for
-    lock = AppLock(platform.data / "run", app)
+    lock = AppLock(DataDir(platform.data), app)
     assert lock.try_acquire()
     try:
         proc = cmd.popen("alice", "var", "set", app, "WAITED=yes")
@@ -192,7 +193,7 @@ def test_an_app_destroyed_while_a_command_waits_gets_nothing_written(cmd, platfo
     from test_logs_status import read_until
     name = unique("gone")
     assert cmd("alice", "create", name).code == 0
-    lock = AppLock(platform.data / "run", name)
+    lock = AppLock(DataDir(platform.data), name)
     assert lock.try_acquire()
     store = Store(platform.data / "dotcloud.db")
     try:

@@ -17,6 +17,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from dotcloud import logs
+from dotcloud.datadir import DataDir
 from router.proxy import ClientConnection
 from router.router import Router
 from router.settings import Settings
@@ -76,10 +77,12 @@ class Loop:
 LOG = io.StringIO()
 logs.configure(stream=LOG)
 _data = Path(tempfile.mkdtemp(prefix="fuzz-router-"))
-(_data / "routes.json").write_text(json.dumps({"version": 1, "routes": {HOST.decode(): {
+_paths = DataDir(_data)
+_paths.run.mkdir()
+_paths.routes.write_text(json.dumps({"version": 1, "routes": {HOST.decode(): {
     "app": "fuzz", "service": "www",
     "backends": [{"id": "fuzz.www.0", "host": "127.0.0.1", "port": 9}]}}}))
-ROUTER = Router(Settings.from_env({"DOTCLOUD_ROUTER_ACCESS_LOG": "0"}), _data / "routes.json",
+ROUTER = Router(Settings.from_env({"DOTCLOUD_ROUTER_ACCESS_LOG": "0"}), _paths,
                 Loop(), logs.get("router"))
 ROUTER.load()
 

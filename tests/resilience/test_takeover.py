@@ -25,11 +25,11 @@ def write_up(run, pid, daemons):
 
 
 def test_no_file_or_a_broken_one_changes_nothing(tmp_path):
-    take_over(tmp_path / "run", tmp_path, 1)
+    take_over(tmp_path, 1)
     (tmp_path / "run").mkdir()
     for text in ("", "{", "[]", '{"pid": "x"}', '{"pid": 1, "daemons": 3}'):
         (tmp_path / "run" / "up.json").write_text(text)
-        take_over(tmp_path / "run", tmp_path, 1)
+        take_over(tmp_path, 1)
 
 
 def test_strangers_with_recorded_pids_are_left_alone(tmp_path):
@@ -42,7 +42,7 @@ def test_strangers_with_recorded_pids_are_left_alone(tmp_path):
                                       "router"]), "router")
     try:
         write_up(tmp_path / "run", 999_999_999, {"router": other.pid, "ssh": stranger.pid})
-        take_over(tmp_path / "run", tmp_path, 0.2)
+        take_over(tmp_path, 0.2)
         time.sleep(0.2)
         assert stranger.poll() is None and other.poll() is None
     finally:
@@ -56,7 +56,7 @@ def test_a_running_up_is_refused(tmp_path):
     try:
         write_up(tmp_path / "run", up.pid, {})
         with pytest.raises(UsageError, match=f"another up is running for .* \\(pid {up.pid}\\)"):
-            take_over(tmp_path / "run", tmp_path, 1)
+            take_over(tmp_path, 1)
     finally:
         up.kill()
 
@@ -83,7 +83,7 @@ def test_a_dead_ups_daemons_are_stopped(tmp_path):
             time.sleep(0.01)
         write_up(tmp_path / "run", 999_999_999, {"router": router.pid, "runtime": runtime.pid})
         begun = time.monotonic()
-        take_over(tmp_path / "run", tmp_path, 30)
+        take_over(tmp_path, 30)
         assert time.monotonic() - begun < 10
         assert router.wait(5) == -15 and runtime.wait(5) == -9
     finally:
