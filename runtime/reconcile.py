@@ -313,4 +313,5 @@ def shim_processes(settings: Settings, spec: InstanceSpec, env: dict) -> dict:
                                    image=spec.image, constraints=dict(spec.placement))
     return docker_launcher.wrap(settings, app=spec.app, service_type=spec.service_type,
                                 instance=spec.instance_name, processes=processes,
-                                home=Path(spec.home), image=spec.image)
+                                home=Path(spec.home), image=spec.image, user=spec.user,
+                                limits=spec.limits)

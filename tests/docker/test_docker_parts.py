@@ -145,11 +145,12 @@ def test_a_step_in_the_container_past_the_disk_limit_is_stopped(engine, tmp_path
 
 # -- the launcher --------------------------------------------------------------
 
-def launch(tmp_path, name, *command, image="python:3.12-slim", env=None):
+def launch(tmp_path, name, *command, image="python:3.12-slim", env=None, options=(),
+           user=None):
     argv = [sys.executable, str(LAUNCHER), "--image", image, "--name", name,
-            "--workdir", str(tmp_path), "--user", docker_engine.user(), "--stop-grace", "3",
-            "--mount", f"{tmp_path}:{tmp_path}:rw", "--label", data_label(tmp_path), "--",
-            *command]
+            "--workdir", str(tmp_path), "--user", user or docker_engine.user(),
+            "--stop-grace", "3", "--mount", f"{tmp_path}:{tmp_path}:rw",
+            "--label", data_label(tmp_path), *options, "--", *command]
     return subprocess.Popen(argv, cwd="/", env=env or {"PATH": "/usr/bin:/bin", "GREETING": "hi"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -190,6 +191,78 @@ def test_launcher_stops_the_container_on_sigterm(engine, tmp_path):
     assert "child got TERM" in out, err
     assert time.monotonic() - started < 60
     assert not engine.containers.list(all=True, filters={"name": name})
+
+
+CONFINED_PROBE = """
+import os, sys
+print(os.getuid(), os.getgid())
+for path in ("/", "/usr", os.environ.get("TMPDIR", "/tmp"), "/tmp", os.getcwd()):
+    print(path, os.access(path, os.W_OK))
+status = open("/proc/self/status").read()
+print("CapEff", [l.split()[1] for l in status.splitlines() if l.startswith("CapEff")][0])
+print("NoNewPrivs", [l.split()[1] for l in status.splitlines() if l.startswith("NoNewPrivs")][0])
+"""
+
+
+def test_confined_container_runs_as_the_user_read_only_without_privileges(engine, tmp_path):
+    name = docker_engine.container_name(tmp_path, "confined")
+    os.chmod(tmp_path, 0o777)
+    proc = launch(tmp_path, name, "python3", "-c", CONFINED_PROBE, user="60123:60123",
+                  options=["--scratch", "/tmp", "--memory", str(256 * 1024 * 1024),
+                           "--cpus", "0.5", "--pids", "64"])
+    seen = {}
+    # Created, so its flags can be read while the probe runs (or just after).
+    deadline = time.monotonic() + 60
+    while not seen and time.monotonic() < deadline:
+        try:
+            seen = engine.api.inspect_container(name)["HostConfig"]
+        except docker_engine.docker.errors.NotFound:
+            time.sleep(0.01)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "60123 60123"
+    assert lines[1:6] == ["/ False", "/usr False", "/tmp True", "/tmp True", f"{tmp_path} True"]
+    assert lines[6:] == ["CapEff 0000000000000000", "NoNewPrivs 1"]
+    if seen:
+        assert seen["ReadonlyRootfs"] and seen["CapDrop"] == ["ALL"]
+        assert seen["Memory"] == 256 * 1024 * 1024 and seen["MemorySwap"] == seen["Memory"]
+        assert seen["NanoCpus"] == 500_000_000 and seen["PidsLimit"] == 64
+
+
+def test_container_over_its_memory_limit_says_out_of_memory(engine, tmp_path):
+    proc = launch(tmp_path, docker_engine.container_name(tmp_path, "oom"), "python3", "-c",
+                  "b = []\nwhile True: b.append(bytearray(8 << 20))",
+                  options=["--scratch", "/tmp", "--memory", str(32 * 1024 * 1024)])
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, err
+    assert "[docker] out of memory (limit 32M)" in err
+
+
+def test_scratch_moves_when_the_data_directory_is_under_tmp(tmp_path):
+    s = settings(tmp_path)
+    procs = {"web": {"argv": ["x"], "cwd": str(tmp_path), "env": {}}}
+    wrapped = docker_launcher.wrap(s, app="a", service_type="python", instance="g1-www.0",
+                                   processes=procs, home=tmp_path, image="sha256:abc",
+                                   user=(60001, 60002))
+    opts = docker_launcher.parse(wrapped["web"]["argv"][2:])
+    assert opts.image == "sha256:abc" and opts.user == "60001:60002"
+    assert opts.mount == [f"{tmp_path}:{tmp_path}:rw"]     # the home alone
+    assert opts.scratch == ("/var/tmp" if str(tmp_path).startswith("/tmp/") else "/tmp")
+    assert opts.memory is None and opts.cpus is None and opts.pids is None
+    env = docker_launcher.Launcher(opts, {"A": "1"})._environment()
+    assert env.get("TMPDIR") == (None if opts.scratch == "/tmp" else "/var/tmp")
+
+
+def test_wrap_passes_the_limits_the_spec_has(tmp_path):
+    from dotcloud.desired import Limits
+    procs = {"web": {"argv": ["x"], "cwd": str(tmp_path), "env": {}}}
+    wrapped = docker_launcher.wrap(settings(tmp_path), app="a", service_type="python",
+                                   instance="g1-www.0", processes=procs, home=tmp_path,
+                                   image="sha256:abc", limits=Limits(512 << 20, 1.5, None))
+    opts = docker_launcher.parse(wrapped["web"]["argv"][2:])
+    assert (opts.memory, opts.cpus, opts.pids) == (512 << 20, 1.5, None)
+    assert docker_launcher.host_options(opts)["nano_cpus"] == 1_500_000_000
 
 
 def test_launcher_reports_a_missing_image(engine, tmp_path):
