@@ -31,10 +31,11 @@ MAX_INSTANCES = 20
 MAX_HEALTH_SECONDS = 3600
 SERVICE_KEYS = ("type", "approot", "environment", "requirements", "prebuild", "postbuild",
                 "processes", "config", "instances", "healthcheck", "buildscript", "release",
-                "limits")
+                "limits", "placement")
 HEALTHCHECK_KEYS = ("path", "timeout", "interval")
 PROCESS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 APPROOT_PART_RE = re.compile(r"[A-Za-z0-9_.@+-]+")
 NEED_PROCESSES = ("python-worker", "custom")
 DATA_TYPES = ("postgresql", "redis")
@@ -211,7 +212,8 @@ class _Checker:
                 ("postbuild", self.command), ("buildscript", self.command),
                 ("processes", self.processes), ("config", self.config),
                 ("instances", self.instances), ("healthcheck", self.healthcheck),
-                ("release", self.command), ("limits", self.limits)):
+                ("release", self.command), ("limits", self.limits),
+                ("placement", self.placement)):
             if field_name in keys:
                 fields[field_name] = check(keys[field_name][1], f"{where}: '{field_name}'")
         self.type_rules(kind, where, key, keys, fields)
@@ -356,6 +358,20 @@ class _Checker:
             except ValueError as e:
                 self.fail(vnode, f"{where}: {e}")
         return parse_limits(out)
+
+    def placement(self, node: Node, where: str) -> dict[str, str]:
+        """Node labels the service's instances must run on (swarm runtime)."""
+        out = {}
+        for name, (knode, vnode) in self.pairs(node, where).items():
+            if not LABEL_RE.fullmatch(name):
+                self.fail(knode, f"{where}: invalid node label '{name[:60]}': use letters, "
+                                 "digits, '.', '_' and '-'")
+            value = self.scalar_text(vnode, f"{where}: '{name}'")
+            if not LABEL_RE.fullmatch(value):
+                self.fail(vnode, f"{where}: '{name}': invalid label value '{value[:60]}': use "
+                                 "letters, digits, '.', '_' and '-'")
+            out[name] = value
+        return out
 
     def config(self, node: Node, where: str) -> dict[str, Any]:
         if not isinstance(node, MappingNode):

@@ -72,6 +72,8 @@ class ServiceSpec:
     release: str | None = None
     # The service's own `limits:`; unset fields take the platform's default_limits.
     limits: Limits = field(default_factory=Limits)
+    # Node labels its instances must run on (`placement:`, swarm runtime).
+    placement: Mapping[str, str] = field(default_factory=_empty)
 
     def __post_init__(self) -> None:
         # Callers may hand in plain dicts and lists; store them read-only so a
@@ -80,6 +82,8 @@ class ServiceSpec:
             {k: str(v) for k, v in dict(self.environment).items()}))
         object.__setattr__(self, "processes", freeze(dict(self.processes)))
         object.__setattr__(self, "config", freeze(dict(self.config)))
+        object.__setattr__(self, "placement", freeze(
+            {str(k): str(v) for k, v in dict(self.placement).items()}))
         object.__setattr__(self, "requirements", tuple(self.requirements))
 
     def __hash__(self) -> int:
@@ -106,6 +110,7 @@ class ServiceSpec:
             # Only when set: a data service's definition (and so whether a
             # push restarts it) stays what it was for files without limits.
             **({"limits": self.limits.to_dict()} if not self.limits.empty else {}),
+            **({"placement": dict(self.placement)} if self.placement else {}),
         }
 
     @classmethod
@@ -128,6 +133,7 @@ class ServiceSpec:
             buildscript=d.get("buildscript"),
             release=d.get("release"),
             limits=Limits.from_dict(d.get("limits")),
+            placement=d.get("placement") or {},
         )
 
 

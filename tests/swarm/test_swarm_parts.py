@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from buildpacks.buildfile import BuildfileError, ServiceSpec, parse
 from dotcloud import placement
 from dotcloud.errors import UsageError
 from dotcloud.settings import Settings, load
@@ -119,3 +120,27 @@ def test_nodes_without_an_engine_says_so_in_one_line(tmp_path):
     assert r.returncode == 1
     assert "the docker engine is not reachable" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_placement_in_the_build_file_is_node_labels():
+    bf = parse("www:\n  type: python\n  placement: {flavor: live, disk: ssd}\n")
+    spec = bf.services["www"]
+    assert dict(spec.placement) == {"flavor": "live", "disk": "ssd"}
+    assert ServiceSpec.from_dict(spec.to_dict()) == spec
+    # Files without it keep the definition they had (no key at all).
+    assert "placement" not in parse("www:\n  type: python\n").services["www"].to_dict()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("www:\n  type: python\n  placement: live\n", "line 3: service 'www': 'placement' must be a mapping"),
+    ("www:\n  type: python\n  placement: {'fla vor': live}\n",
+     "line 3: service 'www': 'placement': invalid node label 'fla vor'"),
+    ("www:\n  type: python\n  placement:\n    flavor: [live]\n",
+     "line 4: service 'www': 'placement': 'flavor' must be a single value"),
+    ("www:\n  type: python\n  placement: {flavor: 'a b'}\n", "invalid label value 'a b'"),
+])
+def test_bad_placement_is_refused_with_its_line(text, message):
+    with pytest.raises(BuildfileError) as info:
+        parse(text)
+    assert message in str(info.value), str(info.value)
+    assert "\n" not in str(info.value)

@@ -71,3 +71,13 @@ def test_nodes_lists_nodes_and_their_instances(splatform, cluster, spread):
     placed = sorted(n for n, row in by_node.items() for i in row["instances"]
                     if i.startswith("spread.www."))
     assert placed == cluster.tasks(splatform.data, "spread")
+
+
+def test_placement_keeps_instances_on_labelled_nodes(splatform, cluster, tmp_path):
+    repo = git_repo(tmp_path / "live", node_app("v1", extra="  placement: {flavor: live}\n"))
+    r = splatform.push("alice", repo, "live")
+    assert r.code == 0, r.text
+    labelled = {h for h, n in cluster.nodes().items() if n.labels.get("flavor") == "live"}
+    nodes = cluster.tasks(splatform.data, "live")
+    assert len(nodes) == 3 and set(nodes) <= labelled, nodes
+    assert {body.split()[1] for body in answers(splatform, "live.localhost", 9)} <= labelled
