@@ -30,8 +30,12 @@ class Placement:
     task: str | None = None
 
 
+def directory(data: Path) -> Path:
+    return Path(data) / "run" / "placement"
+
+
 def path(data: Path, instance_name: str) -> Path:
-    return Path(data) / "run" / "placement" / f"{instance_name}.json"
+    return directory(data) / f"{instance_name}.json"
 
 
 def instance_name(spec_json) -> str | None:

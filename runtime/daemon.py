@@ -24,7 +24,7 @@ from dotcloud.fsutil import write_json
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
-from . import shimctl, sweeper
+from . import shimctl, swarm_sweeper, sweeper
 from .reconcile import Reconciler
 from .swarm_routes import RouteFollower
 
@@ -67,6 +67,8 @@ class Daemon:
         threading.Thread(target=self._serve_control, args=(sock,), daemon=True).start()
         if self.settings.runtime == "docker":
             sweeper.start(self.settings, threading.Event())
+        elif self.settings.runtime == "swarm":
+            swarm_sweeper.start(self.settings, threading.Event())
         log.info("runtime_started", pid=os.getpid())
         busy = True
         while not self.stopping:

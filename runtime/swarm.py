@@ -157,3 +157,18 @@ def placements(client: docker.DockerClient, data: Path) -> dict[str, list[dict]]
                                              "instance": labels.get(LABEL_INSTANCE, ""),
                                              "process": labels.get(LABEL_PROCESS, "")})
     return out
+
+
+def sweep(client: docker.DockerClient, data: Path, keep: set[str]) -> list[str]:
+    """Remove this data directory's services whose instance is not in `keep`
+    (the names of instances that should run or whose shim is alive): those a
+    launcher killed -9 left behind. Returns the names removed; services of
+    other data directories are never touched."""
+    removed = []
+    for service in services(client, data):
+        labels = (service.attrs.get("Spec") or {}).get("Labels") or {}
+        if labels.get(LABEL_INSTANCE) in keep:
+            continue
+        if remove_service(client, service.name):
+            removed.append(service.name)
+    return removed

@@ -173,7 +173,11 @@ class Launcher:
         home = self.env.get("HOME")
         kwargs = dict(
             name=opts.service, command=opts.command, env=[f"{k}={v}" for k, v in self.env.items()],
-            workdir=opts.workdir, user=opts.user, labels=labels, container_labels=labels,
+            workdir=opts.workdir, user=opts.user, labels=labels,
+            # Not the data directory's label: the docker runtime's sweep of the
+            # manager's containers must never take a task's for its own.
+            container_labels={k: v for k, v in labels.items()
+                              if k != docker_engine.LABEL_DATA},
             networks=["host"], init=True, hostname="{{.Node.Hostname}}", mode=ServiceMode("replicated", replicas=1),
             restart_policy=RestartPolicy(condition="any", delay=1_000_000_000, max_attempts=0),
             constraints=opts.constraint, stop_grace_period=opts.stop_grace * 1_000_000_000,

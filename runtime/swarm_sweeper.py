@@ -1,0 +1,62 @@
+"""Removes what nothing will use again under the swarm runtime: the swarm
+services of instances that should not run and whose launcher is gone (a
+launcher killed -9 leaves its service; a new one adopts it, but an instance
+stopped meanwhile gets none), with their placement files, and the build
+containers of dead pipelines on the manager's engine. Every SWEEP_EVERY
+seconds, in its own thread with its own store connection, like the docker
+runtime's sweeper.
+"""
+import threading
+
+from dotcloud import logs, placement
+from dotcloud.settings import Settings
+from dotcloud.state import Store
+
+from . import docker_engine, shimctl, swarm
+from .sweeper import BUILD_MARGIN, SWEEP_EVERY
+
+log = logs.get("runtime")
+
+
+def instances_to_keep(settings: Settings, store: Store) -> set[str]:
+    keep: set[str] = set()
+    for inst in store.instances(live_only=True):
+        d = settings.paths.instance(inst.id)
+        if inst.desired == "run" or shimctl.alive(d.pid, d.spec):
+            name = placement.instance_name(inst.spec)
+            if name:
+                keep.add(name)
+    return keep
+
+
+def sweep_once(settings: Settings, store: Store) -> list[str]:
+    keep = instances_to_keep(settings, store)
+    client = docker_engine.connect()
+    try:
+        removed = swarm.sweep(client, settings.data, keep)
+        directory = placement.directory(settings.data)
+        for file in directory.glob("*.json") if directory.is_dir() else ():
+            if file.stem not in keep:
+                file.unlink(missing_ok=True)
+        # Build and postinstall containers only: no task container has the label.
+        removed += docker_engine.sweep(client, settings.data, set(),
+                                       settings.build_timeout + BUILD_MARGIN)
+    finally:
+        client.close()
+    if removed:
+        log.info("swarm_swept", removed=removed)
+    return removed
+
+
+def start(settings: Settings, stopping: threading.Event) -> threading.Thread:
+    def loop() -> None:
+        store = Store(settings.paths.db)
+        while not stopping.wait(SWEEP_EVERY):
+            try:
+                sweep_once(settings, store)
+            except Exception as exc:   # the engine down or the store busy: next time
+                log.warning("swarm_sweep_failed", error=str(exc))
+
+    thread = threading.Thread(target=loop, name="swarm-sweeper", daemon=True)
+    thread.start()
+    return thread
