@@ -24,7 +24,7 @@ from .progress import Progress
 
 
 def release_dir(settings: Settings, app: str, build: int) -> Path:
-    return settings.data / "releases" / app / f"v{build}"
+    return settings.paths.release(app, build)
 
 
 def build(settings: Settings, app: str, release: Release, repo: Path, variables: dict,
@@ -53,7 +53,7 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
                    HOME=str(root), LANG="C.UTF-8")
         with executor_for(settings, app, name, spec.type, root) as executor:
             ctx = BuildContext(app=app, service=spec, src=src / spec.approot, release_dir=root,
-                               cache_dir=settings.data / "cache", env=env, log=log,
+                               cache_dir=settings.paths.cache, env=env, log=log,
                                timeout=settings.build_timeout,
                                executor=Bounded(executor, disk),
                                python_interpreters=settings.python_interpreters,

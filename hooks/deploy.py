@@ -182,7 +182,7 @@ def teardown(settings: Settings, store: Store, gen: Generation) -> None:
 
 def poke_runtime(settings: Settings, progress: Progress | None) -> None:
     try:
-        request(settings.run_dir / "runtime.sock", {"op": "reconcile"}, timeout=30)
+        request(settings.paths.socket("runtime"), {"op": "reconcile"}, timeout=30)
     except ControlUnavailable:
         if progress:
             progress.line("warning: the runtime daemon is not answering; instances start "
@@ -211,7 +211,7 @@ def instance_env(settings: Settings, app: str, service: str, number: int, port: 
 
 def _create_instance(settings, store, app, gen, service, number, info: ServiceManifest,
                      variables, data_env, port=None, build: int | None = None):
-    home = settings.data / "homes" / app / f"g{gen.id}-{service}.{number}"
+    home = settings.paths.home(app, gen.id, service, number)
     home.mkdir(parents=True, exist_ok=True)
     data = datastores.is_data(info)
     datadir = str(datastores.data_dir(settings, app, service))
@@ -325,7 +325,7 @@ def _check(settings: Settings, app: str, inst: Instance, info: ServiceManifest) 
 def _show_failure(settings: Settings, app: str, created, progress: Progress) -> None:
     shown = set()
     for inst, _ in created:
-        path = settings.data / "logs" / app / f"{inst.label}.log"
+        path = settings.paths.log(app, inst.label)
         if inst.label in shown or not path.exists():
             continue
         shown.add(inst.label)

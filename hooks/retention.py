@@ -4,7 +4,6 @@ A build still used by a live generation is never removed, whatever its age.
 Dependency cache entries that no kept release uses (and no build used for a
 week) go with them.
 """
-import re
 import shutil
 
 from buildpacks import cache
@@ -14,7 +13,6 @@ from runtime import docker_image
 from .build import release_dir
 
 log = logs.get("retention")
-HOME_RE = re.compile(r"g(\d+)-")
 
 
 def prune(settings, store, app: str) -> list[int]:
@@ -37,8 +35,8 @@ def prune(settings, store, app: str) -> list[int]:
     if removed:
         log.info("releases_pruned", app=app, builds=removed)
         # The dependency cache is shared by every app: keep what any kept release uses.
-        kept = [d for d in (settings.data / "releases").glob("*/v*") if d.is_dir()]
-        dropped = cache.prune(settings.data / "cache", kept)
+        kept = settings.paths.all_releases()
+        dropped = cache.prune(settings.paths.cache, kept)
         if dropped:
             log.info("cache_pruned", entries=[p.name for p in dropped])
     return removed
@@ -51,7 +49,7 @@ def prune_homes(settings, store, app: str) -> list[str]:
     generations, so what an instance's spec names is kept, whatever its
     generation.
     """
-    root = settings.data / "homes" / app
+    root = settings.paths.homes(app)
     if not root.is_dir():
         return []
     live = {g.id for g in store.generations(app, ("starting", "active", "draining"))}
@@ -59,8 +57,8 @@ def prune_homes(settings, store, app: str) -> list[str]:
               if i.spec is not None and not (i.desired == "stop" and i.state == "stopped")}
     removed = []
     for home in root.iterdir():
-        match = HOME_RE.match(home.name)
-        if not match or int(match.group(1)) in live or str(home) in in_use:
+        generation = settings.paths.home_generation(home)
+        if generation is None or generation in live or str(home) in in_use:
             continue
         shutil.rmtree(home, ignore_errors=True)
         removed.append(home.name)

@@ -65,8 +65,8 @@ class Reconciler:
         self.before: dict[int, tuple[int, int]] = {}  # instance id -> (shim, restarts before it)
 
     def paths(self, inst: Instance) -> tuple[Path, Path, Path]:
-        d = self.settings.data / "instances" / str(inst.id)
-        return d / "shim.json", d / "shim.pid", d / "status.json"
+        d = self.settings.paths.instance(inst.id)
+        return d.spec, d.pid, d.status
 
     def reconcile(self) -> bool:
         """One pass; True when something is in flux and a quick next pass pays."""

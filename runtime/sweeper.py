@@ -25,8 +25,8 @@ BUILD_MARGIN = 300.0
 def containers_to_keep(settings: Settings, store: Store) -> set[str]:
     keep: set[str] = set()
     for inst in store.instances(live_only=True):
-        d = settings.data / "instances" / str(inst.id)
-        if inst.desired == "run" or shimctl.alive(d / "shim.pid", d / "shim.json"):
+        d = settings.paths.instance(inst.id)
+        if inst.desired == "run" or shimctl.alive(d.pid, d.spec):
             keep.update(container_names(settings, inst.spec).values())
     return keep
 
@@ -43,7 +43,7 @@ def sweep_once(settings: Settings, store: Store) -> list[str]:
 
 def start(settings: Settings, stopping: threading.Event) -> threading.Thread:
     def loop() -> None:
-        store = Store(settings.db_path)
+        store = Store(settings.paths.db)
         while not stopping.wait(SWEEP_EVERY):
             try:
                 sweep_once(settings, store)
