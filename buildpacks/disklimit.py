@@ -3,8 +3,9 @@
 A release's size is the disk space (as `du` counts it: allocated blocks,
 each file once however many hard links it has, symlinks not followed) of
 its directory (the pushed tree, what the steps write there, the build's
-HOME and TMPDIR, which live in it) and of the dependency cache entries it
-runs with or is filling (buildpacks.cache). `DiskLimit.check()` measures
+HOME, which is the release directory), of the build's own TMPDIR (its
+scratch, when the platform gives it one), and of the dependency cache
+entries it runs with or is filling (buildpacks.cache). `DiskLimit.check()` measures
 it now and then and raises BuildError past the limit; `Bounded` wraps an
 executor so that every step runs with that check (the executor kills the
 step as it would at its deadline), and the caller measures once more when
@@ -94,16 +95,18 @@ def entries_used(release_dir: Path) -> list[Path]:
 class DiskLimit:
     """The limit of one release's build (see the module doc)."""
 
-    def __init__(self, limit: int, release_dir: Path,
+    def __init__(self, limit: int, release_dir: Path, scratch: Sequence[Path] = (),
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.release_dir = Path(release_dir)
+        self.scratch = tuple(Path(p) for p in scratch)    # the build's TMPDIR, when its own
         self.clock = clock
         self.due = 0.0
         self.peak = 0
 
     def measure(self) -> int:
-        roots = [self.release_dir, *entries_used(self.release_dir), *cache.filling()]
+        roots = [self.release_dir, *self.scratch, *entries_used(self.release_dir),
+                 *cache.filling()]
         used = disk_usage(roots)
         self.peak = max(self.peak, used)
         return used

@@ -78,6 +78,15 @@ def test_a_release_counts_its_directory_the_entries_it_uses_and_those_it_fills(t
     assert limit.measure() == with_used and limit.peak >= with_used + 3 * MiB
 
 
+def test_the_builds_own_scratch_counts(tmp_path):
+    release, scratch = tmp_path / "v1", tmp_path / "users" / "60001" / "tmp"
+    release.mkdir()
+    write(scratch / "pip-build" / "wheel", 2 * MiB)
+    assert DiskLimit(MiB, release).measure() < MiB
+    with pytest.raises(BuildError, match="larger than max_release_bytes"):
+        DiskLimit(MiB, release, scratch=[scratch]).check()
+
+
 def test_the_check_measures_only_when_due():
     now = [100.0]
     limit = DiskLimit(10, "/nonexistent", clock=lambda: now[0])
