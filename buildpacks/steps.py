@@ -86,6 +86,9 @@ def check_step(label: str, argv: Sequence[str], *, cwd: Path, env: Mapping[str, 
         raise error(f"{label} timed out after {timeout:g}s") from None
     except OSError as e:
         raise error(f"{label} could not start: {e.strerror or e}") from None
+    except MemoryError as e:    # the kernel killed it for the service's memory limit
+        output.show_tail()
+        raise error(f"{label} failed: {e}") from None
     if status != 0:
         output.show_tail()
         raise error(f"{label} failed ({describe_status(status)})")

@@ -51,7 +51,8 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
         env.update(DOTCLOUD_PROJECT=app, DOTCLOUD_SERVICE_NAME=name,
                    PATH=DEFAULT_PATH,     # the operator's PATH never reaches a build
                    HOME=str(root), LANG="C.UTF-8")
-        with executor_for(settings, app, name, spec.type, root) as executor:
+        with executor_for(settings, app, name, spec.type, root,
+                          limits=spec.limits.over(settings.default_limits)) as executor:
             ctx = BuildContext(app=app, service=spec, src=src / spec.approot, release_dir=root,
                                cache_dir=settings.paths.cache, env=env, log=log,
                                timeout=settings.build_timeout,
@@ -62,7 +63,10 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
             kind = "incremental build" if plan(ctx) else "clean build"
             log(f"Build started for revision {rev} ({kind})")
             started = time.monotonic()
-            result = build_service(ctx)
+            try:
+                result = build_service(ctx)
+            except MemoryError as e:   # a step the kernel OOM-killed (runtime.limits)
+                raise BuildError(f"{name}: the build failed: {e}") from None
         log(f"Build completed successfully in {time.monotonic() - started:.1f}s. "
             f"Compiled image size is {_size(result.size_bytes)}")
         services[name] = ServiceManifest(name, spec.to_dict(), str(ctx.src), bool(result.http),

@@ -103,7 +103,8 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
                 # Under the docker runtime: in a container of the service's base image.
                 with executor_for(settings, app, inst.label, info.type, build_dir,
                                   purpose="postinstall", home=Path(inst.spec.home),
-                                  error=DeployError) as executor:
+                                  error=DeployError,
+                                  limits=info.limits.over(settings.default_limits)) as executor:
                     run_postinstall(Path(info.src), env, log, timeout=release_phase.TIMEOUT,
                                     executor=executor)
         t0 = progress.mark("install", t0)

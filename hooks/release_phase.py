@@ -58,7 +58,8 @@ def run(settings: Settings, app: str, service: str, info: ServiceManifest, build
     write_atomic(home / "environment.yml", yaml.safe_dump(env, default_flow_style=False).encode())
     try:
         with executor_for(settings, app, service, info.type, build_dir,
-                          purpose="release", home=home, error=DeployError) as executor:
+                          purpose="release", home=home, error=DeployError,
+                          limits=info.limits.over(settings.default_limits)) as executor:
             check_step("release command", shell(command), cwd=Path(info.src), env=env,
                        timeout=timeout, log=log, error=DeployError, executor=executor)
     except DeployError as exc:

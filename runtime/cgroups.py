@@ -51,6 +51,9 @@ POLL = 0.01
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 # transient(): KIND-PID.STARTTIME-SEQ, the owner's identity in the name.
 TRANSIENT_RE = re.compile(r"[a-z]+-([0-9]+)\.([0-9]+)-[0-9]+")
+# A live owner's group left empty this long was lost (its command never
+# started, say): a running command's group is never empty.
+STALE_EMPTY = 60.0
 
 
 class CgroupError(OSError):
@@ -294,7 +297,8 @@ _seq = [0]
 
 
 def sweep(data: Path) -> list[str]:
-    """Kill and remove transient groups whose owner is dead; return their names."""
+    """Kill and remove transient groups whose owner is dead, and remove those
+    of live owners left empty for STALE_EMPTY seconds; return their names."""
     where = hierarchies()
     if where is None:
         return []
@@ -310,11 +314,20 @@ def sweep(data: Path) -> list[str]:
         if match is None:
             continue
         pid, started = int(match.group(1)), int(match.group(2))
-        if _start_time(pid) == started:
+        group = Group(where, f"{parent_path(data)}/{name}", Limits())
+        if _start_time(pid) == started and not _stale(group):
             continue   # the owner lives: its group is in use
-        if Group(where, f"{parent_path(data)}/{name}", Limits()).remove():
+        if group.remove():
             removed.append(name)
     return removed
+
+
+def _stale(group: Group) -> bool:
+    try:
+        made = min(d.stat().st_mtime for d in group.dirs.values() if d.exists())
+    except (OSError, ValueError):
+        return False
+    return time.time() - made > STALE_EMPTY and not group.pids()
 
 
 def _ensure_parents(where: Hierarchies, parent: str) -> None:

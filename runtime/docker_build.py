@@ -32,8 +32,9 @@ from buildpacks.base import base_env
 from buildpacks.executor import Executor
 from dotcloud import logs
 from dotcloud.errors import BuildError
+from dotcloud.resources import Limits
 from runtime import docker_engine
-from runtime.executor import HOST
+from runtime.executor import HOST, HostExecutor
 from runtime.shimlog import LineSplitter
 
 KEEPALIVE = ["sleep", "infinity"]
@@ -180,15 +181,18 @@ def _split(stream, lines: queue.Queue) -> None:
 @contextlib.contextmanager
 def executor_for(settings, app: str, service: str, service_type: str, release_dir: Path, *,
                  purpose: str = "build", home: Path | None = None,
-                 error: type[Exception] = BuildError) -> Iterator[Executor]:
+                 error: type[Exception] = BuildError,
+                 limits: Limits | None = None) -> Iterator[Executor]:
     """The executor of one service build under settings.runtime (see the module doc).
+
+    limits: the service's, which each step runs under (on the host: a cgroup).
 
     The deployer runs an instance's postinstall the same way (purpose
     "postinstall", its home mounted too, failures raising DeployError).
     """
     # The swarm runtime builds on the manager's engine, as docker does.
     if settings.runtime not in ("docker", "swarm"):
-        yield HOST
+        yield HostExecutor(limits=limits, data=settings.data) if limits else HOST
         return
     image = docker_engine.base_image(settings, service_type)
     log = logs.get("docker", app=app, service=service, image=image)

@@ -19,6 +19,7 @@ from typing import Callable, Mapping, Sequence
 from buildpacks.base import DEFAULT_PATH
 from buildpacks.executor import Executor
 from buildpacks.interpreters import own_identity
+from dotcloud.resources import Limits
 from runtime.limits import run_limited
 
 
@@ -26,6 +27,10 @@ from runtime.limits import run_limited
 class HostExecutor:
     """Steps as child processes of the platform, under runtime.limits."""
 
+    # The service's limits, enforced with a cgroup per step (runtime.cgroups)
+    # named under the data directory `data`; None: no cgroup.
+    limits: Limits | None = None
+    data: Path | None = None
     on_host = True
 
     @property
@@ -50,7 +55,8 @@ class HostExecutor:
             check: Callable[[], None] | None = None) -> int:
         # Builds get no memory cap, which would break node.
         return run_limited(list(argv), cwd=str(cwd), env=dict(env), timeout=timeout,
-                           memory_bytes=None, on_line=on_line, check=check)
+                           memory_bytes=None, on_line=on_line, check=check,
+                           cgroup=(self.data, "step", self.limits) if self.data else None)
 
 
 HOST: Executor = HostExecutor()

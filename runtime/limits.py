@@ -16,6 +16,12 @@ It must never leave anything of the command running when it returns or
 raises: on timeout, on an exception from the callback, and after a normal
 exit, whatever is left in the command's process group is SIGKILLed. Turning
 a timeout or a failure into a user's message is the caller's job.
+
+With `cgroup=(data, kind, limits)` the command runs in a cgroup of its own
+(runtime.cgroups.transient) under those limits, and when it is done the
+whole cgroup is killed and removed: what called setsid() goes too. A
+command that failed after the kernel OOM-killed part of it raises
+MemoryError("out of memory (limit 512M)") rather than return its status.
 """
 import os
 import resource
@@ -25,6 +31,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
+from runtime import cgroups
 from runtime.shimlog import LineSplitter
 
 READ_SIZE = 64 * 1024
@@ -33,7 +40,8 @@ READ_SIZE = 64 * 1024
 DRAIN_AFTER_EXIT = 1.0
 
 
-def preexec(memory_bytes: int | None, cpu_seconds: int | None, nofile: int | None):
+def preexec(memory_bytes: int | None, cpu_seconds: int | None, nofile: int | None,
+            *, enter=None):
     """A preexec_fn: new session, then the limits that are not None.
 
     memory_bytes caps private writable memory (allocations fail past it,
@@ -54,6 +62,8 @@ def preexec(memory_bytes: int | None, cpu_seconds: int | None, nofile: int | Non
         limits.append((resource.RLIMIT_NOFILE, (nofile, nofile)))
 
     def setup():
+        if enter is not None:
+            enter()   # a cgroup's preexec: first, while the child may still join it
         os.setsid()
         for which, value in limits:
             resource.setrlimit(which, value)
@@ -62,7 +72,8 @@ def preexec(memory_bytes: int | None, cpu_seconds: int | None, nofile: int | Non
 
 def run_limited(argv, *, cwd, env, timeout: float | None, memory_bytes: int | None,
                 on_line, check: Callable[[], None] | None = None,
-                cpu_seconds: int | None = None, nofile: int | None = None) -> int:
+                cpu_seconds: int | None = None, nofile: int | None = None,
+                cgroup: tuple | None = None) -> int:
     """Run argv with limits, calling on_line(str) per output line; return its exit status.
 
     stdin is /dev/null; stdout and stderr are merged. Raises TimeoutError
@@ -74,10 +85,12 @@ def run_limited(argv, *, cwd, env, timeout: float | None, memory_bytes: int | No
     killed first.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
+    group = cgroups.transient(*cgroup) if cgroup is not None else None
+    enter = group.preexec() if group is not None else None
     proc = subprocess.Popen(
         list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, close_fds=True,
-        preexec_fn=preexec(memory_bytes, cpu_seconds, nofile))
+        preexec_fn=preexec(memory_bytes, cpu_seconds, nofile, enter=enter))
     try:
         _stream(proc, deadline, on_line, check)
     except BaseException:
@@ -86,6 +99,11 @@ def run_limited(argv, *, cwd, env, timeout: float | None, memory_bytes: int | No
         raise
     finally:
         proc.stdout.close()
+        if group is not None:
+            oom = group.oom_kills()
+            group.remove()
+    if group is not None and oom and proc.returncode != 0:
+        raise MemoryError(group.out_of_memory())
     return proc.returncode
 
 

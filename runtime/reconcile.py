@@ -27,7 +27,7 @@ from dotcloud.models import Instance
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
-from . import docker_launcher, leftovers, shimctl, swarm_launcher
+from . import cgroups, docker_launcher, leftovers, shimctl, swarm_launcher
 from .shim import describe_exit
 from .shimlog import InstanceLog
 
@@ -295,6 +295,10 @@ class Reconciler:
             "stable_after": 30.0,
             "crash_loop_restarts": 3,
             "restarts_before": before,   # the runtime's, not the shim's
+            # Its limits, with a cgroup when its processes run on this host
+            # (a container has its own: docker's flags).
+            **({"cgroup": cgroups.shim_spec(self.settings.data, inst.id, spec.limits)}
+               if spec.kind is Kind.DATA or self.settings.runtime == "process" else {}),
         })
 
 

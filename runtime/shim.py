@@ -269,8 +269,12 @@ class Shim:
         return self.group.preexec() if self.group is not None else None
 
     def _oom_reason(self, code: int) -> str | None:
-        """'out of memory (limit 512M)' when the kernel killed it for the group's memory."""
-        if self.group is None or code != -signal.SIGKILL:
+        """'out of memory (limit 512M)' when the kernel killed it for the group's memory.
+
+        Any failure after a new OOM kill in the group counts: a shell running
+        the app's command exits 137 when its child is the one killed.
+        """
+        if self.group is None or code == 0:
             return None
         kills = self.group.oom_kills()
         if kills <= self.oom_seen:

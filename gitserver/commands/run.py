@@ -6,7 +6,9 @@ The argv is executed as given, never through a shell (unless the user's
 argv is itself `sh -c ...`). It runs in its own session under memory, CPU
 and time limits (runtime.limits.preexec), and nothing of it outlives the
 command: when it exits, when it times out, or when the client hangs up, its
-whole process group is killed.
+whole process group is killed, and so is its cgroup (runtime.cgroups, under
+the service's limits), which holds what called setsid() too. A command the
+kernel killed for the memory limit says so: `out of memory (limit 512M)`.
 """
 import os
 import selectors
@@ -17,6 +19,8 @@ import time
 
 from dotcloud import names
 from dotcloud.errors import DotcloudError, NotFound
+from dotcloud.resources import Limits
+from runtime import cgroups
 from runtime.limits import preexec
 
 from . import queries
@@ -32,6 +36,10 @@ DRAIN_AFTER_EXIT = 1.0
 
 class CommandNotFound(DotcloudError):
     exit_status = 127
+
+
+class OutOfMemory(DotcloudError):
+    exit_status = 137   # 128 + SIGKILL, as a shell reports it
 
 
 class TimedOut(DotcloudError):
@@ -52,12 +60,14 @@ def run(ctx: CommandContext, args: Args) -> int:
     first = min(inst.spec.processes, key=lambda p: p.name)
     cwd, env = first.cwd, dict(inst.spec.env)
     ctx.audit_detail = f"{service}: {' '.join(argv)[:300]}"
+    group = cgroups.transient(ctx.settings.data, "run", Limits.from_dict(
+        spec.get("limits")).over(ctx.settings.default_limits))
     try:
         proc = subprocess.Popen(
             argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, close_fds=True,
             preexec_fn=preexec(ctx.settings.build_memory_bytes,
-                               timeout, NOFILE))
+                               timeout, NOFILE, enter=group.preexec() if group else None))
     except FileNotFoundError:
         raise CommandNotFound(f"{argv[0][:80]}: command not found in {service}'s "
                               "environment") from None
@@ -71,11 +81,18 @@ def run(ctx: CommandContext, args: Args) -> int:
         code = _pump(ctx, proc, time.monotonic() + timeout)
     finally:
         _kill_group(proc.pid)
+        oom = group.oom_kills() if group is not None else 0
+        if group is not None:
+            group.kill_all()
         proc.wait()
+        if group is not None:
+            group.remove()
         for pipe in (proc.stdout, proc.stderr):
             pipe.close()
     if code is None:
         raise TimedOut(f"{argv[0][:80]} did not finish in {timeout}s; killed")
+    if oom and code != 0:
+        raise OutOfMemory(f"{argv[0][:80]}: {group.out_of_memory()}")
     ctx.audit_detail += f" (exit {code})"
     return code
 

@@ -34,10 +34,14 @@ def status(ctx: CommandContext, args: Args) -> int:
             "started": iso(inst.started) if running else None,
             "uptime_seconds": round(now - inst.started, 1) if running else None,
             "restarts": inst.restarts, "last_exit": inst.last_exit,
+            # The last exit in words ("out of memory (limit 512M)"), and the
+            # limits its cgroup enforces (runtime.cgroups).
+            "last_exit_reason": _exit_reason(shim),
+            "limits": _limits(inst, shim), "oom_kills": shim.get("oom_kills", 0),
             # Under the swarm runtime: its node (None: being placed); else None.
             "node": _node(ctx.settings, inst),
             "processes": {name: dict({k: p.get(k) for k in ("pid", "state", "restarts",
-                                                            "last_exit")},
+                                                            "last_exit", "last_exit_reason")},
                                      container=containers.get(name))
                           for name, p in shim.get("processes", {}).items()},
             "last_lines": [],
@@ -57,7 +61,7 @@ def status(ctx: CommandContext, args: Args) -> int:
     ctx.out(table(["INSTANCE", "STATE", "PID", "PORT", "UPTIME", "RESTARTS", "LAST EXIT", "ROLE"]
                   + (["CONTAINERS"] if docker else []) + (["NODE"] if swarm else []),
                   [[r["instance"], r["state"], r["pid"], r["port"],
-                    duration(r["uptime_seconds"]), r["restarts"], r["last_exit"], r["role"]]
+                    duration(r["uptime_seconds"]), r["restarts"], _last_exit(r), r["role"]]
                    + ([",".join(p["container"] or "-" for p in r["processes"].values())]
                       if docker else [])
                    + ([r["node"] or "-"] if swarm else [])
@@ -65,7 +69,7 @@ def status(ctx: CommandContext, args: Args) -> int:
     for r in rows:
         if r["state"] in TROUBLED:
             ctx.say("")
-            ctx.say(f"{r['instance']} is {r['state']}: last exit status {r['last_exit']}, "
+            ctx.say(f"{r['instance']} is {r['state']}: last exit {_last_exit(r, 'status ')}, "
                     f"{r['restarts']} restart(s); last lines of its log:")
             for line in r["last_lines"]:
                 ctx.say(f"  {line}")
@@ -79,6 +83,30 @@ def container_names(settings, inst) -> dict[str, str]:
     # Only here: the docker SDK it loads has no business in the SSH daemon otherwise.
     from runtime.docker_launcher import container_names as of_spec
     return of_spec(settings, inst.spec)
+
+
+def _exit_reason(shim: dict) -> str | None:
+    """How the process that exited last ended, as the shim put it."""
+    exits = [(p.get("last_exit_at") or 0, p.get("last_exit_reason") or "")
+             for p in (shim.get("processes") or {}).values()
+             if isinstance(p, dict) and p.get("last_exit") is not None]
+    return max(exits)[1] or None if exits else None
+
+
+def _last_exit(row: dict, prefix: str = ""):
+    """What a person reads: the exit status, or why the kernel killed it."""
+    reason = row["last_exit_reason"] or ""
+    if reason.startswith("out of memory"):
+        return reason
+    return row["last_exit"] if not prefix else f"{prefix}{row['last_exit']}"
+
+
+def _limits(inst, shim: dict) -> dict | None:
+    """What its cgroup enforces (the shim's word), else what its spec asks."""
+    if isinstance(shim.get("limits"), dict):
+        return shim["limits"]
+    limits = getattr(inst.spec, "limits", None)
+    return limits.to_dict() if limits is not None else None
 
 
 COMMANDS = (
