@@ -209,6 +209,26 @@ def prune_app(settings, app: str, keep: set[int]) -> list[str]:
     return removed
 
 
+def sweep(client: docker.DockerClient, data: Path,
+          release_exists: Callable[[str, int], bool]) -> list[str]:
+    """`prune` every app's images of this data directory whose release directory is
+    gone: what a prune right after a deploy left (the old generation's
+    container was still stopping), and the images of refused pushes."""
+    mine = f"{docker_engine.LABEL_DATA}={docker_engine.data_id(data)}"
+    builds: dict[str, set[int]] = {}
+    for image in client.images.list(filters={"label": mine}):
+        labels = image.labels or {}
+        if LABEL_APP in labels:
+            kept = builds.setdefault(labels[LABEL_APP], set())
+            if LABEL_RELEASE in labels and release_exists(labels[LABEL_APP],
+                                                          int(labels[LABEL_RELEASE])):
+                kept.add(int(labels[LABEL_RELEASE]))
+    removed = []
+    for app, keep in builds.items():
+        removed += prune(client, data, app, keep)
+    return removed
+
+
 def prune(client: docker.DockerClient, data: Path, app: str, keep: set[int]) -> list[str]:
     """Remove this data directory's images of `app` whose release is not in `keep`,
     and its dependency images no remaining release image is made from.

@@ -1,9 +1,10 @@
-"""Removes the docker containers nothing will use again (docker runtime only).
+"""Removes the docker containers and images nothing will use again (docker runtime only).
 
 A shim killed -9 leaves its container running; a pipeline that died leaves
 its build container. Every SWEEP_EVERY seconds this keeps the containers of
 instances that should run or whose shim is alive and lets
-docker_engine.sweep remove the rest of this data directory's. It runs in its
+docker_engine.sweep remove the rest of this data directory's, then removes
+the release images whose release is gone (docker_image.sweep). It runs in its
 own thread with its own store connection, so a slow engine never delays a
 reconcile pass, and an engine that is down only costs a log line.
 """
@@ -13,7 +14,7 @@ from dotcloud import logs
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
-from . import docker_engine, shimctl
+from . import docker_engine, docker_image, shimctl
 from .docker_launcher import container_names
 
 log = logs.get("runtime")
@@ -38,6 +39,10 @@ def sweep_once(settings: Settings, store: Store) -> list[str]:
                                   settings.build_timeout + BUILD_MARGIN)
     if removed:
         log.info("containers_swept", removed=removed)
+    images = docker_image.sweep(client, settings.data,
+                                lambda app, build: settings.paths.release(app, build).exists())
+    if images:
+        log.info("images_swept", removed=images)
     return removed
 
 

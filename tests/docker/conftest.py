@@ -33,7 +33,7 @@ def engine():
             docker_engine.image_id(client, image)
     except docker_engine.EngineError as e:
         _unavailable(f"{e} (start one: dockerd --bridge=none --iptables=false "
-                     "--storage-driver=vfs; then tests/docker/images.sh)")
+                     "--storage-driver=overlay2; then tests/docker/images.sh)")
     yield client
     client.close()
 

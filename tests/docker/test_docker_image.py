@@ -206,3 +206,23 @@ def test_failing_dockerfile_fails_the_build_with_its_output(engine, release):
     assert any("about to fail" in line for line in lines)
     assert subprocess.run(["docker", "image", "inspect", "dotcloud/imgapp:v5-www"],
                           capture_output=True).returncode != 0
+
+
+def test_sweep_removes_the_images_of_releases_that_are_gone(engine, release, tmp_path):
+    data, rel, entry = release
+    other = tmp_path / "other"
+    try:
+        for b in (1, 2):
+            docker_image.make(engine, data=data, app="imgapp", build=b, service="www",
+                              base=BASE, release_dir=rel, needs=[entry])
+        foreign = docker_image.make(engine, data=other, app="imgapp", build=9, service="www",
+                                    base=BASE, release_dir=rel, needs=[])
+        removed = docker_image.sweep(engine, data, lambda app, build: build == 2)
+        assert removed == ["dotcloud/imgapp:v1-www"]
+        assert engine.images.get(foreign)     # another data directory's: never touched
+        removed = docker_image.sweep(engine, data, lambda app, build: False)
+        assert removed[0] == "dotcloud/imgapp:v2-www"
+        assert len(removed) == 2 and removed[1].startswith("dotcloud/imgapp:deps-")
+    finally:
+        cleanup(engine, data, "imgapp")
+        cleanup(engine, other, "imgapp")

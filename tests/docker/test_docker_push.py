@@ -8,11 +8,14 @@ import signal
 import time
 
 import pytest
-from dockerkit import app_containers, built_on
+from dockerkit import app_containers, built_on, data_label
 from loadgen import Load
 from platform_helpers import git_repo
 
 from dotcloud.control import ControlUnavailable, request
+from dotcloud.settings import load
+from dotcloud.state import Store
+from runtime import sweeper
 
 pytestmark = pytest.mark.docker
 
@@ -218,3 +221,89 @@ def test_release_crashing_in_its_container_is_rejected(dplatform, engine, where)
     while [c.id for c in app_containers(engine, dplatform.data, "where")] != before:
         assert time.monotonic() < deadline, "the failed release's container was not removed"
         time.sleep(0.2)
+
+
+# A server of any language would do: the Dockerfile says how it is built and run.
+DOCKERFILE_SERVER = '''
+import http.server, json, os
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"port": os.environ["PORT"], "mode": os.environ["MODE"],
+                           "built": open("/built").read().strip(), "cwd": os.getcwd(),
+                           "uid": os.getuid()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8080"))),
+                                Handler).serve_forever()
+'''
+DOCKERFILE = '''FROM python:3.12-slim
+ARG GREETING=none
+RUN echo "$GREETING" > /built
+WORKDIR /srv
+COPY server.py .
+ENV MODE=from-the-image
+EXPOSE 8080
+CMD ["python3", "-u", "server.py"]
+'''
+
+
+def test_dockerfile_service_is_built_from_its_dockerfile_and_served(dplatform, engine, tmp_path):
+    assert dplatform.ssh("alice", "create", "dfapp").code == 0
+    r = dplatform.ssh("alice", "var", "set", "dfapp", "GREETING=from-a-variable")
+    assert r.code == 0, r.text     # a build argument of the next build
+    files = {"web/Dockerfile": DOCKERFILE, "web/server.py": DOCKERFILE_SERVER,
+             "dotcloud.yml": "www:\n  type: dockerfile\n  approot: web\n"}
+    repo = git_repo(tmp_path / "dfapp", files)
+    r = dplatform.push("alice", repo, "dfapp")
+    assert r.code == 0, r.text
+    assert "[www] The image EXPOSEs 8080/tcp" in r.err and "$PORT" in r.err
+    got = answer(dplatform, "dfapp.localhost")
+    assert got["mode"] == "from-the-image" and got["cwd"] == "/srv"
+    assert got["built"] == "from-a-variable"
+    assert got["port"] != "8080"            # the instance's own port, on the host network
+    containers = app_containers(engine, dplatform.data, "dfapp")
+    assert len(containers) == 1
+    image = engine.images.get(containers[0].attrs["Image"])
+    assert "dotcloud/dfapp:v1-www" in image.tags
+    assert containers[0].attrs["HostConfig"]["ReadonlyRootfs"]
+
+
+def test_failing_dockerfile_rejects_the_push_with_its_output(dplatform, tmp_path):
+    files = {"Dockerfile": "FROM python:3.12-slim\nRUN echo broken-step && exit 7\n",
+             "dotcloud.yml": "www:\n  type: dockerfile\n"}
+    r = dplatform.push("alice", git_repo(tmp_path / "dfbad", files), "dfbad")
+    assert r.code != 0
+    assert "broken-step" in r.err
+    assert "(build failed: service 'www': docker build failed (exit 1))" in r.err, r.err
+
+
+def test_images_are_pruned_with_their_releases(dplatform, engine, tmp_path):
+    config = dplatform.data / "config.yml"
+    assert not config.exists()
+    config.write_text("keep_releases: 1\n")      # read by each pipeline
+    try:
+        repo = tmp_path / "keep"
+        for version in ("v1", "v2"):
+            git_repo(repo, {"index.html": version, "dotcloud.yml": "www:\n  type: static\n"},
+                     version)
+            r = dplatform.push("alice", repo, "keep")
+            assert r.code == 0, r.text
+    finally:
+        config.unlink()
+    assert dplatform.get("keep.localhost")[1] == "v2"
+
+    def releases():
+        images = engine.images.list(filters={"label": [data_label(dplatform.data),
+                                                       "dotcloud.app=keep"]})
+        return sorted(i.labels.get("dotcloud.release", "deps") for i in images)
+    # Pruned after the deploy, unless v1's container was still stopping: then
+    # by the runtime's sweeper (run here rather than waited for).
+    settings = load(dplatform.data, runtime="docker")
+    deadline = time.monotonic() + 60
+    while releases() != ["2", "deps"]:
+        assert time.monotonic() < deadline, releases()
+        sweeper.sweep_once(settings, Store(settings.paths.db))
+        time.sleep(0.2)
+    assert dplatform.get("keep.localhost")[1] == "v2"
