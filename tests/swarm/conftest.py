@@ -14,8 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from platform_helpers import Platform
-from swarmkit import MANAGER, NETNS, Cluster
+from swarmkit import ROOT, Cluster, swarm_platform
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "swarm.sh"
@@ -45,23 +44,23 @@ def cluster():
         subprocess.run([SCRIPT, "down"], capture_output=True, timeout=300)
 
 
-def swarm_platform(cluster: Cluster, root: Path, config: str = "") -> Platform:
-    """A platform on the swarm runtime in the manager's namespace (not started)."""
-    (root / "data").mkdir(parents=True)
-    (root / "data" / "config.yml").write_text(f"registry: {cluster.registry}\n{config}")
-    return Platform(data=root / "data", home=root, address=MANAGER,
-                    prefix=("env", f"DOCKER_HOST={cluster.docker_host}",
-                            "nsenter", f"--net=/run/netns/{NETNS}1"))
-
-
 @pytest.fixture(scope="session")
 def splatform(cluster, tmp_path_factory):
     """One platform on the swarm runtime, shared by the end-to-end tests."""
     root = tmp_path_factory.mktemp("splatform")
-    p = swarm_platform(cluster, root)
+    p = swarm_platform(root, cluster.docker_host, cluster.registry)
     p.start("--runtime", "swarm")
     p.add_user("alice", admin=True)
     yield p
     p.stop()
     cluster.remove_services(p.data)
     shutil.rmtree(root / "data" / "releases", ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def solo(cluster):
+    """A lone engine in no swarm, beside the cluster (DOCKER_HOST of it)."""
+    r = subprocess.run([SCRIPT, "solo"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    yield f"unix://{ROOT}/solo/docker.sock"
+    subprocess.run([SCRIPT, "solo-down"], capture_output=True, timeout=120)

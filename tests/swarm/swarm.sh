@@ -7,6 +7,7 @@
 #   tests/swarm/swarm.sh status   what runs; exit 1 when the cluster is not up
 #   tests/swarm/swarm.sh down     stop all it started, unmount, delete namespaces
 #   tests/swarm/swarm.sh stop I   stop node I's dockerd (a lost node); start I: back
+#   tests/swarm/swarm.sh solo     also a lone engine in no swarm (solo-down: gone)
 #
 # Topology (10.213.0.0/24, this project's own test addresses):
 #   netns swn-hub : bridge br0, the "switch"
@@ -156,6 +157,7 @@ status() {
 
 down() {
   local d ns
+  solo_down
   for d in $ROOT/n*/; do [ -d "$d" ] && stop_engine "$(basename "$d" | tr -d n)"; done
   [ -f $ROOT/registry/pid ] && { kill "$(cat $ROOT/registry/pid)" 2>/dev/null || true; }
   # A swarm dockerd leaves an nsfs bind mount (exec/netns/default) that would
@@ -170,9 +172,43 @@ down() {
     "$(mount | grep -c " $ROOT/" || true) mounts left"
 }
 
+solo() {  # a lone engine in no swarm (10.213.0.20), for `up --runtime swarm` to make one
+  local t0; t0=$(ts)
+  if [ -S $ROOT/solo/docker.sock ] && DOCKER_HOST=unix://$ROOT/solo/docker.sock $D info \
+      >/dev/null 2>&1; then say "solo engine already up"; return; fi
+  [ -e /run/netns/swn-hub ] || { say "the cluster is not up: swarm.sh up first" >&2; exit 1; }
+  mkdir -p $ROOT/solo
+  ip netns add swn-solo; ip -n swn-solo link set lo up
+  ip link add eth0 netns swn-solo type veth peer name vsolo netns swn-hub
+  ip -n swn-hub link set vsolo master br0 up
+  ip -n swn-solo addr add $NET.20/24 dev eth0; ip -n swn-solo link set eth0 up
+  ip -n swn-solo route add default via $NET.1
+  setsid nsenter --net=/run/netns/swn-solo unshare --uts sh -c "hostname solo; exec dockerd \
+    --data-root $ROOT/solo/data --exec-root $ROOT/solo/exec --pidfile $ROOT/solo/dockerd.pid \
+    -H unix://$ROOT/solo/docker.sock --storage-driver=overlay2" \
+    >>$ROOT/solo/dockerd.log 2>&1 </dev/null &
+  for _ in $(seq 1 120); do DOCKER_HOST=unix://$ROOT/solo/docker.sock $D info >/dev/null 2>&1 \
+    && break; sleep 0.5; done
+  DOCKER_HOST=unix://$ROOT/solo/docker.sock $D load -q -i $ROOT/base.tar >/dev/null
+  say "solo engine up in $(since $t0): DOCKER_HOST=unix://$ROOT/solo/docker.sock"
+}
+
+solo_down() {
+  local p
+  if [ -f $ROOT/solo/dockerd.pid ]; then
+    p=$(cat $ROOT/solo/dockerd.pid)
+    kill "$p" 2>/dev/null && for _ in $(seq 1 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$p" 2>/dev/null || true
+  fi
+  mount | awk -v r="$ROOT/solo/" 'index($3, r) == 1 {print $3}' | sort -r | xargs -r -n1 umount -l
+  ip netns del swn-solo 2>/dev/null || true
+  rm -rf $ROOT/solo
+}
+
 case ${1:-} in
+  solo) solo ;; solo-down) solo_down ;;
   up) up "${2:-3}" ;; status) status ;; down) down ;;
   stop) stop_engine "$2" ;;
   start) start_engine "$2"; wait_engine "$2" ;;
-  *) echo "usage: $0 up [N] | status | down | stop I | start I" >&2; exit 2 ;;
+  *) echo "usage: $0 up [N] | status | down | stop I | start I | solo | solo-down" >&2; exit 2 ;;
 esac

@@ -5,6 +5,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from platform_helpers import Platform
+
 import docker
 
 from dotcloud import placement
@@ -14,6 +16,7 @@ ROOT = Path(os.environ.get("SWARM_ROOT", "/tmp/dotcloud-swarm"))
 SCRIPT = Path(__file__).resolve().parent / "swarm.sh"
 NETNS = "swn-n"            # node I's network namespace is swn-nI
 MANAGER = "10.213.0.11"
+SOLO = "10.213.0.20"       # swarm.sh solo: a lone engine, namespace swn-solo
 
 
 @dataclass
@@ -78,3 +81,14 @@ def application(environ, start_response):
 def node_app(version: str, instances: int = 3, extra: str = "") -> dict:
     return {"wsgi.py": NODE_APP.format(version=version), "requirements.txt": "",
             "dotcloud.yml": f"www:\n  type: python\n  instances: {instances}\n{extra}"}
+
+
+def swarm_platform(root: Path, docker_host: str, registry: str = "", address: str = MANAGER,
+                   netns: str = f"{NETNS}1") -> Platform:
+    """A platform on the swarm runtime in a node's namespace, as an operator
+    runs it on the manager host (not started)."""
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "config.yml").write_text(f"registry: {registry}\n" if registry else "")
+    return Platform(data=root / "data", home=root, address=address,
+                    prefix=("env", f"DOCKER_HOST={docker_host}",
+                            "nsenter", f"--net=/run/netns/{netns}"))
