@@ -17,51 +17,34 @@ a second shim for an instance whose shim is alive.
 """
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 from dotcloud import logs
 from dotcloud.fsutil import read_json, write_atomic, write_json
-from dotcloud.desired import InstanceSpec, Kind, SpecError
+from dotcloud.desired import Desired, InstanceSpec, InstanceState, Kind, SpecError
 from dotcloud.models import Instance
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
-from . import cgroups, docker_launcher, leftovers, shimctl, swarm_launcher
+from . import cgroups, decide, docker_launcher, leftovers, shimctl, swarm_launcher
 from .shim import describe_exit
 from .shimlog import InstanceLog
 
 log = logs.get("runtime")
-# A shim that dies sooner than this after its start died unstable (backoff);
-# failures are forgotten once a shim has lived this long.
-SHIM_STABLE = 10.0
-SHIM_BACKOFF_MAX = 30.0
-SHIM_CRASH_LOOP = 3
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_KEEP = 3
-# How long what a dead shim left running may take to finish its requests.
-LEFTOVER_GRACE = 2.0
 # Instance states the runtime is waiting to see change: worth a quick next pass.
-TRANSITIONAL = {"new", "starting", "backoff", "stopping"}
-
-
-@dataclass
-class Spawn:
-    """The runtime's bookkeeping of one instance's last shim start (mutable)."""
-    pid: int | None        # None once it was found dead
-    at: float              # time.monotonic() of the start
-    failures: int = 0      # deaths in a row before SHIM_STABLE (reset once one lives it)
-    retry_at: float = 0.0
+TRANSITIONAL = {InstanceState.NEW, InstanceState.STARTING, InstanceState.BACKOFF,
+                InstanceState.STOPPING}
 
 
 class Reconciler:
     def __init__(self, settings: Settings, store: Store):
         self.settings = settings
         self.store = store
-        self.stopping: dict[int, float] = {}   # instance id -> when SIGTERM was sent
-        self.spawns: dict[int, Spawn] = {}     # instance id -> its last shim start
+        self.books: dict[int, decide.Book] = {}   # instance id -> the runtime's bookkeeping
         self.exits: dict[int, int] = {}        # reaped shim pid -> exit code
-        self.terminating: dict[int, float] = {}  # instance id -> when its leftovers got SIGTERM
         self.before: dict[int, tuple[int, int]] = {}  # instance id -> (shim, restarts before it)
 
     def paths(self, inst: Instance) -> tuple[Path, Path, Path]:
@@ -73,10 +56,7 @@ class Reconciler:
         busy = False
         for inst in self.store.instances(live_only=True):
             try:
-                if inst.desired == "run":
-                    busy |= self._ensure_running(inst)
-                elif inst.desired == "stop":
-                    busy |= self._ensure_stopped(inst)
+                busy |= self._pass(inst)
             except Exception:
                 log.exception("reconcile_failed", app=inst.app, instance=inst.label, id=inst.id)
         if len(self.exits) > 1000:
@@ -100,131 +80,103 @@ class Reconciler:
         for pidf, spec in pids:
             shimctl.wait_stopped(pidf, spec, max(0.1, deadline - time.monotonic()))
 
-    # -- running ---------------------------------------------------------
+    # -- one instance: observe, decide, act --------------------------------
 
-    def _ensure_running(self, inst: Instance) -> bool:
-        spec_path, pid_path, status_path = self.paths(inst)
-        pid = shimctl.alive(pid_path, spec_path)
-        if pid is None:
-            return self._start(inst, spec_path, pid_path, status_path)
-        if inst.pid != pid:
-            log.info("instance_adopted", app=inst.app, instance=inst.label, id=inst.id, shim=pid)
-            self.store.observe(inst.id, pid=pid)
-        state = self._record_status(inst, pid, status_path)
-        spawn = self.spawns.get(inst.id)
-        if spawn is None:
-            self.spawns[inst.id] = Spawn(pid, 0.0)  # adopted: started long ago
-        elif spawn.failures and time.monotonic() - spawn.at >= SHIM_STABLE:
-            spawn.failures = 0
-        return state in TRANSITIONAL
-
-    def _start(self, inst: Instance, spec_path: Path, pid_path: Path,
-               status_path: Path) -> bool:
+    def _pass(self, inst: Instance) -> bool:
+        if inst.desired not in (Desired.RUN, Desired.STOP):
+            return False
         now = time.monotonic()
-        spawn = self.spawns.get(inst.id)
-        if spawn is not None and spawn.pid is not None:
-            self._shim_died(inst, spawn, now, shimctl.read_status(status_path) or {})
-        if spawn is not None and now < spawn.retry_at:
-            return True
-        if status_path.exists() and self._leftovers_remain(inst, now):
-            return True
-        failures = spawn.failures if spawn else 0
+        book = self.books.get(inst.id)
+        decision = decide.decide(inst.desired, self._observe(inst, book), book, now,
+                                 self.settings.stop_grace)
+        if decision.book is None:
+            self.books.pop(inst.id, None)
+        else:
+            self.books[inst.id] = decision.book
+        if inst.desired == Desired.STOP:
+            self.before.pop(inst.id, None)
+        busy = decision.busy
+        for action in decision.actions:
+            busy |= self._act(inst, action, now)
+        return busy
+
+    def _observe(self, inst: Instance, book: decide.Book | None) -> decide.Observed:
+        spec_path, pid_path, status_path = self.paths(inst)
+        shim = shimctl.alive(pid_path, spec_path)
+        seen = decide.Observed(state=inst.state, recorded_pid=inst.pid, shim=shim)
+        if shim is not None or inst.desired != Desired.RUN:
+            return seen
+        last = book.spawn.pid if book is not None and book.spawn is not None else None
+        status = (shimctl.read_status(status_path) or {}) if last is not None else {}
+        ran_before = status_path.exists()
+        return replace(
+            seen, reported=last is not None and status.get("shim_pid") == last,
+            exit_code=self.exits.pop(last, None) if last is not None else None,
+            ran_before=ran_before,
+            leftovers=tuple(leftovers.find(leftovers.tag(self.settings.data, inst.id)))
+            if ran_before else ())
+
+    def _act(self, inst: Instance, action: decide.Action, now: float) -> bool:
+        """Carry out one action; True when it calls for a quick next pass."""
+        where = dict(app=inst.app, instance=inst.label, id=inst.id)
+        match action:
+            case decide.Adopt(pid):
+                log.info("instance_adopted", **where, shim=pid)
+                self.store.observe(inst.id, pid=pid)
+            case decide.Report(pid):
+                return self._record_status(inst, pid, self.paths(inst)[2]) in TRANSITIONAL
+            case decide.ShimDied(pid, code, failures, delay, reported, state):
+                log.warning("instance_shim_died", **where, shim=pid, status=code,
+                            failures=failures, reported=reported, restarting_in=delay)
+                how = "" if code is None else f" ({describe_exit(code)})"
+                self._note(inst, f"the instance's shim (pid {pid}) died{how}; the runtime "
+                                 f"starts a new one in {delay:.1f}s")
+                fields = {"state": state, "pid": None}
+                if code is not None:
+                    fields["last_exit"] = code
+                self.store.observe(inst.id, **fields)
+            case decide.TermLeftovers():
+                pids = leftovers.send(leftovers.tag(self.settings.data, inst.id), signal.SIGTERM)
+                log.warning("instance_leftovers_stopping", **where, pids=pids)
+                self._note(inst, f"stopping what the dead shim left running (pids "
+                                 f"{' '.join(map(str, pids))}), SIGKILL in "
+                                 f"{decide.LEFTOVER_GRACE:g}s")
+            case decide.KillLeftovers():
+                pids = leftovers.send(leftovers.tag(self.settings.data, inst.id), signal.SIGKILL)
+                if pids:
+                    log.warning("instance_leftovers_killed", **where, pids=pids)
+            case decide.Start(attempt):
+                self._start(inst, attempt, now)
+            case decide.Stop(pid):
+                shimctl.stop(pid)
+            case decide.MarkStopping():
+                self.store.observe(inst.id, state=InstanceState.STOPPING)
+            case decide.Kill(pid):
+                log.warning("instance_kill", **where)
+                shimctl.kill(pid)
+            case decide.MarkStopped():
+                self.store.observe(inst.id, state=InstanceState.STOPPED, pid=None)
+                log.info("instance_stopped", **where)
+        return False
+
+    def _start(self, inst: Instance, attempt: int, now: float) -> None:
+        spec_path, pid_path, status_path = self.paths(inst)
         try:
             self._write_spec(inst, spec_path, pid_path, status_path)
             pid = shimctl.spawn(spec_path)
         except Exception as exc:
-            self.spawns[inst.id] = Spawn(None, now, failures + 1,
-                                         now + self._delay(failures + 1))
+            self.books[inst.id], state = decide.start_failed(self.books.get(inst.id), now)
             log.error("instance_start_failed", app=inst.app, instance=inst.label, id=inst.id,
-                      error=f"{type(exc).__name__}: {exc}", failures=failures + 1)
-            self.store.observe(inst.id, state=self._failed_state(failures + 1), pid=None)
-            return True
+                      error=f"{type(exc).__name__}: {exc}", failures=attempt)
+            self.store.observe(inst.id, state=state, pid=None)
+            return
         # Written here as well as by the shim: until the shim writes it, the
         # next pass would not find the shim and would start a second one.
         write_atomic(pid_path, f"{pid}\n".encode())
-        self.spawns[inst.id] = Spawn(pid, now, failures)
+        self.books[inst.id] = decide.started(self.books.get(inst.id), pid, now)
         log.info("instance_started", app=inst.app, instance=inst.label, id=inst.id,
-                 port=inst.port, shim=pid, adopted=False, attempt=failures + 1)
-        self.store.observe(inst.id, state="starting", pid=pid)
-        return True
-
-    def _leftovers_remain(self, inst: Instance, now: float) -> bool:
-        """Stop what a shim that died left running; True while they get their grace."""
-        tag = leftovers.tag(self.settings.data, inst.id)
-        asked = self.terminating.get(inst.id)
-        if asked is None:
-            pids = leftovers.send(tag, signal.SIGTERM)
-            if not pids:
-                return False
-            log.warning("instance_leftovers_stopping", app=inst.app, instance=inst.label,
-                        id=inst.id, pids=pids)
-            self._note(inst, f"stopping what the dead shim left running (pids "
-                             f"{' '.join(map(str, pids))}), SIGKILL in {LEFTOVER_GRACE:g}s")
-            self.terminating[inst.id] = now
-            return True
-        if now - asked < LEFTOVER_GRACE and leftovers.find(tag):
-            return True
-        del self.terminating[inst.id]
-        pids = leftovers.send(tag, signal.SIGKILL)
-        if pids:
-            log.warning("instance_leftovers_killed", app=inst.app, instance=inst.label,
-                        id=inst.id, pids=pids)
-        return False
-
-    def _shim_died(self, inst: Instance, spawn: Spawn, now: float, status: dict) -> None:
-        code = self.exits.pop(spawn.pid, None)
-        # A shim that dies again before it lived SHIM_STABLE is restarted with
-        # backoff, and one that never reported (a bad spec, a broken
-        # interpreter) failed to start at all: starting it at once would spin.
-        # One that ran and was killed once is replaced without delay.
-        reported = status.get("shim_pid") == spawn.pid
-        spawn.failures = spawn.failures + 1 if now - spawn.at < SHIM_STABLE else 1
-        delay = 0.0 if reported and spawn.failures == 1 else self._delay(spawn.failures)
-        spawn.retry_at = now + delay
-        log.warning("instance_shim_died", app=inst.app, instance=inst.label, id=inst.id,
-                    shim=spawn.pid, status=code, failures=spawn.failures, reported=reported,
-                    restarting_in=delay)
-        how = "" if code is None else f" ({describe_exit(code)})"
-        self._note(inst, f"the instance's shim (pid {spawn.pid}) died{how}; the runtime "
-                         f"starts a new one in {delay:.1f}s")
-        spawn.pid = None
-        fields = {"state": self._failed_state(spawn.failures) if delay else "starting",
-                  "pid": None}
-        if code is not None:
-            fields["last_exit"] = code
-        self.store.observe(inst.id, **fields)
-
-    @staticmethod
-    def _delay(failures: int) -> float:
-        return 0.0 if failures == 0 else min(2.0 ** (failures - 1), SHIM_BACKOFF_MAX)
-
-    @staticmethod
-    def _failed_state(failures: int) -> str:
-        return "crashed" if failures >= SHIM_CRASH_LOOP else "backoff"
-
-    # -- stopping --------------------------------------------------------
-
-    def _ensure_stopped(self, inst: Instance) -> bool:
-        spec_path, pid_path, status_path = self.paths(inst)
-        self.spawns.pop(inst.id, None)
-        self.terminating.pop(inst.id, None)
-        self.before.pop(inst.id, None)
-        pid = shimctl.alive(pid_path, spec_path)
-        if pid is None:
-            self.stopping.pop(inst.id, None)
-            self.store.observe(inst.id, state="stopped", pid=None)
-            log.info("instance_stopped", app=inst.app, instance=inst.label, id=inst.id)
-            return False
-        sent = self.stopping.get(inst.id)
-        if sent is None:
-            shimctl.stop(pid)
-            self.stopping[inst.id] = time.monotonic()
-            if inst.state != "stopping":
-                self.store.observe(inst.id, state="stopping")
-        elif time.monotonic() - sent > self.settings.stop_grace + 5:
-            log.warning("instance_kill", app=inst.app, instance=inst.label, id=inst.id)
-            shimctl.kill(pid)
-        return True
+                 port=inst.port, shim=pid, adopted=False, attempt=attempt)
+        self.store.observe(inst.id, state=InstanceState.STARTING, pid=pid)
 
     # -- reporting -------------------------------------------------------
 
@@ -299,6 +251,11 @@ class Reconciler:
             # (a container has its own: docker's flags).
             **({"cgroup": cgroups.shim_spec(self.settings.data, inst.id, spec.limits)}
                if spec.kind is Kind.DATA or self.settings.runtime == "process" else {}),
+            # The app's own uid (dotcloud.appusers): the shim drops to it, unless
+            # a launcher runs the processes (it needs the engine; the container
+            # gets the uid).
+            **({"user": list(spec.user)} if spec.user and (
+                spec.kind is Kind.DATA or self.settings.runtime == "process") else {}),
         })
 
 

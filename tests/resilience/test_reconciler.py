@@ -113,7 +113,7 @@ def test_dead_shim_is_replaced_after_its_leftovers_stop(rig):
 
 def test_unstartable_rows_back_off_and_are_reported(rig):
     settings, store, rec = rig
-    broken = add(store, [], number=0)                    # the shim refuses its spec
+    broken = add(store, [], number=0)                    # a process with no command
     garbage = add(store, ["/bin/true"], number=1)
     store.db.execute("UPDATE instances SET spec='{oops' WHERE id=?", (garbage.id,))
     good = add(store, ["/bin/sleep", "300"], number=2)
@@ -130,7 +130,7 @@ def test_unstartable_rows_back_off_and_are_reported(rig):
     assert store.instance(good.id).state in ("starting", "running")
     assert alive(store.instance(good.id).pid)
     # Crashed after three failed starts, 1 s then 2 s apart, however many passes ran.
-    assert rec.spawns[broken.id].failures == 3 and len(states) > 10
+    assert rec.books[broken.id].spawn.failures == 3 and len(states) > 10
 
 
 def test_leftovers_are_found_by_exact_tag_only(tmp_path):
