@@ -92,7 +92,7 @@ def allocate(store: Store, settings: Settings, app: str) -> AppUser:
                 break
         else:
             raise NoUidLeft(f"no free uid left in app_uid_range {low}-{high} "
-                            f"({len(taken)} apps); widen it in {settings.data / 'config.yml'}")
+                            f"({len(taken)} apps); widen it in {settings.paths.config}")
         store.db.execute("INSERT INTO app_users(app, uid) VALUES(?,?)", (app, uid))
         nxt = low + (uid - low + 1) % size
         store.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?,?)",

@@ -11,8 +11,10 @@
     DATA/logs/APP/SERVICE.N.log       instance logs; DATA/logs/pipeline.log
     DATA/services/APP/SERVICE         a data service's own directory
     DATA/cache/                       dependencies shared by every build
+    DATA/cache/users/UID              download caches of builds run as app UID
     DATA/tls/NAME/, DATA/acme/        certificates, the ACME account, challenges
-    DATA/run/                         sockets, daemon info, locks, the route table
+    DATA/run/                         sockets, daemon info, locks, the route table,
+                                      swarm placements
 
 `Settings.paths` gives the `DataDir` of the platform's data directory;
 everyone asks it for a path instead of joining names themselves. Names
@@ -157,6 +159,14 @@ class DataDir:
     def cache(self) -> Path:
         return self.root / "cache"
 
+    @property
+    def tool_caches(self) -> Path:
+        """Download caches of builds run as app users, one per uid."""
+        return self.cache / "users"
+
+    def tool_cache(self, uid: int) -> Path:
+        return self.tool_caches / str(uid)
+
     # -- certificates ------------------------------------------------------
     @property
     def tls(self) -> Path:
@@ -195,6 +205,14 @@ class DataDir:
     @property
     def routes_lock(self) -> Path:
         return self.run / "routes.lock"
+
+    @property
+    def placements(self) -> Path:
+        """Where each swarm instance's launcher says which node runs it."""
+        return self.run / "placement"
+
+    def placement(self, instance_name: str) -> Path:
+        return self.placements / f"{instance_name}.json"
 
     @property
     def app_locks(self) -> Path:

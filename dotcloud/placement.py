@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .datadir import DataDir
 from .fsutil import read_json, write_json
 
 LOCAL = "127.0.0.1"
@@ -31,11 +32,11 @@ class Placement:
 
 
 def directory(data: Path) -> Path:
-    return Path(data) / "run" / "placement"
+    return DataDir(data).placements
 
 
 def path(data: Path, instance_name: str) -> Path:
-    return directory(data) / f"{instance_name}.json"
+    return DataDir(data).placement(instance_name)
 
 
 def instance_name(spec_json) -> str | None:

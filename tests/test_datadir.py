@@ -58,6 +58,13 @@ def test_run_directory(tmp_path):
     assert d.routes == tmp_path / "run" / "routes.json"
     assert d.routes_lock.parent == d.run
     assert d.app_lock("www") == tmp_path / "run" / "locks" / "www.lock"
+    assert d.placement("g3-www.1") == tmp_path / "run" / "placement" / "g3-www.1.json"
+
+
+def test_tool_caches_are_per_uid_inside_the_cache(tmp_path):
+    d = DataDir(tmp_path)
+    assert d.tool_cache(60001) == tmp_path / "cache" / "users" / "60001"
+    assert d.tool_cache(60001).parent == d.tool_caches
 
 
 def test_app_paths_are_the_apps_own_and_nothing_shared(tmp_path):
