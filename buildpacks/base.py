@@ -15,6 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Callable, Mapping
 
+from dotcloud.filemodes import own_tree
+
 from .executor import Executor
 from .spec import ServiceSpec
 
@@ -57,6 +59,21 @@ class BuildContext:
     # The Python version of services that ask for none (config.yml); empty:
     # the platform's own interpreter (buildpacks.interpreters).
     python_version: str = ""
+    # (uid, gid) the steps run as (the app's own), None: the platform's. What
+    # the build itself writes where steps write next is handed to it (`hand_over`).
+    user: tuple[int, int] | None = None
+    # Download caches of the package managers (npm's, uv's...): the app's own
+    # when it has a user (an app must not plant files another app installs),
+    # else cache_dir.
+    tool_cache_dir: Path | None = None
+
+    def tool_cache(self, name: str) -> Path:
+        return Path(self.tool_cache_dir or self.cache_dir) / name
+
+    def hand_over(self, path: Path) -> None:
+        """What the build wrote at path (a tree) becomes the steps' user's."""
+        if self.user is not None:
+            own_tree(path, *self.user)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "src", Path(self.src))

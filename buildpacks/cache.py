@@ -16,12 +16,14 @@ import fcntl
 import hashlib
 import os
 import shutil
+import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from dotcloud.filemodes import seal
 from dotcloud.fsutil import write_atomic
 
 COMPLETE = ".complete"
@@ -86,7 +88,13 @@ class Entry:
         return self.root / f".{self.key}.lock"
 
     def complete(self) -> bool:
-        return (self.path / COMPLETE).is_file()
+        # Marked by the platform itself, after sealing: a `.complete` the
+        # build's user wrote while it owned the entry does not count.
+        try:
+            st = os.lstat(self.path / COMPLETE)
+        except OSError:
+            return False
+        return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
 
     def size(self) -> int:
         try:
@@ -110,13 +118,18 @@ def _mark_used(lock) -> None:
 
 
 def ensure(entry: Entry, fill: Callable[[Path], None],
-           on_wait: Callable[[], None] = lambda: None) -> bool:
+           on_wait: Callable[[], None] = lambda: None,
+           owner: tuple[int, int] | None = None) -> bool:
     """Make the entry complete; True if it already was (nothing was run).
 
     `fill(path)` builds the entry in place at its final path (virtualenvs
-    are not relocatable); path does not exist when it is called. If fill
-    raises, the partial entry is removed and the error propagates.
-    `on_wait()` is called once if another build holds the entry.
+    are not relocatable); path does not exist when it is called, unless
+    `owner` (uid, gid: the build's user) is given: then it is an empty
+    directory of that owner, and once filled it is sealed (root's, no write
+    bits, readable by all) before it is marked complete, so no app can
+    change what another app runs. If fill raises, the partial entry is
+    removed and the error propagates. `on_wait()` is called once if another
+    build holds the entry.
     """
     entry.root.mkdir(parents=True, exist_ok=True)
     waited = []
@@ -139,8 +152,13 @@ def ensure(entry: Entry, fill: Callable[[Path], None],
         if os.path.lexists(entry.path):
             shutil.rmtree(entry.path, ignore_errors=True)
         try:
+            if owner is not None:
+                entry.path.mkdir()
+                os.chown(entry.path, *owner)
             with _being_filled(entry.path):
                 fill(entry.path)
+            if owner is not None:
+                seal(entry.path)
             write_atomic(entry.path / SIZE, str(tree_size(entry.path)).encode())
             write_atomic(entry.path / COMPLETE, b"")
         except BaseException:

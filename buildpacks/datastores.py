@@ -79,7 +79,9 @@ class PostgresqlBuildpack(Buildpack):
         ctx.log("Data service: nothing to build (PostgreSQL of the host)")
         # TCP on loopback only: no unix socket, whose path length the data
         # directory's depth could exceed.
-        argv = unprivileged([pg_bin("postgres"), "-D", "{datadir}/pgdata", "-h", "127.0.0.1",
-                             "-p", "{port}", "-c", "unix_socket_directories="])
+        argv = [pg_bin("postgres"), "-D", "{datadir}/pgdata", "-h", "127.0.0.1",
+                "-p", "{port}", "-c", "unix_socket_directories="]
+        if ctx.user is None:    # else it runs as the app's user already
+            argv = unprivileged(argv)
         return BuildResult(processes={"postgresql": ("/bin/sh", "-c", PG_FAST_STOP, "postgres",
                                                      *argv)}, http=False)

@@ -207,7 +207,8 @@ class NodejsBuildpack(Buildpack):
         for _ in range(3):
             reused = cache.ensure(
                 install.entry, lambda path: self._fill(ctx, install, tool, tool_env, path),
-                on_wait=lambda: ctx.log("Waiting for another build of the same dependencies..."))
+                on_wait=lambda: ctx.log("Waiting for another build of the same dependencies..."),
+                owner=ctx.user)
             # What ran after an earlier build's own check (the build file's
             # postbuild, postinstall, the app itself) may have written too.
             written = nodemodules.written_in_place(install.entry) if reused else []
@@ -217,6 +218,9 @@ class NodejsBuildpack(Buildpack):
                 nodemodules.discard(install.entry, written)
                 continue
             if nodemodules.materialise(install.entry, target):
+                # Its directories and copies are the build's (prune, build
+                # scripts); the linked files stay the sealed entry's.
+                ctx.hand_over(target)
                 break
             nodemodules.remove(target)   # discarded meanwhile by another build: once more
         else:
@@ -229,9 +233,10 @@ class NodejsBuildpack(Buildpack):
     @staticmethod
     def _fill(ctx: BuildContext, install: _Install, tool: Tool, tool_env: dict,
               path: Path) -> None:
-        path.mkdir(parents=True)
+        path.mkdir(parents=True, exist_ok=True)     # made for the build's user already
         for name, text in install.files:
             (path / name).write_text(text)
+        ctx.hand_over(path)
         args = nodemanagers.install_args(ctx, install.manager)
         strict = [a for a in args[1:2] if a in ("--frozen-lockfile", "--immutable")]
         label = " ".join((install.manager.name, args[0], *strict))

@@ -141,9 +141,9 @@ def fetch(ctx: BuildContext, manager: Manager, node: str, npm: str) -> Tool:
     entry = cache.Entry(ctx.cache_dir / "node-tools", f"{name}-{manager.version}")
 
     def install(path: Path) -> None:
-        path.mkdir(parents=True)
+        path.mkdir(parents=True, exist_ok=True)    # made for the build's user already
         ctx.log(f"Fetching {manager.label} from the npm registry")
-        npm_args = (*NPM_FLAGS, "--cache", str(ctx.cache_dir / "npm-cache"))
+        npm_args = (*NPM_FLAGS, "--cache", str(ctx.tool_cache("npm-cache")))
         # The tarball first, so its digest can be kept for packageManager's
         # +sha512.… (corepack's pin); npm checks the registry's integrity.
         # cwd is the empty target: npm would take a directory named like the
@@ -165,7 +165,8 @@ def fetch(ctx: BuildContext, manager: Manager, node: str, npm: str) -> Tool:
             cwd=path, env=build_env(ctx), timeout=ctx.timeout, log=ctx.log,
             executor=ctx.executor)
         tarballs[0].unlink()
-    cache.ensure(entry, install, on_wait=lambda: ctx.log(f"Waiting for {manager.label}..."))
+    cache.ensure(entry, install, on_wait=lambda: ctx.log(f"Waiting for {manager.label}..."),
+                 owner=ctx.user)
     _check_digest(manager, entry.path / TARBALL_DIGESTS)
     bin_dir = entry.path / "node_modules" / ".bin"
     script = os.path.realpath(bin_dir / name)
@@ -208,20 +209,20 @@ def tool_env(ctx: BuildContext, manager: Manager, npm: str) -> dict[str, str]:
     if manager.name == "pnpm":
         # pnpm reads .npmrc files, but not necessarily the ones node's npm
         # reads (its global one sits beside npm): it is told npm's registry.
-        return {"npm_config_store_dir": str(ctx.cache_dir / "pnpm-store"),
+        return {"npm_config_store_dir": str(ctx.tool_cache("pnpm-store")),
                 "npm_config_registry": registry(ctx, npm),
                 "npm_config_update_notifier": "false"}
     if manager.name != "yarn":
         return {}
     if not manager.berry:
-        return {"YARN_CACHE_FOLDER": str(ctx.cache_dir / "yarn-cache"),
+        return {"YARN_CACHE_FOLDER": str(ctx.tool_cache("yarn-cache")),
                 "YARN_REGISTRY": registry(ctx, npm)}
     # Berry reads no .npmrc; node_modules (not Plug'n'Play) is what we cache
     # and link; the cached yarn is the one packageManager names, so a
     # committed yarnPath is not followed.
     return {"YARN_NPM_REGISTRY_SERVER": registry(ctx, npm).rstrip("/"),
             "YARN_NODE_LINKER": "node-modules", "YARN_ENABLE_GLOBAL_CACHE": "false",
-            "YARN_CACHE_FOLDER": str(ctx.cache_dir / "yarn-berry-cache"),
+            "YARN_CACHE_FOLDER": str(ctx.tool_cache("yarn-berry-cache")),
             "YARN_ENABLE_TELEMETRY": "0", "YARN_ENABLE_PROGRESS_BARS": "false",
             "YARN_IGNORE_PATH": "1"}
 
@@ -231,7 +232,7 @@ def install_args(ctx: BuildContext, manager: Manager) -> tuple[str, ...]:
     locked = manager.lock is not None
     if manager.name == "npm":
         return ("ci" if locked else "install", *NPM_FLAGS, "--include=dev",
-                "--cache", str(ctx.cache_dir / "npm-cache"))
+                "--cache", str(ctx.tool_cache("npm-cache")))
     if manager.name == "pnpm":
         return ("install", "--frozen-lockfile" if locked else "--no-frozen-lockfile",
                 "--config.confirmModulesPurge=false")
@@ -245,7 +246,7 @@ def prune_args(ctx: BuildContext, manager: Manager) -> tuple[str, ...] | None:
     """Arguments removing devDependencies from an installed tree (None: cannot)."""
     if manager.name == "npm":
         return ("prune", "--omit=dev", "--ignore-scripts", *NPM_FLAGS,
-                "--cache", str(ctx.cache_dir / "npm-cache"))
+                "--cache", str(ctx.tool_cache("npm-cache")))
     if manager.name == "pnpm":
         return ("prune", "--prod", "--ignore-scripts")
     if manager.berry:

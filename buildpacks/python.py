@@ -173,7 +173,8 @@ class PythonBuildpack(Buildpack):
         else:
             reused = cache.ensure(
                 entry, lambda path: self._install(ctx, path, manager),
-                on_wait=lambda: ctx.log("Waiting for another build of the same requirements..."))
+                on_wait=lambda: ctx.log("Waiting for another build of the same requirements..."),
+                owner=ctx.user)
             cache.record_use(ctx.release_dir, f"{ctx.service.name}-python", entry)
             deps_size = entry.size()
             if reused:
@@ -197,6 +198,7 @@ class PythonBuildpack(Buildpack):
         # they say what it was made from.
         lists = venv / "dotcloud-requirements"
         lists.mkdir()
+        ctx.hand_over(lists)     # uv export writes there
         requirements = manager.requirements
         constraints = manager.constraints
         if manager.name == "uv":
@@ -246,7 +248,7 @@ class PythonBuildpack(Buildpack):
                 "--no-default-groups", "--no-emit-project", "--no-header", "--no-annotate",
                 "--quiet",     # else the whole list is echoed into the push as well
                 *python, "--output-file", str(output)),
-                cwd=ctx.src, env={**env, **uvtool.lock_check_env(env, ctx.cache_dir / UV_CACHE)},
+                cwd=ctx.src, env={**env, **uvtool.lock_check_env(env, ctx.tool_cache(UV_CACHE))},
                 timeout=ctx.timeout, log=log, executor=ctx.executor.host)
         except BuildError:
             if stale:
@@ -262,12 +264,12 @@ class PythonBuildpack(Buildpack):
         engine = self.engine or ("uv" if ctx.executor.on_host else "pip")
         if engine == "uv":
             return engine, (uvtool.uv_binary(), "pip", "install", "--python", target), \
-                {**env, **uvtool.uv_env(env, ctx.cache_dir / UV_CACHE)}
+                {**env, **uvtool.uv_env(env, ctx.tool_cache(UV_CACHE))}
         python = ctx.executor.python    # runs pip, which installs into the venv's python
         return engine, (
             python, "-m", "pip", "--python", target, "install",
             "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
-            "--root-user-action", "ignore", "--cache-dir", str(ctx.cache_dir / "pip-cache")), \
+            "--root-user-action", "ignore", "--cache-dir", str(ctx.tool_cache("pip-cache"))), \
             dict(env)
 
     def _processes(self, ctx: BuildContext, venv: Path) -> tuple[dict, bool]:

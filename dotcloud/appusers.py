@@ -28,7 +28,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 
-from . import logs
+from . import filemodes, logs
 from .errors import DotcloudError
 from .settings import Settings
 from .state import Store
@@ -58,6 +58,18 @@ class AppUser:
     def as_list(self) -> list[int]:
         """The instance and shim specs' form: [uid, gid]."""
         return [self.uid, self.gid]
+
+
+def for_app(settings: Settings, app: str) -> AppUser | None:
+    """The user `app` runs as, or None when nothing is dropped (the platform
+    is not root). Opens the store for it: for callers that hold none."""
+    if not filemodes.dropping():
+        return None
+    store = Store(settings.paths.db)
+    try:
+        return of(store, settings, app)
+    finally:
+        store.close()
 
 
 def lookup(store: Store, app: str) -> AppUser | None:

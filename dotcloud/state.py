@@ -5,6 +5,7 @@ spawns processes or touches the network. Writes that must not interleave
 (allocating ports, numbering releases) use BEGIN IMMEDIATE.
 """
 import json
+import os
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -64,6 +65,8 @@ class Store:
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                   check_same_thread=False)
         self.db.row_factory = sqlite3.Row
+        # Keys, audit, variables: the platform's alone (SQLite gives -wal and -shm the same mode).
+        os.chmod(self.path, 0o600)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=30000")

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import replace
 
-from . import logs
+from . import filemodes, logs
 from .fsutil import write_json
 from .settings import Settings
 from .takeover import take_over
@@ -87,6 +87,7 @@ class Supervisor:
     def run(self) -> int:
         take_over(self.settings.data, self.settings.stop_grace + 5)
         wake = self._install_signals()
+        _secure_data(self.settings)
         # Shims outlive a runtime that is killed; as their subreaper we reap
         # them when they exit, whoever runs the apps by then.
         _become_subreaper()
@@ -193,6 +194,16 @@ class Supervisor:
                     proc.wait()
                 log.info("daemon_stopped", daemon=name, status=proc.returncode)
         self.settings.paths.daemon_info("up").unlink(missing_ok=True)
+
+
+def _secure_data(settings: Settings) -> None:
+    """DATA's modes, so that apps reach their own files and nothing else of it."""
+    closed = filemodes.secure(settings.paths)
+    if closed and filemodes.dropping():
+        print(f"dotcloud: warning: apps run as their own users and cannot reach the data "
+              f"directory: {closed[0]} is closed to others (chmod o+x {closed[0]})",
+              file=sys.stderr, flush=True)
+        log.warning("data_dir_closed", directory=str(closed[0]))
 
 
 def _become_subreaper() -> None:

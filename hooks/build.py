@@ -12,6 +12,7 @@ from buildpacks import build_service, plan
 from buildpacks.base import DEFAULT_PATH, BuildContext
 from buildpacks.buildfile import load_tree
 from buildpacks.disklimit import Bounded, DiskLimit
+from dotcloud import appusers, filemodes, logs
 from dotcloud.desired import Manifest, ServiceManifest
 from dotcloud.errors import BuildError
 from dotcloud.models import Release
@@ -39,6 +40,15 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
     src = root / "src"
     export_tree(repo, release.revision, src, settings.max_release_bytes)
     disk = DiskLimit(settings.max_release_bytes, root)
+    # Built as the app's own user, into a directory it owns until it is sealed below.
+    user = appusers.for_app(settings, app) if settings.runtime == "process" else None
+    tools = None
+    if user is not None:
+        filemodes.group(root.parent, user.gid)
+        filemodes.own_tree(root, user.uid, user.gid)
+        tools = settings.paths.tool_cache(user.uid)
+        filemodes.own(tools, user.uid, user.gid)
+        filemodes.own(tools / "tmp", user.uid, user.gid)
     t0 = progress.mark("receive", t0)
     buildfile = load_tree(src)
     for warning in buildfile.warnings:
@@ -51,6 +61,8 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
         env.update(DOTCLOUD_PROJECT=app, DOTCLOUD_SERVICE_NAME=name,
                    PATH=DEFAULT_PATH,     # the operator's PATH never reaches a build
                    HOME=str(root), LANG="C.UTF-8")
+        if tools is not None:
+            env["TMPDIR"] = str(tools / "tmp")
         with executor_for(settings, app, name, spec.type, root,
                           limits=spec.limits.over(settings.default_limits)) as executor:
             ctx = BuildContext(app=app, service=spec, src=src / spec.approot, release_dir=root,
@@ -59,7 +71,9 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
                                executor=Bounded(executor, disk),
                                python_interpreters=settings.python_interpreters,
                                node_interpreters=settings.node_interpreters,
-                               python_version=str(settings.python_version or ""))
+                               python_version=str(settings.python_version or ""),
+                               user=None if user is None else (user.uid, user.gid),
+                               tool_cache_dir=tools)
             kind = "incremental build" if plan(ctx) else "clean build"
             log(f"Build started for revision {rev} ({kind})")
             started = time.monotonic()
@@ -77,6 +91,12 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
         # Each service an image of its own, once the whole release is built.
         services = docker_image.for_release(settings, app, release.build, root, services,
                                             progress.service, variables)
+    if user is not None:
+        # Read-only from now on, to the app too; readable by its group alone.
+        sealed = time.monotonic()
+        count = filemodes.seal(root, user.gid, others=False)
+        logs.get("build").info("release_sealed", app=app, release=release.build,
+                               entries=count, seconds=round(time.monotonic() - sealed, 3))
     progress.mark("build", t0)
     manifest = Manifest.new(release.revision, services)
     manifest.save(root / Manifest.FILE)

@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import Mapping
 
 from buildpacks.datastores import pg_bin, unprivileged
-from dotcloud import selfsigned
 from dotcloud.desired import DATA_TYPES, Kind, ServiceManifest
+from dotcloud import selfsigned
+from dotcloud import appusers, filemodes
 from dotcloud.errors import DeployError
+from runtime import privileges
 from dotcloud.fsutil import write_atomic
 from dotcloud.models import Instance
 from dotcloud.settings import Settings
@@ -70,10 +72,12 @@ def same_definition(old: ServiceManifest | None, new: ServiceManifest) -> bool:
 
 
 def prepare(settings: Settings, app: str, service: str, kind: str) -> Credentials:
-    """Create what the server needs in its directory, once; return how to log in."""
+    """Create what the server needs in its directory, once; return how to log in.
+    The server runs as the app's user, which owns the whole directory."""
     root = data_dir(settings, app, service)
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
+    user = appusers.for_app(settings, app)
     pw_file = root / "password"
     if not pw_file.exists():
         write_atomic(pw_file, secrets.token_urlsafe(24).encode())
@@ -85,9 +89,14 @@ def prepare(settings: Settings, app: str, service: str, kind: str) -> Credential
         write_atomic(root / "redis.conf", conf.encode())
         os.chmod(root / "redis.conf", 0o600)
     else:
+        if user is not None:
+            filemodes.own_tree(root, user.uid, user.gid)     # initdb writes there
         if not (root / "pgdata" / "PG_VERSION").exists():
-            _initdb(root, pw_file)
+            _initdb(root, pw_file, user)
         _pg_tls(root)
+    if user is not None:
+        filemodes.own(root.parent, user.uid, user.gid)
+        filemodes.own_tree(root, user.uid, user.gid)
     return Credentials(LOGINS[kind], password)
 
 
@@ -110,16 +119,19 @@ def _pg_tls(root: Path) -> None:
         write_atomic(conf, (text.rstrip("\n") + "\n" + include).encode())
 
 
-def _initdb(root: Path, pw_file: Path) -> None:
+def _initdb(root: Path, pw_file: Path, user=None) -> None:
     target = root / "pgdata"
     if target.exists():         # an initdb cut short: start over, it held no data yet
         shutil.rmtree(target)
-    argv = unprivileged([pg_bin("initdb"), "-D", str(target), "-U", LOGINS["postgresql"],
-                         f"--pwfile={pw_file}", "-A", "scram-sha-256", "-E", "UTF8",
-                         "--locale=C.UTF-8"])
+    argv = [pg_bin("initdb"), "-D", str(target), "-U", LOGINS["postgresql"],
+            f"--pwfile={pw_file}", "-A", "scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"]
+    # As the app's user, who runs the server; else (postgres refuses root) as a
+    # user of a user namespace.
+    drop = None if user is None else privileges.preexec(user.uid, user.gid)
     try:
-        out = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                             timeout=300)
+        out = subprocess.run(argv if user is not None else unprivileged(argv),
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                             timeout=300, preexec_fn=drop, cwd=str(root))
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise DeployError(f"initdb failed: {exc}") from None
     if out.returncode != 0:

@@ -22,7 +22,7 @@ import yaml
 
 from buildpacks import run_postinstall
 from buildpacks.base import DEFAULT_PATH
-from dotcloud import placement, routes
+from dotcloud import appusers, filemodes, placement, routes
 from dotcloud.control import ControlUnavailable, request
 from dotcloud.desired import DataService, InstanceSpec, Manifest, ProcessSpec, ServiceManifest
 from dotcloud.errors import DeployError
@@ -194,7 +194,7 @@ def instance_env(settings: Settings, app: str, service: str, number: int, port: 
                  info: ServiceManifest, variables: dict, home: Path,
                  data_env: dict | None = None) -> dict:
     env = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8",     # the build's env adds its bin dirs
-           "HOME": str(home)}
+           "HOME": str(home), "TMPDIR": str(home)}     # temporary files private too
     env.update(info.env)
     env.update(info.environment)
     env.update(DOTCLOUD_PROJECT=app, DOTCLOUD_SERVICE_NAME=service,
@@ -215,6 +215,11 @@ def _create_instance(settings, store, app, gen, service, number, info: ServiceMa
     home = settings.paths.home(app, gen.id, service, number)
     home.mkdir(parents=True, exist_ok=True)
     data = datastores.is_data(info)
+    # Its own uid: the shim drops to it, or a container runs as it (docker's flags).
+    user = appusers.for_app(settings, app)
+    if user is not None:
+        filemodes.own(home.parent, user.uid, user.gid)
+        filemodes.own(home, user.uid, user.gid)
     datadir = str(datastores.data_dir(settings, app, service))
     with store.tx():
         if port is None:
@@ -234,6 +239,7 @@ def _create_instance(settings, store, app, gen, service, number, info: ServiceMa
             log=settings.paths.log_name(app, f"{service}.{number}"),
             release_dir=str(settings.paths.release(app, build)) if build is not None else None,
             data_service=DataService(info.type, gen.id) if data else None,
+            user=(user.uid, user.gid) if user is not None else None,
             image=info.image, placement=dict(info.spec.get("placement") or {}))
         inst = store.add_instance(app, gen.id, service, number, port, spec)
     write_json(home / "environment.json", env)

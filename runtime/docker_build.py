@@ -30,7 +30,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 from buildpacks.base import base_env
 from buildpacks.executor import Executor
-from dotcloud import logs
+from dotcloud import appusers, filemodes, logs
 from dotcloud.errors import BuildError
 from dotcloud.resources import Limits
 from runtime import docker_engine
@@ -192,7 +192,15 @@ def executor_for(settings, app: str, service: str, service_type: str, release_di
     """
     # The swarm runtime builds on the manager's engine, as docker does.
     if settings.runtime not in ("docker", "swarm"):
-        yield HostExecutor(limits=limits, data=settings.data) if limits else HOST
+        # The app's own uid (None: the platform is not root, nothing to drop).
+        user = appusers.for_app(settings, app)
+        if user is None:
+            yield HostExecutor(limits=limits, data=settings.data) if limits else HOST
+            return
+        if home is not None:
+            filemodes.own(home, user.uid, user.gid)
+        yield HostExecutor(user=(user.uid, user.gid), limits=limits,
+                           data=settings.data if limits else None)
         return
     image = docker_engine.base_image(settings, service_type)
     log = logs.get("docker", app=app, service=service, image=image)

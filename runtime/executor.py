@@ -25,8 +25,10 @@ from runtime.limits import run_limited
 
 @dataclass(frozen=True)
 class HostExecutor:
-    """Steps as child processes of the platform, under runtime.limits."""
+    """Steps as child processes of the platform, under runtime.limits; as
+    `user` (uid, gid: the app's own, runtime.privileges) when it is set."""
 
+    user: tuple[int, int] | None = None
     # The service's limits, enforced with a cgroup per step (runtime.cgroups)
     # named under the data directory `data`; None: no cgroup.
     limits: Limits | None = None
@@ -55,7 +57,7 @@ class HostExecutor:
             check: Callable[[], None] | None = None) -> int:
         # Builds get no memory cap, which would break node.
         return run_limited(list(argv), cwd=str(cwd), env=dict(env), timeout=timeout,
-                           memory_bytes=None, on_line=on_line, check=check,
+                           memory_bytes=None, on_line=on_line, check=check, user=self.user,
                            cgroup=(self.data, "step", self.limits) if self.data else None)
 
 

@@ -31,7 +31,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from runtime import cgroups
+from runtime import cgroups, privileges
 from runtime.shimlog import LineSplitter
 
 READ_SIZE = 64 * 1024
@@ -41,8 +41,10 @@ DRAIN_AFTER_EXIT = 1.0
 
 
 def preexec(memory_bytes: int | None, cpu_seconds: int | None, nofile: int | None,
-            *, enter=None):
-    """A preexec_fn: new session, then the limits that are not None.
+            user: tuple[int, int] | None = None, enter=None):
+    """A preexec_fn: new session, then the limits that are not None, then
+    (user: (uid, gid)) runtime.privileges.drop to that user, last, since
+    raising a hard limit needs root.
 
     memory_bytes caps private writable memory (allocations fail past it,
     so runtimes report out of memory instead of the host swapping); cpu_seconds
@@ -67,12 +69,15 @@ def preexec(memory_bytes: int | None, cpu_seconds: int | None, nofile: int | Non
         os.setsid()
         for which, value in limits:
             resource.setrlimit(which, value)
+        if user is not None:
+            privileges.drop(*user)
     return setup
 
 
 def run_limited(argv, *, cwd, env, timeout: float | None, memory_bytes: int | None,
                 on_line, check: Callable[[], None] | None = None,
                 cpu_seconds: int | None = None, nofile: int | None = None,
+                user: tuple[int, int] | None = None,
                 cgroup: tuple | None = None) -> int:
     """Run argv with limits, calling on_line(str) per output line; return its exit status.
 
@@ -90,7 +95,7 @@ def run_limited(argv, *, cwd, env, timeout: float | None, memory_bytes: int | No
     proc = subprocess.Popen(
         list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, close_fds=True,
-        preexec_fn=preexec(memory_bytes, cpu_seconds, nofile, enter=enter))
+        preexec_fn=preexec(memory_bytes, cpu_seconds, nofile, user, enter=enter))
     try:
         _stream(proc, deadline, on_line, check)
     except BaseException:

@@ -176,7 +176,7 @@ class Shim:
         proc.started_at = time.time()
         proc.started_mono = time.monotonic()
         try:
-            proc.popen, fds = launch(proc.spec, self.libc, enter=self._enter())
+            proc.popen, fds = launch(proc.spec, self.libc, self.spec.user, enter=self._enter())
         except (OSError, subprocess.SubprocessError, ValueError) as e:
             self._exited(proc, EXIT_FAILED_TO_START, f"failed to start ({e})")
             return

@@ -15,6 +15,7 @@ import signal
 import subprocess
 from collections import deque
 
+from runtime import privileges
 from runtime.shimlog import LineSplitter
 from runtime.shimspec import ProcessSpec
 
@@ -77,7 +78,9 @@ class Stream:
         self.splitter = LineSplitter()
 
 
-def launch(spec: ProcessSpec, libc, *, enter=None) -> tuple[subprocess.Popen, list[int]]:
+def launch(spec: ProcessSpec, libc,
+           user: tuple[int, int] | None = None,
+           enter=None) -> tuple[subprocess.Popen, list[int]]:
     """Start spec's process; return it and the read ends of its stdout and stderr.
 
     enter: called in the child first, before anything else (the instance's
@@ -91,7 +94,7 @@ def launch(spec: ProcessSpec, libc, *, enter=None) -> tuple[subprocess.Popen, li
         popen = subprocess.Popen(
             list(spec.argv), cwd=spec.cwd, env=dict(spec.env),
             stdin=subprocess.DEVNULL, stdout=pipes[0][1], stderr=pipes[1][1],
-            close_fds=True, start_new_session=True, preexec_fn=_child_setup(libc, enter=enter))
+            close_fds=True, start_new_session=True, preexec_fn=_child_setup(libc, user, enter))
     except BaseException:
         for r, w in pipes:
             os.close(r)
@@ -103,7 +106,7 @@ def launch(spec: ProcessSpec, libc, *, enter=None) -> tuple[subprocess.Popen, li
     return popen, [r for r, _ in pipes]
 
 
-def _child_setup(libc, *, enter=None):
+def _child_setup(libc, user: tuple[int, int] | None = None, enter=None):
     prctl = libc.prctl
     shim_pid = os.getpid()
 
@@ -112,6 +115,9 @@ def _child_setup(libc, *, enter=None):
             enter()
         # Ignored signals survive exec; the app gets SIGHUP as usual.
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        if user is not None:
+            # First: a change of uid clears PR_SET_PDEATHSIG. The shim stays root.
+            privileges.drop(*user)
         prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
         if os.getppid() != shim_pid:
             os.kill(os.getpid(), signal.SIGKILL)  # the shim died before prctl

@@ -67,6 +67,8 @@ class ShimSpec:
     crash_loop_restarts: int = NUMBERS["crash_loop_restarts"][0]
     # Where its processes run and under what limits; None: no cgroup.
     cgroup: CgroupSpec | None = None
+    # (uid, gid) every process runs as (runtime.privileges); None: the shim's own.
+    user: tuple[int, int] | None = None
 
 
 def load(path: str) -> ShimSpec:
@@ -96,7 +98,17 @@ def parse(raw) -> ShimSpec:
     if fields["backoff_max"] < fields["backoff_initial"]:
         raise SpecError("backoff_max must not be smaller than backoff_initial")
     fields["cgroup"] = _cgroup(raw.get("cgroup"))
+    fields["user"] = _user(raw.get("user"))
     return ShimSpec(**fields)
+
+
+def _user(raw) -> tuple[int, int] | None:
+    if raw is None:
+        return None
+    if (not isinstance(raw, list) or len(raw) != 2
+            or not all(type(v) is int and 0 < v < 2 ** 31 - 1 for v in raw)):
+        raise SpecError("user must be [uid, gid], two numbers above 0")
+    return (raw[0], raw[1])
 
 
 def _cgroup(raw) -> CgroupSpec | None:

@@ -4,14 +4,18 @@ data directory, real `git push` over the real OpenSSH client, real HTTP.
 import http.client
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from dotcloud.filemodes import closed_above  # noqa: E402
 
 
 def make_key(directory: Path, name: str) -> Path:
@@ -20,6 +24,31 @@ def make_key(directory: Path, name: str) -> Path:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)],
                        check=True)
     return key
+
+
+def open_dir() -> Path:
+    """A fresh directory in /tmp that every user may write (mode 1777): where
+    apps, running as their own users, leave what a test reads."""
+    path = Path(tempfile.mkdtemp(prefix="dotcloud-open-", dir="/tmp"))
+    path.chmod(0o1777)
+    return path
+
+
+def open_data_dir(data: Path) -> Path:
+    """A data directory app users can reach, for one under pytest's temporary
+    root (0700, and pytest makes it so again at every session's start): a
+    directory in /tmp, with `data` left as a link to it. Apps run as their
+    own users only under a root platform; they pass through every directory
+    above DATA."""
+    real = Path(tempfile.mkdtemp(prefix="dotcloud-data-", dir="/tmp"))
+    real.chmod(0o711)
+    if data.is_dir() and not data.is_symlink():
+        for item in data.iterdir():
+            shutil.move(str(item), real / item.name)
+        data.rmdir()
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.symlink_to(real)
+    return real
 
 
 def server_cmd(data: Path, *args: str) -> subprocess.CompletedProcess:
@@ -56,6 +85,8 @@ class Platform:
 
     def start(self, *extra: str) -> None:
         log = open(self.data.parent / "up.log", "ab")
+        if os.geteuid() == 0 and closed_above(self.data):
+            self.data = open_data_dir(self.data)
         self.proc = subprocess.Popen(
             [*self.prefix,
              sys.executable, "-u", "-m", "dotcloud.cli", "--data", str(self.data), "up",

@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 
-from dotcloud import names
+from dotcloud import appusers, names
 from dotcloud.errors import DotcloudError, NotFound
 from dotcloud.resources import Limits
 from runtime import cgroups
@@ -67,7 +67,8 @@ def run(ctx: CommandContext, args: Args) -> int:
             argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, close_fds=True,
             preexec_fn=preexec(ctx.settings.build_memory_bytes,
-                               timeout, NOFILE, enter=group.preexec() if group else None))
+                               timeout, NOFILE, _user(ctx, app.name),
+                               enter=group.preexec() if group else None))
     except FileNotFoundError:
         raise CommandNotFound(f"{argv[0][:80]}: command not found in {service}'s "
                               "environment") from None
@@ -95,6 +96,12 @@ def run(ctx: CommandContext, args: Args) -> int:
         raise OutOfMemory(f"{argv[0][:80]}: {group.out_of_memory()}")
     ctx.audit_detail += f" (exit {code})"
     return code
+
+
+def _user(ctx: CommandContext, app: str) -> tuple[int, int] | None:
+    """The app's own uid and gid: the command runs as the app does."""
+    user = appusers.for_app(ctx.settings, app)
+    return None if user is None else (user.uid, user.gid)
 
 
 def _first_instance(ctx: CommandContext, app, service: str):

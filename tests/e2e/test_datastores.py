@@ -6,7 +6,7 @@ import subprocess
 from dataclasses import replace
 
 import pytest
-from platform_helpers import git_repo
+from platform_helpers import git_repo, open_dir
 
 from buildpacks import build_service
 from buildpacks.base import BuildContext
@@ -153,13 +153,19 @@ def test_data_services_keep_their_data_and_processes(platform, tmp_path):
 
 # The parts on their own: the deployer's preparation and bookkeeping.
 
-def test_password_is_made_once_and_kept(tmp_path):
-    settings = load(tmp_path)
+@pytest.fixture
+def data():
+    """A data directory the app's own user may reach (pytest's is 0700)."""
+    return open_dir()
+
+
+def test_password_is_made_once_and_kept(data):
+    settings = load(data)
     creds = datastores.prepare(settings, "app", "cache", "redis")
     again = datastores.prepare(settings, "app", "cache", "redis")
     assert creds == again and len(creds.password) >= 24
     root = datastores.data_dir(settings, "app", "cache")
-    assert root == tmp_path / "services" / "app" / "cache"
+    assert root == data / "services" / "app" / "cache"
     assert (root / "password").stat().st_mode & 0o777 == 0o600
     assert f"requirepass {creds.password}\n" in (root / "redis.conf").read_text()
     assert datastores.connection_env("cache", "redis", 7000, creds) == {
@@ -168,18 +174,18 @@ def test_password_is_made_once_and_kept(tmp_path):
         "DOTCLOUD_CACHE_REDIS_LOGIN": "default", "DOTCLOUD_CACHE_REDIS_PASSWORD": creds.password}
 
 
-def test_postgres_cluster_is_initialised_once(tmp_path):
-    settings = load(tmp_path)
+def test_postgres_cluster_is_initialised_once(data):
+    settings = load(data)
     datastores.prepare(settings, "app", "db", "postgresql")
-    version = tmp_path / "services" / "app" / "db" / "pgdata" / "PG_VERSION"
+    version = data / "services" / "app" / "db" / "pgdata" / "PG_VERSION"
     marker = version.parent / "marker"
     marker.write_text("data")
     datastores.prepare(settings, "app", "db", "postgresql")
     assert marker.exists() and version.exists()
 
 
-def test_postgres_speaks_tls_with_a_certificate_made_once(tmp_path):
-    settings = load(tmp_path)
+def test_postgres_speaks_tls_with_a_certificate_made_once(data):
+    settings = load(data)
     datastores.prepare(settings, "app", "db", "postgresql")
     root = datastores.data_dir(settings, "app", "db")
     cert = (root / "server.crt").read_bytes()
@@ -193,8 +199,8 @@ def test_postgres_speaks_tls_with_a_certificate_made_once(tmp_path):
     assert conf.count(f"\ninclude_if_exists = '{root}/tls.conf'\n") == 1
 
 
-def test_failing_initdb_fails_the_deploy(tmp_path):
-    settings = load(tmp_path)
+def test_failing_initdb_fails_the_deploy(data):
+    settings = load(data)
     root = datastores.data_dir(settings, "app", "db")
     root.mkdir(parents=True)
     (root / "password").write_text("")        # initdb refuses an empty password

@@ -9,7 +9,7 @@ import json
 from dataclasses import replace
 
 import pytest
-from platform_helpers import git_repo
+from platform_helpers import git_repo, open_dir
 
 from dotcloud.desired import ServiceManifest
 from dotcloud.errors import DeployError
@@ -54,7 +54,7 @@ def body(platform, app: str, path: str = "/") -> str:
 
 @slow
 def test_release_command_runs_once_per_deploy_before_launch(platform, tmp_path):
-    ledger = tmp_path / "ledger"
+    ledger = open_dir() / "ledger"     # the app writes it, as its own user
     repo = git_repo(tmp_path / "relonce", release_app(ledger, "one"))
     r = platform.push("alice", repo, "relonce")
     assert r.code == 0, r.err
@@ -92,7 +92,7 @@ def test_release_command_runs_once_per_deploy_before_launch(platform, tmp_path):
 @slow
 def test_failing_release_command_fails_the_push_and_the_old_release_keeps_serving(platform,
                                                                                    tmp_path):
-    ledger = tmp_path / "ledger"
+    ledger = open_dir() / "ledger"
     repo = git_repo(tmp_path / "relfail", release_app(ledger, "old"))
     assert platform.push("alice", repo, "relfail").code == 0
     git_repo(repo, release_app(ledger, "new", exit_code=3))
@@ -260,8 +260,10 @@ def test_django_with_collectstatic_and_a_release_phase_migrate_in_one_push(platf
 # The parts on their own.
 
 def run_release(tmp_path, command, timeout=60):
+    tmp_path = open_dir()   # the command runs as the app's own user, and writes in src
     src = tmp_path / "src"
     src.mkdir(exist_ok=True)
+    src.chmod(0o1777)
     out = io.StringIO()
     info = ServiceManifest("www", {"type": "python", "release": command}, str(src), True, {})
     home = release_phase.home_for(load(tmp_path / "data"), "app", 7, "www")

@@ -16,7 +16,7 @@ def env(tmp_path):
     data.mkdir()
     (data / "config.yml").write_text("app_uid_range: [61000, 61002]\n")
     s = settings_mod.load(data)
-    store = Store(s.db_path)
+    store = Store(s.paths.db)
     yield s, store
     store.close()
 

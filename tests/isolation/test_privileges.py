@@ -1,0 +1,124 @@
+"""Dropping root (runtime.privileges), through each launch point that uses it:
+runtime.limits (builds, hooks, `run`) and the shim (instances, data servers);
+the shim spec's `user`; and what crossing uids forbids (signals, environ)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime import privileges, shimctl
+from runtime.limits import run_limited
+from runtime.shimspec import SpecError, parse
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="only root can drop to another uid")
+UID = 61990      # in no platform's range of the tests; no account needed for these
+REPORT = ("import json; from runtime.privileges import check; "
+          "print(json.dumps({**check(), 'groups': __import__('os').getgroups(), "
+          "'sid': __import__('os').getsid(0) == __import__('os').getpid()}))")
+ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def report(lines):
+    return json.loads(lines[-1])
+
+
+@needs_root
+def test_a_limited_step_runs_as_the_user_with_nothing_left():
+    lines = []
+    code = run_limited([sys.executable, "-c", REPORT], cwd=ROOT, env={"PYTHONPATH": ROOT},
+                       timeout=30, memory_bytes=None, on_line=lines.append, user=(UID, UID))
+    assert code == 0, lines
+    got = report(lines)
+    assert (got["Uid"], got["Gid"], got["groups"]) == (UID, UID, [])
+    assert got["CapEff"] == got["CapPrm"] == got["CapBnd"] == got["CapInh"] == 0
+    assert got["CapAmb"] == 0 and got["NoNewPrivs"] == 1 and got["sid"]
+
+
+@needs_root
+def test_no_way_back_to_root():
+    lines = []
+    code = run_limited([sys.executable, "-c", "import os; os.setuid(0)"], cwd="/",
+                       env={}, timeout=30, memory_bytes=None, on_line=lines.append,
+                       user=(UID, UID))
+    assert code == 1 and "PermissionError" in "\n".join(lines)
+
+
+@needs_root
+def test_setuid_programs_give_nothing_back():
+    # su is setuid root: under no_new_privs it runs without its privilege and fails.
+    lines = []
+    code = run_limited(["su", "-c", "id -u", "root"], cwd="/", env={"PATH": "/usr/bin:/bin"},
+                       timeout=30, memory_bytes=None, on_line=lines.append, user=(UID, UID))
+    assert code != 0 and "0" not in [line.strip() for line in lines]
+
+
+def test_without_root_only_its_own_uid_is_allowed():
+    if os.geteuid() == 0:
+        pytest.skip("tests the platform run by another user")
+    with pytest.raises(PermissionError, match="not root"):
+        privileges.drop(os.getuid() + 1, os.getgid())
+
+
+@pytest.mark.parametrize("value", [[0, 0], ["1", 2], [1], [1, 2, 3], {"uid": 1}, [-5, 5],
+                                   [True, 5]])
+def test_the_shim_spec_refuses_a_bad_user(value):
+    raw = {"instance": "a.www.0#1", "log_path": "/l", "status_path": "/s", "pid_path": "/p",
+           "processes": {"web": {"argv": ["/bin/true"], "cwd": "/"}}, "user": value}
+    with pytest.raises(SpecError, match=r"^user must be \[uid, gid\], two numbers above 0$"):
+        parse(raw)
+
+
+@needs_root
+def test_the_shim_stays_root_and_its_processes_do_not(tmp_path):
+    # In /tmp, not pytest's 0700 directory: the process itself writes nothing there.
+    work = Path(tempfile.mkdtemp(dir="/tmp"))
+    spec = tmp_path / "shim.json"
+    code = REPORT.replace("print(", f"open({str(work / 'r.json')!r}, 'w').write(")
+    spec.write_text(json.dumps({
+        "instance": "t.www.0#1", "log_path": str(tmp_path / "log"),
+        "status_path": str(tmp_path / "status.json"), "pid_path": str(tmp_path / "pid"),
+        "user": [UID, UID],
+        "processes": {"web": {"argv": [sys.executable, "-c", code + "; import time; "
+                                       "time.sleep(60)"],
+                              "cwd": "/", "env": {"PYTHONPATH": ROOT}}}}))
+    work.chmod(0o1777)
+    pid = shimctl.spawn(spec)
+    try:
+        deadline = time.monotonic() + 30
+        while not (work / "r.json").exists() or not (work / "r.json").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "log").read_text()
+            time.sleep(0.05)
+        got = json.loads((work / "r.json").read_text())
+        assert got["Uid"] == UID and got["CapEff"] == 0 and got["NoNewPrivs"] == 1
+        assert privileges.check(f"/proc/{pid}/status")["Uid"] == 0     # the shim
+        child = int(json.loads((tmp_path / "status.json").read_text())
+                    ["processes"]["web"]["pid"])
+        # Another app's uid cannot signal it nor read its environment.
+        probe = ("import os, signal, sys\n"
+                 f"try:\n    os.kill({child}, signal.SIGTERM)\nexcept PermissionError:\n"
+                 "    print('kill denied')\n"
+                 f"try:\n    open('/proc/{child}/environ').read()\nexcept PermissionError:\n"
+                 "    print('environ denied')\n")
+        lines = []
+        run_limited([sys.executable, "-c", probe], cwd="/", env={}, timeout=30,
+                    memory_bytes=None, on_line=lines.append, user=(UID + 1, UID + 1))
+        assert lines == ["kill denied", "environ denied"]
+    finally:
+        shimctl.stop(pid)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    break
+            except ChildProcessError:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        subprocess.run(["rm", "-rf", str(work)])
