@@ -240,7 +240,8 @@ def _create_instance(settings, store, app, gen, service, number, info: ServiceMa
             release_dir=str(settings.paths.release(app, build)) if build is not None else None,
             data_service=DataService(info.type, gen.id) if data else None,
             user=(user.uid, user.gid) if user is not None else None,
-            image=info.image, placement=dict(info.spec.get("placement") or {}))
+            image=info.image, placement=dict(info.spec.get("placement") or {}),
+            limits=info.limits.over(settings.default_limits))
         inst = store.add_instance(app, gen.id, service, number, port, spec)
     write_json(home / "environment.json", env)
     write_atomic(home / "environment.yml", yaml.safe_dump(env, default_flow_style=False).encode())
