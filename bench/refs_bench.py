@@ -63,7 +63,7 @@ def main() -> int:
     args = ap.parse_args()
     logs.configure(stream=io.StringIO())
     settings = load(Path(tempfile.mkdtemp(prefix="refs-bench-")))
-    store = Store(settings.db_path)
+    store = Store(settings.paths.db)
     store.add_user("bench")
     store.create_app("refs", "bench")
     git.serve(settings, store, "bench", "git-upload-pack", "refs", Channel(b"0000"))

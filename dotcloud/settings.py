@@ -72,14 +72,6 @@ class Settings:
         """Every path of the data directory (dotcloud.datadir)."""
         return DataDir(self.data)
 
-    @property
-    def run_dir(self) -> Path:
-        return self.paths.run
-
-    @property
-    def db_path(self) -> Path:
-        return self.paths.db
-
     def url(self, app: str) -> str:
         port = "" if self.http_port == 80 else f":{self.http_port}"
         return f"http://{app}.{self.domain}{port}/"

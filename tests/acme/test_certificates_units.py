@@ -60,7 +60,7 @@ def _daemon(tmp_path: Path, *names: str, **config) -> certificates.Daemon:
     data = tmp_path / "data"
     data.mkdir()
     settings = load(data, **config)
-    store = Store(settings.db_path)
+    store = Store(settings.paths.db)
     for name in names:
         store.add_domain(name, "app", "www")
     return certificates.Daemon(settings)

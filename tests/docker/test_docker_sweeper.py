@@ -12,7 +12,7 @@ pytestmark = pytest.mark.docker
 
 def test_sweep_once_keeps_wanted_instances_and_removes_orphans(engine, tmp_path):
     settings = load(tmp_path / "data", runtime="docker")
-    store = Store(settings.db_path)
+    store = Store(settings.paths.db)
     spec = InstanceSpec(app="sw", service="www", number=0, generation=1, port=20001,
                         service_type="python",
                         processes=[ProcessSpec("web", ["python3", "-c", "pass"], str(tmp_path))],

@@ -39,7 +39,7 @@ def pkt(payload: bytes) -> bytes:
 
 _data = Path(tempfile.mkdtemp(prefix="fuzz-git-"))
 SETTINGS = load(_data)
-STORE = Store(SETTINGS.db_path)
+STORE = Store(SETTINGS.paths.db)
 STORE.add_user("alice")
 STORE.create_app(APP, "alice")
 STORE.db.execute("PRAGMA synchronous=OFF")   # audit rows by the million; durability is moot here

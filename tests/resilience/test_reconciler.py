@@ -28,7 +28,7 @@ FORKER = ["/bin/sh", "-c", "sleep 300 & echo sleeper=$!; wait"]
 @pytest.fixture
 def rig(tmp_path):
     settings = load(tmp_path / "data")
-    store = Store(settings.db_path)
+    store = Store(settings.paths.db)
     rec = Reconciler(settings, store)
     yield settings, store, rec
     for inst in store.instances():
