@@ -19,7 +19,6 @@ import time
 
 from dotcloud import appusers, names
 from dotcloud.errors import DotcloudError, NotFound
-from dotcloud.resources import Limits
 from runtime import cgroups
 from runtime.limits import preexec
 
@@ -60,8 +59,8 @@ def run(ctx: CommandContext, args: Args) -> int:
     first = min(inst.spec.processes, key=lambda p: p.name)
     cwd, env = first.cwd, dict(inst.spec.env)
     ctx.audit_detail = f"{service}: {' '.join(argv)[:300]}"
-    group = cgroups.transient(ctx.settings.data, "run", Limits.from_dict(
-        spec.get("limits")).over(ctx.settings.default_limits))
+    group = cgroups.transient(ctx.settings.data, "run",
+                              inst.spec.limits.over(ctx.settings.default_limits))
     try:
         proc = subprocess.Popen(
             argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
