@@ -90,7 +90,8 @@ def test_stop_kills_what_left_every_process_group(contained, tmp_path):
              "2>&1 & echo escaped=$!; exec sleep 300"
     inst = contained({"web": sh(script, tmp_path)}, Limits(processes=32)).start()
     escaped = int(inst.wait_line("web", r"^escaped=\d+$").split("=")[1])
-    assert alive(escaped) and os.getsid(escaped) == escaped
+    # It may not have called setsid() yet when its pid is printed.
+    wait_until(lambda: alive(escaped) and os.getsid(escaped) == escaped, what="its setsid")
     assert inst.stop() == 0
     wait_until(lambda: not alive(escaped), what="the setsid process killed")
 
