@@ -24,7 +24,8 @@ from buildpacks import run_postinstall
 from buildpacks.base import DEFAULT_PATH
 from dotcloud import appusers, filemodes, placement, routes
 from dotcloud.control import ControlUnavailable, request
-from dotcloud.desired import DataService, InstanceSpec, Manifest, ProcessSpec, ServiceManifest
+from dotcloud.desired import (DataService, Desired, InstanceSpec, Manifest, ProcessSpec,
+                              ServiceManifest)
 from dotcloud.errors import DeployError
 from dotcloud.fsutil import write_atomic, write_json
 from dotcloud.models import Generation, Instance, Release
@@ -119,7 +120,7 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
         for inst, _ in apps:
             progress.line(f"[{inst.label}] Launching...")
         launched = apps
-        store.set_desired([i.id for i, _ in apps], "run")
+        store.set_desired([i.id for i, _ in apps], Desired.RUN)
         poke_runtime(settings, progress)
         t0 = progress.mark("start", t0)
         for inst, _ in apps:
@@ -152,7 +153,7 @@ def _start_data(settings: Settings, store: Store, app: str, started: list, progr
     app's postinstall and release command connect to them next."""
     for inst, _ in started:
         progress.line(f"[{inst.label}] Launching...")
-    store.set_desired([i.id for i, _ in started], "run")
+    store.set_desired([i.id for i, _ in started], Desired.RUN)
     poke_runtime(settings, progress)
     for inst, info in started:
         progress.line(f"[{inst.label}] Waiting for the server to accept connections...")
@@ -166,7 +167,7 @@ def retire(settings: Settings, store: Store, gen: Generation) -> None:
     olds = store.instances(gen.app, generation=gen.id)
     routes.drain(settings, [(placement.address(settings.data, i.spec) or placement.LOCAL, i.port)
                             for i in olds], settings.drain_timeout)
-    store.set_desired([i.id for i in olds], "stop")
+    store.set_desired([i.id for i in olds], Desired.STOP)
     store.set_generation_state(gen.id, "retired")
     poke_runtime(settings, None)
 
@@ -176,7 +177,7 @@ def teardown(settings: Settings, store: Store, gen: Generation) -> None:
     if owner is not None and owner.generation != gen.id:
         datastores.restore(store, gen.app, gen.id, owner.generation,
                            lambda ids: _stop_and_wait(settings, store, ids))
-    store.set_desired([i.id for i in store.instances(gen.app, generation=gen.id)], "stop")
+    store.set_desired([i.id for i in store.instances(gen.app, generation=gen.id)], Desired.STOP)
     store.set_generation_state(gen.id, "failed")
     poke_runtime(settings, None)
 
@@ -263,7 +264,7 @@ def _data_services(settings, store, app, gen, manifest, progress) -> tuple[dict,
             continue
         kind = info.type
         creds = datastores.prepare(settings, app, service, kind)
-        running = [i for i in olds if i.service == service and i.desired == "run"]
+        running = [i for i in olds if i.service == service and i.desired == Desired.RUN]
         if running and datastores.same_definition(before.get(service), info):
             store.move_instances([i.id for i in running], gen.id)
             progress.line(f"[{service}.0] Definition unchanged: kept running, not restarted")
@@ -294,7 +295,7 @@ def _active_services(settings: Settings, store: Store, app: str) -> Mapping[str,
 
 
 def _stop_and_wait(settings: Settings, store: Store, ids: list[int]) -> bool:
-    store.set_desired(ids, "stop")
+    store.set_desired(ids, Desired.STOP)
     poke_runtime(settings, None)
     return datastores.wait_stopped(store, ids)
 

@@ -9,6 +9,7 @@ stops and starts the processes. It never touches another app's instances.
 """
 import time
 
+from dotcloud.desired import Desired, InstanceState
 from dotcloud.errors import DeployError, NotFound
 from dotcloud.models import Instance
 from hooks.health import HttpCheck
@@ -18,6 +19,7 @@ from .context import CommandContext
 from .deploying import app_lock
 
 POLL = 0.1
+FAILING = (InstanceState.CRASHED, InstanceState.BACKOFF)
 START_TIMEOUT = 30.0
 
 
@@ -46,15 +48,15 @@ def restart_service(ctx: CommandContext, app, service: str) -> list[str]:
 def _restart_one(ctx: CommandContext, app: str, inst: Instance, http: str | None) -> None:
     """http: the health path of an HTTP service, None for a worker."""
     ctx.progress(f"[{inst.label}] Stopping...")
-    ctx.store.set_desired([inst.id], "stop")
+    ctx.store.set_desired([inst.id], Desired.STOP)
     queries.poke_runtime(ctx.settings)
     stop_by = time.monotonic() + ctx.settings.stop_grace + 10
-    _wait(ctx, inst, lambda i: i.state == "stopped", stop_by, "did not stop")
+    _wait(ctx, inst, lambda i: i.state == InstanceState.STOPPED, stop_by, "did not stop")
     ctx.progress(f"[{inst.label}] Starting...")
-    ctx.store.set_desired([inst.id], "run")
+    ctx.store.set_desired([inst.id], Desired.RUN)
     queries.poke_runtime(ctx.settings)
     start_by = time.monotonic() + START_TIMEOUT
-    _wait(ctx, inst, lambda i: i.state == "running" and i.pid is not None, start_by,
+    _wait(ctx, inst, lambda i: i.state == InstanceState.RUNNING and i.pid is not None, start_by,
           "did not start")
     if http is not None:
         host = f"{app}.{ctx.settings.domain}" if inst.service == "www" else \
@@ -70,7 +72,7 @@ def _wait(ctx: CommandContext, inst: Instance, done, deadline: float, failure: s
             raise DeployError(f"{inst.label} disappeared during the restart")
         if done(current):
             return
-        if current.state in ("crashed", "backoff") and current.desired == "run":
+        if current.state in FAILING and current.desired == Desired.RUN:
             raise DeployError(f"{inst.label} crashed after the restart "
                               f"(last exit {current.last_exit}); see: logs {inst.app} "
                               f"{inst.label}")
