@@ -11,11 +11,13 @@ mounted into an instance but its home.
 
 The dependency layer is an image of its own (`dotcloud/APP:deps-KEY`,
 KEY naming the base image and the entries), so a push that changes only the
-code adds only the release layer on top of the last one. Each layer is made
-by `docker commit` of a container that was never started, after copying a
-tar stream into it: measured here on overlay2, 0.2 s for 2 MB and 0.4 s for
-15 MB, against 0.35 / 0.5 s for the classic builder and 0.3 / 0.6 s for
-BuildKit on the same tar context.
+code adds only the release layer on top of the last one. Each layer is a tar
+of its files, loaded (`docker load`) with an image config naming the
+parent's layers, which the engine has and so never reads: measured here on
+overlay2 under load, 0.16 s for a small release layer against 0.45 s for
+`docker commit` of a container that was given the same tar (create,
+copy, commit, remove), and no slower for a 15 MB dependency layer; the
+classic builder and BuildKit took 0.35 and 0.3 s for 2 MB on a quiet machine.
 
 Images are labelled with the data directory, app, release and service, and
 instances run them by ID: another platform on the same engine may tag the
@@ -27,10 +29,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
+import json
 import os
 import tarfile
+import tempfile
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
@@ -158,40 +164,81 @@ def _own(client, name: str, labels: dict) -> str | None:
 
 
 def _layer(client, parent: str, paths: list[Path], labels: dict, name: str) -> str:
-    """`parent` plus one layer holding `paths` (at their absolute places), tagged `name`."""
-    api = client.api
-    container = api.create_container(parent, ["true"], labels={}, network_disabled=True)["Id"]
-    try:
+    """`parent` plus one layer holding `paths` (at their absolute places), tagged `name`.
+
+    The image is loaded (`docker load`) from an archive holding its config and
+    the new layer alone: the engine skips reading layers it already has, so
+    the parent's are named, not sent.
+    """
+    with tempfile.TemporaryFile() as layer:
+        digest = _write_layer(layer, paths)
+        size = layer.tell()
+        layer.seek(0)
+        info = client.api.inspect_image(parent)
+        config = json.dumps({
+            "architecture": info.get("Architecture") or "amd64", "os": info.get("Os") or "linux",
+            "created": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+            "config": dict(info.get("Config") or {}, Labels=labels),
+            "rootfs": {"type": "layers",
+                       "diff_ids": [*info["RootFS"]["Layers"], f"sha256:{digest}"]},
+        }, sort_keys=True).encode()
+        image = hashlib.sha256(config).hexdigest()
+        count = len(info["RootFS"]["Layers"]) + 1
+        # Parents' layers: named (each must have a name), never read.
+        layers = [f"{i}/layer.tar" for i in range(count)]
+        manifest = json.dumps([{"Config": f"{image}.json", "RepoTags": [name],
+                                "Layers": layers}]).encode()
         read, write = os.pipe()
         errors: list[BaseException] = []
-        writer = threading.Thread(target=_write_tar, args=(write, paths, errors), daemon=True)
+        members = [(layers[-1], layer, size), (f"{image}.json", io.BytesIO(config), len(config)),
+                   ("manifest.json", io.BytesIO(manifest), len(manifest))]
+        writer = threading.Thread(target=_write_archive, args=(write, members, errors),
+                                  daemon=True)
         writer.start()
         with os.fdopen(read, "rb") as stream:
-            ok = api.put_archive(container, "/", iter(lambda: stream.read(PIPE_CHUNK), b""))
+            for _ in client.api.load_image(iter(lambda: stream.read(PIPE_CHUNK), b""),
+                                           quiet=True):
+                pass
         writer.join()
         if errors:
             raise errors[0]
-        if not ok:
-            raise docker_engine.EngineError(f"the engine refused the files of {name}")
-        repository, _, version = name.rpartition(":")
-        return api.commit(container, repository=repository, tag=version,
-                          conf={"Labels": labels})["Id"]
-    finally:
-        docker_engine.remove(client, container)
+    return f"sha256:{image}"
 
 
-def _write_tar(fd: int, paths: list[Path], errors: list) -> None:
+def _write_layer(out, paths: list[Path]) -> str:
+    """A tar of `paths` and their parents into `out`; returns its sha256 (hex)."""
+    hashed = _Hashing(out)
+    with tarfile.open(fileobj=hashed, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        parents: set[Path] = set()
+        for path in paths:
+            # The parents with their own modes, not root's defaults.
+            for parent in reversed(path.parents[:-1]):
+                if parent not in parents:
+                    parents.add(parent)
+                    tar.add(parent, arcname=str(parent).lstrip("/"), recursive=False)
+            tar.add(path, arcname=str(path).lstrip("/"))
+    return hashed.digest.hexdigest()
+
+
+class _Hashing:
+    """A write-only file that hashes what goes through it."""
+
+    def __init__(self, out):
+        self.out = out
+        self.digest = hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self.out.write(data)
+
+
+def _write_archive(fd: int, members: list, errors: list) -> None:
     try:
-        with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w|",
-                                                      format=tarfile.PAX_FORMAT) as tar:
-            parents: set[Path] = set()
-            for path in paths:
-                # The parents with their own modes, not root's defaults.
-                for parent in reversed(path.parents[:-1]):
-                    if parent not in parents:
-                        parents.add(parent)
-                        tar.add(parent, arcname=str(parent).lstrip("/"), recursive=False)
-                tar.add(path, arcname=str(path).lstrip("/"))
+        with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w|") as tar:
+            for name, fileobj, size in members:
+                info = tarfile.TarInfo(name)
+                info.size = size
+                tar.addfile(info, fileobj)
     except BaseException as e:  # noqa: BLE001 - handed to the reader's thread
         errors.append(e)
 
