@@ -126,7 +126,7 @@ def publish_image(client: docker.DockerClient, image: str, name: str, registry: 
         return target
     for chunk in client.api.push(repo, tag=tag, stream=True, decode=True):
         if isinstance(chunk, dict) and chunk.get("error"):
-            raise SwarmError(f"cannot push {target}: {chunk['error']}")
+            raise SwarmError(f"cannot push {target}: {' '.join(str(chunk['error']).split())}")
     return target
 
 

@@ -29,6 +29,7 @@ touch a service whose name it was not given.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -51,6 +52,8 @@ from dotcloud import placement  # noqa: E402
 from runtime import docker_engine, swarm  # noqa: E402
 
 EXIT_ENGINE = 125
+PUSH_ATTEMPTS = 3
+PUSH_RETRY = 1.0
 WATCH = 0.5               # seconds between looks at the service's tasks
 LABEL_SPEC = "dotcloud.spec"
 # The launcher's own variables, not the app's.
@@ -82,6 +85,7 @@ def wrap(settings, *, app: str, service: str, instance: str, processes: dict,
                 "--docker-host", os.environ.get("DOCKER_HOST", ""),
                 "--service", swarm.service_name(settings.data, instance, name),
                 "--image", image or "", "--registry", settings.registry,
+                "--push-lock", str(settings.paths.run / "swarm-push.lock"),
                 "--workdir", str(proc["cwd"]), "--stop-grace", str(grace),
                 "--label", f"{docker_engine.LABEL_DATA}={docker_engine.data_id(settings.data)}",
                 "--label", f"{swarm.LABEL_APP}={app}",
@@ -117,6 +121,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--service", required=True)
     parser.add_argument("--image", required=True)
     parser.add_argument("--registry", default="")
+    parser.add_argument("--push-lock", default=None, help="a file to flock while pushing")
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--user", default=None)
     parser.add_argument("--stop-grace", type=int, default=8)
@@ -193,8 +198,7 @@ class Launcher:
         if not opts.image:
             raise docker_engine.EngineError("the release has no image (it was built for another "
                                             "runtime): push again")
-        image = swarm.publish_image(self.client, opts.image, self._image_name(),
-                                    opts.registry)
+        image = self._publish()
         definition = self._definition(image)
         try:
             existing = self.client.services.get(opts.service)
@@ -212,6 +216,29 @@ class Launcher:
         self.created = time.time()
         self.client.services.create(image, **definition)
         say(f"service {opts.service} created from {image}")
+
+    def _publish(self) -> str:
+        """The image pushed to the registry, one launcher at a time: the
+        instances of a deploy start together, and concurrent pushes of one
+        image make the registry refuse some."""
+        fd = os.open(self.opts.push_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) \
+            if self.opts.push_lock else None
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            for attempt in range(PUSH_ATTEMPTS):
+                try:
+                    return swarm.publish_image(self.client, self.opts.image, self._image_name(),
+                                               self.opts.registry)
+                except swarm.SwarmError as e:
+                    if attempt + 1 == PUSH_ATTEMPTS or "not on the manager" in str(e):
+                        raise
+                    say(f"{e}; trying again")
+                    time.sleep(PUSH_RETRY)
+        finally:
+            if fd is not None:
+                os.close(fd)
+        raise AssertionError("unreachable")
 
     def _image_name(self) -> str:
         """The release image's own name (dotcloud/APP:vN-SERVICE), the registry's too."""
