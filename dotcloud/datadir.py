@@ -98,8 +98,12 @@ class DataDir:
         """Every release directory of every app."""
         return [d for d in self.releases_root.glob("*/v*") if d.is_dir()]
 
+    @property
+    def homes_root(self) -> Path:
+        return self.root / "homes"
+
     def homes(self, app: str) -> Path:
-        return self.root / "homes" / app
+        return self.homes_root / app
 
     def home(self, app: str, generation: int, service: str, number: int) -> Path:
         return self.homes(app) / f"g{generation}-{service}.{number}"
@@ -138,9 +142,13 @@ class DataDir:
         """What push pipelines print outside a push's own channel."""
         return self.logs / "pipeline.log"
 
+    @property
+    def services_root(self) -> Path:
+        return self.root / "services"
+
     def service_data(self, app: str, service: str) -> Path:
         """A data service's own directory (postgresql's cluster, redis' dump)."""
-        return self.root / "services" / app / service
+        return self.services_root / app / service
 
     def app_paths(self, app: str) -> list[Path]:
         """Every directory holding files of `app` alone (destroy removes them)."""

@@ -29,9 +29,6 @@ from pathlib import Path
 from . import logs
 from .datadir import DataDir
 
-PRIVATE = ("run", "repos", "instances", "logs", "tls", "acme")
-PASSAGE = ("releases", "homes", "services", "cache")
-SECRET_FILES = ("dotcloud.db", "dotcloud.db-wal", "dotcloud.db-shm", "config.yml")
 # What a sealed file keeps: read and execute, never write, setuid, setgid or sticky.
 SEALED_BITS = 0o555
 
@@ -49,19 +46,16 @@ def secure(paths: DataDir) -> list[Path]:
     above DATA that app users cannot pass through (then nothing of DATA works
     for them: the caller warns)."""
     _chmod(paths.root, 0o711)
-    for name in PRIVATE:
-        _chmod(paths.root / name, 0o700)
-    for name in PASSAGE:
-        _chmod(paths.root / name, 0o711)
-    for kind in _children(paths.cache):
-        if kind.is_dir() and not kind.is_symlink() and kind != paths.tool_caches:
+    for path in (paths.run, paths.repos, paths.instances, paths.logs, paths.tls, paths.acme):
+        _chmod(path, 0o700)
+    for path in (paths.releases_root, paths.homes_root, paths.services_root, paths.cache):
+        _chmod(path, 0o711)
+    for kind in _children(paths.cache):     # python/, node/, users/...: found by name only
+        if kind.is_dir() and not kind.is_symlink():
             _chmod(kind, 0o711)
-    _chmod(paths.tool_caches, 0o711)
-    for name in SECRET_FILES:
-        _chmod(paths.root / name, 0o600)
-    for path in _children(paths.root):
-        if path.name.startswith("ssh_host_") and path.is_file():
-            _chmod(path, 0o600)
+    for path in (paths.db, paths.db.with_name(paths.db.name + "-wal"),
+                 paths.db.with_name(paths.db.name + "-shm"), paths.config, paths.host_key):
+        _chmod(path, 0o600)
     return closed_above(paths.root)
 
 
