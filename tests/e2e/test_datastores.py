@@ -11,7 +11,7 @@ from platform_helpers import git_repo, open_dir
 from buildpacks import build_service
 from buildpacks.base import BuildContext
 from buildpacks.spec import ServiceSpec
-from dotcloud.desired import ServiceManifest
+from dotcloud.desired import DataService, InstanceSpec, ProcessSpec, ServiceManifest
 from dotcloud.errors import BuildError, DeployError
 from dotcloud.settings import load
 from dotcloud.state import Store
@@ -225,8 +225,12 @@ def test_definition_compares_spec_and_processes():
 
 
 def _data_instance(store, gen, service, born):
-    return store.add_instance("app", gen, service, 0, 7000 + gen,
-                              {"data_service": {"type": "redis", "born": born}})
+    spec = InstanceSpec(app="app", service=service, number=0, generation=born, port=7000 + gen,
+                        service_type="redis",
+                        processes=[ProcessSpec("redis", ["redis-server"], "/")], env={},
+                        home=f"/h/g{born}-{service}.0", log=f"app/{service}.0.log",
+                        data_service=DataService("redis", born))
+    return store.add_instance("app", gen, service, 0, 7000 + gen, spec)
 
 
 def test_unfinished_deploy_hands_kept_servers_back(tmp_path):
