@@ -9,8 +9,11 @@ app's user, in the process's working directory, with its environment (the
 launcher's own, which the shim set from the instance spec), an init
 process (a Python app ignores SIGTERM as pid 1), a tmpfs as its home,
 restarted by the swarm when it exits or its node is lost, and constrained by
-the service's `placement` (node labels). A service of the same name and the
-same definition (left by a launcher killed -9) is adopted, not replaced.
+the service's `placement` (node labels). The platform's data servers run on
+the manager's loopback, so an instance that connects to one stays on the
+manager, as do all without a registry to pull from. A service of the same
+name and the same definition (left by a launcher killed -9) is adopted, not
+replaced.
 
 It copies the service's log to its own output, so the shim logs and tails
 it as for a process. It follows the service's tasks: the first process of
@@ -76,8 +79,9 @@ def wrap(settings, *, app: str, service: str, instance: str, processes: dict,
     """
     grace = max(1, int(settings.stop_grace * 0.8))
     rules = [f"node.labels.{k}=={v}" for k, v in sorted((constraints or {}).items())]
-    if data_service or not settings.registry:
-        # Its data (or, without a registry, its image) is on the manager only.
+    if data_service or not settings.registry or _uses_local_data(processes):
+        # Its data (or, without a registry, its image) is on the manager only;
+        # the platform's data servers listen on the manager's loopback.
         rules.append("node.role==manager")
     wrapped = {}
     for index, (name, proc) in enumerate(processes.items()):
@@ -99,6 +103,13 @@ def wrap(settings, *, app: str, service: str, instance: str, processes: dict,
             argv += ["--placement", str(placement.path(settings.data, instance))]
         wrapped[name] = dict(proc, argv=argv + ["--", *reachable(proc["argv"])])
     return wrapped
+
+
+def _uses_local_data(processes: dict) -> bool:
+    """Whether the instance connects to one of the platform's data servers
+    (DOTCLOUD_<SERVICE>_<TYPE>_HOST=127.0.0.1 in its environment)."""
+    return any(k.startswith("DOTCLOUD_") and k.endswith("_HOST") and v in LOCAL_BINDS
+               for proc in processes.values() for k, v in (proc.get("env") or {}).items())
 
 
 def reachable(argv: list[str]) -> list[str]:

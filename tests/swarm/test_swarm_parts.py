@@ -144,3 +144,13 @@ def test_bad_placement_is_refused_with_its_line(text, message):
         parse(text)
     assert message in str(info.value), str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_an_app_using_the_platforms_data_servers_stays_on_the_manager(tmp_path):
+    processes = procs("/src")
+    processes["web"]["env"] = {"DOTCLOUD_DB_POSTGRESQL_HOST": "127.0.0.1", "PORT": "2345"}
+    wrapped = swarm_launcher.wrap(settings(tmp_path, registry="10.213.0.11:5000"), app="app",
+                                  service="www", instance="g1-www.0", processes=processes,
+                                  image="x", constraints={"flavor": "live"})
+    assert swarm_launcher.parse(wrapped["web"]["argv"][2:]).constraint == \
+        ["node.labels.flavor==live", "node.role==manager"]
