@@ -236,7 +236,7 @@ def test_bombs_leave_a_neighbour_serving_every_request(platform, tmp_path):
     neighbour = git_repo(tmp_path / "calm", python_app("calm"))
     assert platform.push("alice", neighbour, "calm").code == 0
     hostile = git_repo(tmp_path / "bombs", custom_app(
-        "{memory: 64M, processes: 48, cpus: 0.5}",
+        "{memory: 256M, processes: 48, cpus: 0.5}",
         {"web": "python3 server.py"},
         files={"forkbomb.py": FORK_BOMB, "membomb.py": MEMORY_BOMB}))
     with Load(platform.http_port, "calm.localhost", clients=4) as load:
