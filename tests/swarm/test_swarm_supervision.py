@@ -82,3 +82,30 @@ def test_sweep_removes_only_this_platforms_services_nothing_runs(splatform, clus
         assert placement.of(splatform.data, '{"home": "/x/g999-gone.0"}') is None
     finally:
         swarm.remove_service(cluster.client, made[1])
+
+
+def test_scale_restart_logs_and_destroy_work_on_the_swarm(splatform, cluster, tmp_path):
+    repo = git_repo(tmp_path / "ops", node_app("v1", instances=1))
+    r = splatform.push("alice", repo, "ops")
+    assert r.code == 0, r.text
+    assert len(cluster.tasks(splatform.data, "ops")) == 1
+    r = splatform.ssh("alice", "logs", "ops", "-n", "50")
+    assert r.code == 0, r.text
+    assert "[swarm] running on n" in r.out
+    with Load(splatform.http_port, "ops.localhost", clients=4,
+              address=splatform.address) as load:
+        load.wait_ok(10)
+        r = splatform.ssh("alice", "scale", "ops", "www=3")
+        assert r.code == 0, r.text
+        r = splatform.ssh("alice", "restart", "ops")
+        assert r.code == 0, r.text
+        load.wait_ok(load.ok + 10)
+    assert load.failures == 0, load.errors[:5]
+    nodes = cluster.tasks(splatform.data, "ops")
+    assert len(nodes) == 3 and len(set(nodes)) >= 2, nodes
+    r = splatform.ssh("alice", "destroy", "ops", "--force")
+    assert r.code == 0, r.text
+    deadline = time.monotonic() + 60
+    while cluster.tasks(splatform.data, "ops"):
+        assert time.monotonic() < deadline, "the destroyed app's services are still there"
+        time.sleep(0.5)
