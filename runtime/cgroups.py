@@ -296,20 +296,28 @@ def transient(data: Path, kind: str, limits: Limits | None) -> Group | None:
 _seq = [0]
 
 
+def names(data: Path) -> list[str]:
+    """The groups of data directory `data`, in any hierarchy."""
+    where = hierarchies()
+    if where is None:
+        return []
+    found = set()
+    for d in where.dirs(parent_path(data)).values():
+        try:
+            found.update(e.name for e in os.scandir(d) if e.is_dir())
+        except FileNotFoundError:
+            continue
+    return sorted(found)
+
+
 def sweep(data: Path) -> list[str]:
     """Kill and remove transient groups whose owner is dead, and remove those
     of live owners left empty for STALE_EMPTY seconds; return their names."""
     where = hierarchies()
     if where is None:
         return []
-    names = set()
-    for d in where.dirs(parent_path(data)).values():
-        try:
-            names.update(e.name for e in os.scandir(d) if e.is_dir())
-        except FileNotFoundError:
-            continue
     removed = []
-    for name in sorted(names):
+    for name in names(data):
         match = TRANSIENT_RE.fullmatch(name)
         if match is None:
             continue

@@ -24,7 +24,7 @@ from dotcloud.fsutil import write_json
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
-from . import shimctl, swarm_sweeper, sweeper
+from . import cgroup_sweeper, shimctl, swarm_sweeper, sweeper
 from .reconcile import Reconciler
 from .swarm_routes import RouteFollower
 
@@ -69,6 +69,8 @@ class Daemon:
             sweeper.start(self.settings, threading.Event())
         elif self.settings.runtime == "swarm":
             swarm_sweeper.start(self.settings, threading.Event())
+        # Groups that builds, `run` commands and shims killed with -9 left behind.
+        cgroup_sweeper.start(self.settings, threading.Event())
         log.info("runtime_started", pid=os.getpid())
         busy = True
         while not self.stopping:

@@ -135,3 +135,21 @@ def test_remove_leaves_nothing(data):
 def test_bad_names_are_refused(data):
     with pytest.raises(cgroups.CgroupError):
         cgroups.create(data, "../escape", None)
+
+
+def test_the_runtime_sweeps_groups_of_instances_that_do_not_run(tmp_path):
+    from dotcloud import settings as settings_mod
+    from dotcloud.state import Store
+    from runtime import cgroup_sweeper
+    settings = settings_mod.load(tmp_path / "d")
+    store = Store(settings.paths.db)
+    orphan = cgroups.create(settings.data, cgroups.instance_name(999), Limits(processes=8))
+    sleeper = subprocess.Popen(["sleep", "300"], preexec_fn=orphan.preexec())
+    other = cgroups.create(settings.data, "not-an-instance", None)
+    try:
+        assert cgroup_sweeper.sweep_once(settings, store) == ["instance-999"]
+        assert sleeper.wait(timeout=10) == -9
+        assert cgroups.names(settings.data) == ["not-an-instance"]
+    finally:
+        other.remove()
+        orphan.remove()

@@ -1,0 +1,59 @@
+"""Removes the cgroups nothing will use again (runtime.cgroups), every minute.
+
+A pipeline or SSH daemon killed with -9 leaves its build step's or `run`
+command's group behind, maybe with a process that called setsid() still in
+it; a shim killed with -9 leaves its instance's group. Every SWEEP_EVERY
+seconds (and once at start) this kills and removes the transient groups of
+dead owners (cgroups.sweep) and the instance groups of instances that
+should not run and have no live shim. It runs in its own thread with its own
+store connection, so a reconcile pass never waits for it; a host without
+cgroups costs nothing.
+"""
+import re
+import threading
+
+from dotcloud import logs
+from dotcloud.settings import Settings
+from dotcloud.state import Store
+
+from . import cgroups, shimctl
+
+log = logs.get("runtime")
+SWEEP_EVERY = 60.0
+INSTANCE_RE = re.compile(r"instance-([0-9]+)")
+
+
+def sweep_once(settings: Settings, store: Store) -> list[str]:
+    removed = cgroups.sweep(settings.data)
+    keep = set()
+    for inst in store.instances(live_only=True):
+        d = settings.paths.instance(inst.id)
+        if inst.desired == "run" or shimctl.alive(d.pid, d.spec):
+            keep.add(cgroups.instance_name(inst.id))
+    for name in cgroups.names(settings.data):
+        if INSTANCE_RE.fullmatch(name) and name not in keep:
+            group = cgroups.existing(settings.data, name)
+            if group is not None and group.remove():
+                removed.append(name)
+    if removed:
+        log.info("cgroups_swept", removed=removed)
+    return removed
+
+
+def start(settings: Settings, stopping: threading.Event) -> threading.Thread | None:
+    if cgroups.hierarchies() is None:
+        return None
+
+    def loop() -> None:
+        store = Store(settings.paths.db)
+        while True:
+            try:
+                sweep_once(settings, store)
+            except Exception as exc:   # the store busy, say: next time
+                log.warning("cgroup_sweep_failed", error=str(exc))
+            if stopping.wait(SWEEP_EVERY):
+                return
+
+    thread = threading.Thread(target=loop, name="cgroup-sweeper", daemon=True)
+    thread.start()
+    return thread
