@@ -5,6 +5,7 @@ A release directory is written once and never changed after its
 manifest.json (written last) exists; dependencies live in the shared,
 content-addressed cache, never in a live release.
 """
+import shutil
 import time
 from pathlib import Path
 
@@ -28,6 +29,12 @@ def release_dir(settings: Settings, app: str, build: int) -> Path:
     return settings.paths.release(app, build)
 
 
+def scratch_dir(settings: Settings, uid: int) -> Path:
+    """The TMPDIR of builds run as uid: emptied before and after each build, and
+    measured with the release meanwhile (max_release_bytes)."""
+    return settings.paths.tool_cache(uid) / "tmp"
+
+
 def build(settings: Settings, app: str, release: Release, repo: Path, variables: dict,
           progress: Progress) -> Manifest:
     """Build `release` (its revision from `repo`); return the manifest."""
@@ -48,7 +55,10 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
         filemodes.own_tree(root, user.uid, user.gid)
         tools = settings.paths.tool_cache(user.uid)
         filemodes.own(tools, user.uid, user.gid)
-        filemodes.own(tools / "tmp", user.uid, user.gid)
+        scratch = scratch_dir(settings, user.uid)
+        shutil.rmtree(scratch, ignore_errors=True)   # what a build killed outright left
+        filemodes.own(scratch, user.uid, user.gid)
+        disk.scratch = (scratch,)
     t0 = progress.mark("receive", t0)
     buildfile = load_tree(src)
     for warning in buildfile.warnings:
@@ -62,7 +72,7 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
                    PATH=DEFAULT_PATH,     # the operator's PATH never reaches a build
                    HOME=str(root), LANG="C.UTF-8")
         if tools is not None:
-            env["TMPDIR"] = str(tools / "tmp")
+            env["TMPDIR"] = str(scratch_dir(settings, user.uid))
         with executor_for(settings, app, name, spec.type, root,
                           limits=spec.limits.over(settings.default_limits)) as executor:
             ctx = BuildContext(app=app, service=spec, src=src / spec.approot, release_dir=root,
@@ -85,6 +95,8 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
             f"Compiled image size is {_size(result.size_bytes)}")
         services[name] = ServiceManifest(name, spec.to_dict(), str(ctx.src), bool(result.http),
                                          result.processes, result.env)
+    for scratch in disk.scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
     # Measured once more as a whole: what ran between steps (copies, links) counts too.
     disk.check(force=True)
     if settings.runtime != "process":

@@ -14,7 +14,7 @@ import shutil
 import sys
 import time
 
-from dotcloud import logs, names, outcome
+from dotcloud import appusers, logs, names, outcome
 from dotcloud.errors import DotcloudError, NotFound
 from dotcloud.fsutil import write_json
 from dotcloud.locks import AppLock
@@ -89,6 +89,8 @@ def push(settings, store, app, rev, user, progress, ref="refs/heads/main") -> No
     except DotcloudError:
         # A refused push keeps its record (revisions shows why), not its build.
         shutil.rmtree(build.release_dir(settings, app, release.build), ignore_errors=True)
+        if (owner := appusers.lookup(store, app)) is not None:
+            shutil.rmtree(build.scratch_dir(settings, owner.uid), ignore_errors=True)
         raise
 
 

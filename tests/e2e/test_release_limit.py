@@ -2,6 +2,8 @@
 writes, refused with that reason, and leaves nothing on disk (its release, its
 dependency cache entry), on a platform whose config.yml sets the limit to 100 MiB."""
 import json
+import os
+import re
 
 import pytest
 from platform_helpers import Platform, git_repo
@@ -89,3 +91,17 @@ def test_a_tree_bigger_than_the_limit_is_refused_while_exported(limited, tmp_pat
     r = limited.push("alice", repo, "copies")
     assert r.code != 0 and REFUSED in r.err, r.err
     assert releases(limited, "copies") == []
+
+
+def test_a_prebuild_filling_its_tmpdir_is_stopped_and_its_scratch_emptied(limited, tmp_path):
+    repo = git_repo(tmp_path / "scratchy", static_site(
+        "scratchy", f'www:\n  type: static\n  prebuild: echo "scratch=$TMPDIR"; cd "$TMPDIR" && '
+                    f'{ENDLESS}\n'))
+    r = limited.push("alice", repo, "scratchy")
+    # The echoed path (the hook's command line is shown too, unexpanded).
+    scratch = re.search(r"scratch=(/\S*|)\s*$", r.err, re.M).group(1)
+    if not scratch:
+        pytest.skip("builds run as the platform's user here: TMPDIR is the operator's")
+    assert r.code != 0 and REFUSED in r.err, r.err
+    assert scratch.startswith(str(limited.data)) and not os.path.exists(scratch)
+    assert releases(limited, "scratchy") == []
