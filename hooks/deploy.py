@@ -328,7 +328,7 @@ def _check(settings: Settings, app: str, inst: Instance, info: ServiceManifest) 
     host = f"{app}.{settings.domain}" if inst.service == "www" else \
         f"{inst.service}.{app}.{settings.domain}"
     return Check(inst.id, inst.label, info.http, hc.path, host, hc.timeout,
-                 min(hc.interval, POLL))
+                 min(hc.interval, POLL), settings.paths.instance(inst.id).status)
 
 
 def _show_failure(settings: Settings, app: str, created, progress: Progress) -> None:

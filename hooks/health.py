@@ -20,6 +20,7 @@ from pathlib import Path
 
 from dotcloud import placement
 from dotcloud.errors import DeployError
+from dotcloud.fsutil import read_json
 from dotcloud.models import Instance
 from dotcloud.state import Store
 
@@ -39,6 +40,8 @@ class Check:
     host: str
     timeout: float
     interval: float
+    # The shim's status file, which says when an exit was the kernel's OOM kill.
+    status_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,8 @@ def wait_responsive(store: Store, checks: list[Check], data: Path | None = None)
         for iid, check in list(pending.items()):
             inst = store.instance(iid)
             if _failed(inst):
-                raise DeployError(f"{check.label} crashed at boot ({_exit(inst.last_exit)})")
+                raise DeployError(f"{check.label} crashed at boot "
+                                  f"({_oom(check) or _exit(inst.last_exit)})")
             if check.http:
                 # Probe at once rather than wait for the runtime to report
                 # "running": an answer on the instance's own port is the proof.
@@ -152,6 +156,16 @@ def _failed(inst: Instance) -> bool:
 def _worker_ready(inst: Instance) -> bool:
     return (inst.state == "running" and inst.restarts == 0
             and time.time() - (inst.started or time.time()) >= WORKER_GRACE)
+
+
+def _oom(check: Check) -> str | None:
+    """'out of memory (limit 512M)' when the shim says the kernel killed it for that."""
+    status = read_json(check.status_path) if check.status_path is not None else None
+    for proc in ((status or {}).get("processes") or {}).values():
+        reason = proc.get("last_exit_reason") if isinstance(proc, dict) else None
+        if isinstance(reason, str) and reason.startswith("out of memory"):
+            return reason
+    return None
 
 
 def _exit(code: int | None) -> str:

@@ -179,6 +179,7 @@ def test_an_instance_killed_for_memory_during_a_deploy_says_so_in_the_push(platf
     r = platform.push("alice", repo, "oomboot")
     assert r.code != 0
     assert "out of memory (limit 64M)" in r.text, r.text
+    assert "deploy failed: www.0 crashed at boot (out of memory (limit 64M))" in r.text, r.text
 
 
 def test_a_build_past_its_memory_fails_with_that_reason(platform, tmp_path):
