@@ -249,14 +249,16 @@ class Group:
         return gone
 
 
-def create(data: Path, name: str, limits: Limits | None) -> Group | None:
+def create(data: Path, name: str, limits: Limits | None,
+           where: Hierarchies | None = None) -> Group | None:
     """The group `name` for data directory `data`, emptied and set to `limits`.
 
     A leftover of the same name (a daemon killed with -9) has its processes
     killed and is made afresh, so its counters start at zero. None when the
     host has no usable cgroups. Raises CgroupError when it cannot be made.
+    `where`: other trees than this host's usual ones (a second cgroup2 mount).
     """
-    where = hierarchies()
+    where = where or hierarchies()
     if where is None:
         return None
     if not NAME_RE.fullmatch(name):

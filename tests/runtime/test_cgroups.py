@@ -153,3 +153,29 @@ def test_the_runtime_sweeps_groups_of_instances_that_do_not_run(tmp_path):
     finally:
         other.remove()
         orphan.remove()
+
+
+UNIFIED = cgroups.Path("/sys/fs/cgroup/unified")
+
+
+@pytest.mark.skipif(not (UNIFIED / "cgroup.procs").exists() or os.geteuid() != 0,
+                    reason="needs a cgroup v2 tree (a hybrid host's /sys/fs/cgroup/unified)")
+def test_v2_groups_join_kill_setsid_children_and_go(data):
+    """The v2 code on a real v2 tree (here without controllers: no limits to set)."""
+    where = cgroups.Hierarchies(2, (("", UNIFIED),))
+    group = cgroups.create(data, "t", None, where=where)
+    try:
+        out = subprocess.run(["/bin/sh", "-c",
+                              "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!"],
+                             preexec_fn=group.preexec(), capture_output=True, text=True)
+        pid = int(out.stdout.split()[0])
+        assert group.pids() == [pid]
+        assert group.oom_kills() == 0
+        assert group.kill_all()
+        end = time.monotonic() + 10
+        while alive(pid) and time.monotonic() < end:
+            time.sleep(0.02)
+        assert not alive(pid)
+    finally:
+        assert group.remove()
+    assert not (UNIFIED / group.relative).exists()
