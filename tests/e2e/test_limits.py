@@ -66,13 +66,16 @@ while True:
 
 
 def custom_app(limits: str, processes: dict, files: dict | None = None,
-               buildscript: str | None = None, env: dict | None = None) -> dict:
+               buildscript: str | None = None, env: dict | None = None,
+               release: str | None = None) -> dict:
     lines = ["www:", "  type: custom", f"  limits: {limits}", "  processes:"]
     lines += [f"    {name}: {command}" for name, command in processes.items()]
     if buildscript:
         lines.append(f"  buildscript: {json.dumps(buildscript)}")
     if env:
         lines.append(f"  environment: {json.dumps(env)}")
+    if release:
+        lines.append(f"  release: {json.dumps(release)}")
     return {"dotcloud.yml": "\n".join(lines) + "\n", "server.py": SERVER, **(files or {})}
 
 
@@ -189,6 +192,18 @@ def test_a_build_past_its_memory_fails_with_that_reason(platform, tmp_path):
     r = platform.push("alice", repo, "buildoom")
     assert r.code != 0
     assert "buildscript failed: out of memory (limit 64M)" in r.text, r.text
+
+
+def test_a_release_command_runs_under_the_limits_too(platform, tmp_path):
+    marker = unique_sleep()
+    repo = git_repo(tmp_path / "reloom", custom_app(
+        "{memory: 64M}", {"web": "python3 server.py"},
+        release=f"setsid sleep {marker} </dev/null >/dev/null 2>&1 & "
+                "python3 -c 'hog = b\"x\" * (400 * 1024 * 1024)'"))
+    r = platform.push("alice", repo, "reloom")
+    assert r.code != 0
+    assert "release command failed: out of memory (limit 64M)" in r.text, r.text
+    assert pids_with(marker) == []
 
 
 def test_a_build_step_that_calls_setsid_is_gone_after_the_build(platform, tmp_path):
