@@ -116,3 +116,41 @@ def test_config_errors_name_the_config_file(tmp_path):
     DataDir(tmp_path).config.write_text("no_such_setting: 1\n")
     with pytest.raises(Exception, match=re.escape(str(tmp_path / "config.yml"))):
         load(tmp_path)
+
+
+# What only dotcloud/datadir.py may join onto a path.
+LAYOUT_NAMES = {"run", "repos", "releases", "homes", "instances", "logs", "cache", "tls", "acme",
+                "services", "locks", "users", "placement", "challenges", "dotcloud.db",
+                "config.yml", "ssh_host_ed25519_key", "routes.json", "routes.lock", "shim.json",
+                "shim.pid", "pipeline.log"}
+PRODUCT = ("dotcloud", "hooks", "runtime", "gitserver", "router", "buildpacks")
+
+
+def layout_joins(source: str, name: str = "<test>") -> list[int]:
+    """Lines of `source` that join a layout name onto a path (`x / "releases"`,
+    `x / "router.sock"`)."""
+    import ast
+    lines = []
+    for node in ast.walk(ast.parse(source, name)):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) \
+                and isinstance(node.right, ast.Constant) and isinstance(node.right.value, str):
+            value = node.right.value
+            if value in LAYOUT_NAMES or value.endswith(".sock"):
+                lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_the_check_finds_a_spelled_path():
+    assert layout_joins('p = settings.data / "releases" / app\nq = run / "runtime.sock"\n'
+                        'r = paths.release(app, 1) / "src"\n') == [1, 2]
+
+
+def test_no_module_but_datadir_spells_the_layout():
+    found = []
+    for package in PRODUCT:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path == ROOT / "dotcloud" / "datadir.py":
+                continue
+            found += [f"{path.relative_to(ROOT)}:{line}"
+                      for line in layout_joins(path.read_text(), str(path))]
+    assert found == []
