@@ -13,10 +13,11 @@ of the data directory. The container is confined: a read-only root file
 system with a private /tmp (/var/tmp, named by TMPDIR, when the data
 directory itself is under /tmp, which a tmpfs there would hide), no
 capabilities, no-new-privileges, and the spec's limits (memory, CPUs,
-processes). An instance spec without an image
-(written before releases were images) runs the service's base image with
-the release and the dependency cache bind-mounted read-only instead.
-It copies the container's stdout and stderr to its own as they come, so the
+processes). An instance spec without an image (written before releases were
+images) runs the service's base image with the release and the dependency
+cache bind-mounted read-only instead. The launcher speaks to the engine
+through runtime.docker_socket, not the SDK, whose import alone would delay
+every instance start by 0.1-0.3 s. It copies the container's stdout and stderr to its own as they come, so the
 shim timestamps, logs and tails them exactly as for a process; on SIGTERM or
 SIGINT it stops the container (every process gets SIGTERM, then SIGKILL
 after the grace period); it removes the container and exits with its exit
@@ -38,15 +39,12 @@ if __name__ == "__main__" and not __package__:
     # Run by file path (the shim gives it the app's cwd and environment,
     # which need not find this package): make the package importable.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-if __name__ == "__main__" and not os.environ.get("DOCKER_HOST", "").startswith("ssh://"):
-    # The SDK imports paramiko for ssh:// engines only, yet always: a third
-    # of its import time, paid at every instance start.
-    sys.modules.setdefault("paramiko", None)
-
-from runtime import docker_engine  # noqa: E402
+from runtime import docker_socket  # noqa: E402
 
 EXIT_ENGINE = 125          # what `docker run` exits with when the engine fails
-LOG_CONFIG = {"type": "json-file", "config": {"max-size": "1m", "max-file": "1"}}
+LOG_CONFIG = {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "1"}}
+# What the engine may raise at any call.
+ENGINE_ERRORS = (docker_socket.EngineError, OSError)
 # Processes besides the container's first one get SIGTERM through an exec
 # (signalling pid 1 alone would miss a shell's children).
 TERM_ALL = ["/bin/sh", "-c", "kill -TERM -1 2>/dev/null; exit 0"]
@@ -69,6 +67,7 @@ def wrap(settings, *, app: str, service_type: str, instance: str, processes: dic
     `user` is (uid, gid) (None: the platform's own); `limits` has
     memory_bytes, cpus and processes, each None for no limit.
     """
+    from runtime import docker_engine   # the SDK: for the runtime, never the launcher
     mounts = [f"{home}:{home}:rw"]
     if image is None:
         image = docker_engine.base_image(settings, service_type)
@@ -128,6 +127,7 @@ def container_names(settings, spec) -> dict[str, str]:
     services run on the host too."""
     if spec is None or settings.runtime != "docker" or spec.data_service is not None:
         return {}
+    from runtime import docker_engine
     return {p.name: docker_engine.container_name(settings.data, spec.app, spec.instance_name,
                                                  p.name)
             for p in spec.processes}
@@ -153,27 +153,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def host_options(opts: argparse.Namespace) -> dict:
-    """The container's confinement and limits, as the SDK's create() takes them."""
-    options: dict = {}
+    """The container's HostConfig: host network, mounts, log, confinement, limits."""
+    options: dict = {"NetworkMode": "host", "Binds": list(opts.mount), "LogConfig": LOG_CONFIG}
     if opts.scratch:
-        options.update(read_only=True, tmpfs={opts.scratch: "rw,nosuid,nodev,mode=1777"},
-                       cap_drop=["ALL"], security_opt=["no-new-privileges"])
+        options.update(ReadonlyRootfs=True, Tmpfs={opts.scratch: "rw,nosuid,nodev,mode=1777"},
+                       CapDrop=["ALL"], SecurityOpt=["no-new-privileges"])
     if opts.memory is not None:
         # No swap beyond the limit, as the process runtime's limit allows none.
-        options.update(mem_limit=opts.memory, memswap_limit=opts.memory)
+        options.update(Memory=opts.memory, MemorySwap=opts.memory)
     if opts.cpus is not None:
-        options["nano_cpus"] = int(opts.cpus * 1e9)
+        options["NanoCpus"] = int(opts.cpus * 1e9)
     if opts.pids is not None:
-        options["pids_limit"] = opts.pids
+        options["PidsLimit"] = opts.pids
     return options
-
-
-def volumes(mounts: list[str]) -> dict:
-    out = {}
-    for mount in mounts:
-        src, dst, mode = mount.rsplit(":", 2)
-        out[src] = {"bind": dst, "mode": mode}
-    return out
 
 
 class Launcher:
@@ -183,8 +175,8 @@ class Launcher:
         self.stop_requested = threading.Event()
         self.exited = threading.Event()
         self.status: int | None = None
-        self.client = None
-        self.container = None
+        self.engine: docker_socket.Engine | None = None
+        self.container: str | None = None
         self.stream = None
 
     def run(self) -> int:
@@ -192,7 +184,7 @@ class Launcher:
         signal.signal(signal.SIGINT, self._on_signal)
         try:
             self._start()
-        except (docker_engine.EngineError, *docker_engine.ENGINE_ERRORS) as e:
+        except ENGINE_ERRORS as e:
             say(f"cannot start container {self.opts.name}: {e}")
             self._remove()
             return EXIT_ENGINE
@@ -211,22 +203,21 @@ class Launcher:
         self.stop_requested.set()
 
     def _start(self) -> None:
-        self.client = docker_engine.connect()
-        if docker_engine.remove(self.client, self.opts.name):
+        self.engine = docker_socket.Engine.from_env()
+        if self.engine.remove(self.opts.name):
             say(f"removed a stale container {self.opts.name}")
         labels = dict(item.split("=", 1) for item in self.opts.label)
-        # The command exactly, whatever ENTRYPOINT the image has (a Dockerfile's).
-        self.container = self.client.containers.create(
-            self.opts.image, self.opts.command[1:], entrypoint=self.opts.command[:1],
-            name=self.opts.name,
-            environment=self._environment(),
-            working_dir=self.opts.workdir, user=self.opts.user, network_mode="host",
-            volumes=volumes(self.opts.mount), labels=labels, log_config=LOG_CONFIG,
-            stdin_open=False, tty=False, **host_options(self.opts))
+        self.container = self.engine.create(self.opts.name, {
+            "Image": self.opts.image,
+            # The command exactly, whatever ENTRYPOINT the image has (a Dockerfile's).
+            "Entrypoint": self.opts.command[:1], "Cmd": self.opts.command[1:],
+            "Env": [f"{k}={v}" for k, v in self._environment().items()],
+            "WorkingDir": self.opts.workdir, "User": self.opts.user or "", "Labels": labels,
+            "AttachStdout": True, "AttachStderr": True, "OpenStdin": False, "Tty": False,
+            "HostConfig": host_options(self.opts)})
         # Attached before the start, so not a line of its output is missed.
-        self.stream = self.client.api.attach(self.container.id, stdout=True, stderr=True,
-                                             stream=True, logs=False, demux=True)
-        self.container.start()
+        self.stream = self.engine.attach(self.container)
+        self.engine.start(self.container)
 
     def _environment(self) -> dict:
         env = dict(self.env)
@@ -239,11 +230,10 @@ class Launcher:
 
         def copy():
             try:
-                for out, err in stream:
-                    for fd, data in ((1, out), (2, err)):
-                        while data:
-                            data = data[os.write(fd, data):]
-            except (*docker_engine.ENGINE_ERRORS, ValueError):
+                for fd, data in stream:
+                    while data:
+                        data = data[os.write(fd, data):]
+            except (*ENGINE_ERRORS, ValueError):
                 pass  # the engine went away; the wait below says how it ended
         thread = threading.Thread(target=copy, daemon=True)
         thread.start()
@@ -251,32 +241,31 @@ class Launcher:
 
     def _wait(self) -> None:
         try:
-            self.status = int(self.container.wait(timeout=None).get("StatusCode", EXIT_ENGINE))
-            if self.opts.memory is not None:
-                self.container.reload()
-                if self.container.attrs.get("State", {}).get("OOMKilled"):
-                    from dotcloud.resources import format_memory
-                    say(f"out of memory (limit {format_memory(self.opts.memory)})")
-        except docker_engine.ENGINE_ERRORS as e:
+            self.status = self.engine.wait(self.container)
+            if self.opts.memory is not None and \
+                    self.engine.inspect(self.container).get("State", {}).get("OOMKilled"):
+                from dotcloud.resources import format_memory
+                say(f"out of memory (limit {format_memory(self.opts.memory)})")
+        except ENGINE_ERRORS as e:
             say(f"lost the container {self.opts.name}: {e}")
         self.exited.set()
 
     def _stop(self) -> None:
         try:
-            self.container.exec_run(TERM_ALL, user=self.opts.user or "")
-        except docker_engine.ENGINE_ERRORS:
+            self.engine.exec_detached(self.container, TERM_ALL, self.opts.user or "")
+        except ENGINE_ERRORS:
             pass  # not running any more, or the engine is gone: stop() says which
         try:
-            self.container.stop(timeout=self.opts.stop_grace)
-        except docker_engine.ENGINE_ERRORS as e:
+            self.engine.stop(self.container, self.opts.stop_grace)
+        except ENGINE_ERRORS as e:
             say(f"cannot stop container {self.opts.name}: {e}")
 
     def _remove(self) -> None:
-        if self.client is None:
+        if self.engine is None:
             return
         try:
-            docker_engine.remove(self.client, self.opts.name)
-        except docker_engine.ENGINE_ERRORS as e:
+            self.engine.remove(self.opts.name)
+        except ENGINE_ERRORS as e:
             say(f"cannot remove container {self.opts.name}: {e}")
 
 

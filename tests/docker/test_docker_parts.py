@@ -263,7 +263,7 @@ def test_wrap_passes_the_limits_the_spec_has(tmp_path):
                                    image="sha256:abc", limits=Limits(512 << 20, 1.5, None))
     opts = docker_launcher.parse(wrapped["web"]["argv"][2:])
     assert (opts.memory, opts.cpus, opts.pids) == (512 << 20, 1.5, None)
-    assert docker_launcher.host_options(opts)["nano_cpus"] == 1_500_000_000
+    assert docker_launcher.host_options(opts)["NanoCpus"] == 1_500_000_000
 
 
 def test_launcher_reports_a_missing_image(engine, tmp_path):
@@ -340,3 +340,29 @@ def test_container_names_of_a_spec(tmp_path):
     assert docker_launcher.container_names(s, spec) == {
         n: docker_launcher.parse(w["argv"][2:]).name for n, w in wrapped.items()} == {
         p: docker_engine.container_name(s.data, "app", "g1-www.0", p) for p in ("web", "jobs")}
+
+
+# -- the launcher's own engine client -------------------------------------------
+
+def test_engine_client_says_why_it_cannot_reach_the_engine(tmp_path, monkeypatch):
+    from runtime import docker_socket
+    monkeypatch.setenv("DOCKER_HOST", "ssh://someone@somewhere")
+    with pytest.raises(docker_socket.EngineError, match="unix:// and tcp:// only"):
+        docker_socket.Engine.from_env()
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
+    with pytest.raises(docker_socket.EngineError, match="docker engine is not reachable at unix://"):
+        docker_socket.Engine.from_env().remove("x")
+    proc = launch(tmp_path, docker_engine.container_name(tmp_path, "noengine"), "true",
+                  env={"PATH": "/usr/bin:/bin", "DOCKER_HOST": f"unix://{tmp_path}/no-such.sock"})
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == docker_launcher.EXIT_ENGINE
+    assert "[docker] cannot start container" in err and "not reachable" in err
+
+
+def test_engine_client_passes_the_engines_own_message(engine):
+    from runtime import docker_socket
+    client = docker_socket.Engine.from_env()
+    with pytest.raises(docker_socket.EngineError) as e:
+        client.create("dotcloud-test-never", {"Image": "dotcloud-test/missing:none"})
+    assert e.value.status == 404 and "dotcloud-test/missing:none" in str(e.value)
+    assert client.remove("dotcloud-test-no-such-container") is False
