@@ -246,6 +246,12 @@ class Group:
         gone = True
         for d in self.dirs.values():
             gone &= _rmdir(d)
+            # The data directory's parent goes with its last group (test
+            # platforms come and go); create() makes it again when needed.
+            try:
+                d.parent.rmdir()
+            except OSError:
+                pass
         return gone
 
 
@@ -270,9 +276,15 @@ def create(data: Path, name: str, limits: Limits | None,
     try:
         if any(d.exists() for d in group.dirs.values()):
             group.remove()
-        _ensure_parents(where, parent)
-        for d in group.dirs.values():
-            d.mkdir(exist_ok=True)
+        for attempt in (1, 2):
+            _ensure_parents(where, parent)
+            try:
+                for d in group.dirs.values():
+                    d.mkdir(exist_ok=True)
+                break
+            except FileNotFoundError:
+                if attempt == 2:   # the parent went with another group's removal: again
+                    raise
         _apply(group, limits)
     except OSError as e:
         raise CgroupError(f"cannot set up cgroup {relative}: {e.strerror or e}") from None
