@@ -62,12 +62,9 @@ def run(ctx: CommandContext, args: Args) -> int:
     group = cgroups.transient(ctx.settings.data, "run",
                               inst.spec.limits.over(ctx.settings.default_limits))
     try:
-        proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, close_fds=True,
-            preexec_fn=preexec(ctx.settings.build_memory_bytes,
-                               timeout, NOFILE, _user(ctx, app.name),
-                               enter=group.preexec() if group else None))
+        proc = _start(argv, cwd, env, group, preexec(
+            ctx.settings.build_memory_bytes, timeout, NOFILE, _user(ctx, app.name),
+            enter=group.preexec() if group else None))
     except FileNotFoundError:
         raise CommandNotFound(f"{argv[0][:80]}: command not found in {service}'s "
                               "environment") from None
@@ -95,6 +92,18 @@ def run(ctx: CommandContext, args: Args) -> int:
         raise OutOfMemory(f"{argv[0][:80]}: {group.out_of_memory()}")
     ctx.audit_detail += f" (exit {code})"
     return code
+
+
+def _start(argv, cwd, env, group, setup) -> subprocess.Popen:
+    """Start the command; its cgroup goes if it cannot start."""
+    try:
+        return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                close_fds=True, preexec_fn=setup)
+    except BaseException:
+        if group is not None:
+            group.remove()
+        raise
 
 
 def _user(ctx: CommandContext, app: str) -> tuple[int, int] | None:
