@@ -101,6 +101,21 @@ def test_push_builds_in_the_image_and_runs_a_container(dplatform, engine, where)
     assert "no-new-privileges" in host["SecurityOpt"]
     assert attrs["State"]["Running"]
     assert containers[0].labels["dotcloud.process"] == "web"
+    # The stored spec says what runs, not how: the runtime wrapped it in the
+    # launcher when it wrote the shim's spec, and names the container from it.
+    store = Store(dplatform.data / "dotcloud.db")
+    try:
+        [inst] = [i for i in store.instances("where") if i.desired == "run"]
+    finally:
+        store.close()
+    assert inst.spec.image == image.id
+    assert not any("docker_launcher" in a for p in inst.spec.processes for a in p.argv)
+    shim = json.loads((dplatform.data / "instances" / str(inst.id) / "shim.json").read_text())
+    assert shim["processes"]["web"]["argv"][1].endswith("docker_launcher.py")
+    assert shim["processes"]["web"]["argv"][-len(inst.spec.processes[0].argv):] == \
+        list(inst.spec.processes[0].argv)
+    settings = load(dplatform.data, runtime="docker")
+    assert containers[0].name == sweeper.container_names(settings, inst.spec)["web"]
 
 
 def test_second_push_under_load_loses_nothing(dplatform, engine, where):
