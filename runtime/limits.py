@@ -92,10 +92,15 @@ def run_limited(argv, *, cwd, env, timeout: float | None, memory_bytes: int | No
     deadline = None if timeout is None else time.monotonic() + timeout
     group = cgroups.transient(*cgroup) if cgroup is not None else None
     enter = group.preexec() if group is not None else None
-    proc = subprocess.Popen(
-        list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, close_fds=True,
-        preexec_fn=preexec(memory_bytes, cpu_seconds, nofile, user, enter=enter))
+    try:
+        proc = subprocess.Popen(
+            list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, close_fds=True,
+            preexec_fn=preexec(memory_bytes, cpu_seconds, nofile, user, enter=enter))
+    except BaseException:
+        if group is not None:
+            group.remove()   # it cannot start: its cgroup goes with it
+        raise
     try:
         _stream(proc, deadline, on_line, check)
     except BaseException:

@@ -179,3 +179,23 @@ def test_v2_groups_join_kill_setsid_children_and_go(data):
     finally:
         assert group.remove()
     assert not (UNIFIED / group.relative).exists()
+
+
+def test_run_limited_in_a_cgroup_leaves_nothing(data):
+    from runtime.limits import run_limited
+    lines = []
+    status = run_limited(["/bin/sh", "-c", "setsid sleep 300 </dev/null >/dev/null 2>&1 & "
+                          "echo $!"], cwd="/", env={"PATH": "/usr/bin:/bin"}, timeout=20,
+                         memory_bytes=None, on_line=lines.append,
+                         cgroup=(data, "step", Limits(processes=16)))
+    assert status == 0
+    assert not alive(int(lines[0]))
+    with pytest.raises(OSError):
+        run_limited(["/no/such/program"], cwd="/", env={}, timeout=5, memory_bytes=None,
+                    on_line=lines.append, cgroup=(data, "step", None))
+    with pytest.raises(MemoryError) as e:
+        run_limited([PY, "-c", "b'x' * (200 * 1024 * 1024)"], cwd="/", env={}, timeout=20,
+                    memory_bytes=None, on_line=lines.append,
+                    cgroup=(data, "step", Limits(memory_bytes=32 * MiB)))
+    assert str(e.value) == "out of memory (limit 32M)"
+    assert cgroups.names(data) == []
