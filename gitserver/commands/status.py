@@ -8,13 +8,16 @@ Read-only: it reads the store, the shims' status files and the logs.
 import time
 
 from dotcloud import placement
+from dotcloud.desired import InstanceState
 
 from . import queries
 from .context import Args, Command, CommandContext
 from .logfiles import tail_file
 from .output import duration, iso, table
 
-TROUBLED = ("crashed", "backoff")
+TROUBLED = (InstanceState.CRASHED, InstanceState.BACKOFF)
+# States whose processes have a start time worth an uptime.
+UP = (InstanceState.RUNNING, InstanceState.STARTING, *TROUBLED)
 LAST_LINES = 10
 
 
@@ -26,7 +29,7 @@ def status(ctx: CommandContext, args: Args) -> int:
         inst = live.instance
         shim = queries.instance_status(ctx.settings, inst)
         containers = container_names(ctx.settings, inst)
-        running = inst.state in ("running", "crashed", "backoff", "starting") and inst.started
+        running = inst.state in UP and inst.started
         row = {
             "service": inst.service, "number": inst.number, "instance": inst.label,
             "id": inst.id, "generation": inst.generation, "role": live.role,
