@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import os
 import re
 import signal
@@ -306,11 +307,11 @@ def transient(data: Path, kind: str, limits: Limits | None) -> Group | None:
     if hierarchies() is None:
         return None
     sweep(data)
-    _seq[0] += 1
-    return create(data, f"{kind}-{os.getpid()}.{_start_time(os.getpid())}-{_seq[0]}", limits)
+    return create(data, f"{kind}-{os.getpid()}.{_start_time(os.getpid())}-{next(_seq)}", limits)
 
 
-_seq = [0]
+# next() of a count is atomic: two threads of one daemon never get one name.
+_seq = itertools.count(1)
 
 
 def names(data: Path) -> list[str]:
