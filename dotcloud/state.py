@@ -4,6 +4,7 @@ Every daemon opens its own connection; transactions are short. Nothing here
 spawns processes or touches the network. Writes that must not interleave
 (allocating ports, numbering releases) use BEGIN IMMEDIATE.
 """
+import functools
 import json
 import os
 import sqlite3
@@ -379,11 +380,19 @@ def _release(r) -> Release:
                    r["created"], r["status"], r["reason"], r["description"], r["config"])
 
 
+@functools.lru_cache(maxsize=4096)
+def _spec(text: str, app: str, service: str, number: int, generation: int,
+          port: int) -> InstanceSpec:
+    # A row's spec never changes once written, and the runtime reads every
+    # live row at each pass: parse each one once (a spec is immutable).
+    return InstanceSpec.from_json(text, app=app, service=service, number=number,
+                                  generation=generation, port=port)
+
+
 def _instance(r) -> Instance:
     try:
-        spec, error = InstanceSpec.from_json(
-            r["spec"], app=r["app"], service=r["service"], number=r["number"],
-            generation=r["generation"], port=r["port"]), None
+        spec, error = _spec(r["spec"], r["app"], r["service"], r["number"], r["generation"],
+                            r["port"]), None
     except SpecError as e:
         spec, error = None, str(e)     # the runtime reports it failing, one row alone
     return Instance(r["id"], r["app"], r["generation"], r["service"], r["number"], r["port"],

@@ -4,6 +4,8 @@ import time
 
 from conftest import unique
 
+from dotcloud.state import Store
+
 
 def test_run_streams_output_and_returns_the_exit_status(cmd, app, platform):
     r = cmd("alice", "run", app, "www", "--", "sh", "-c",
@@ -51,6 +53,26 @@ def test_run_errors(cmd, app):
     assert cmd("alice", "create", empty).code == 0
     r = cmd("alice", "run", empty, "www", "--", "true")
     assert r.code == 1 and "nothing is deployed yet" in r.err
+
+
+def test_run_in_an_instance_whose_spec_cannot_be_read_says_so(cmd, app, platform):
+    store = Store(platform.data / "dotcloud.db")
+    try:
+        ids = [i.id for i in store.instances(app) if i.desired == "run" and i.service == "www"]
+        saved = {i: store.db.execute("SELECT spec FROM instances WHERE id=?", (i,)).fetchone()[0]
+                 for i in ids}
+        try:
+            store.db.execute(f"UPDATE instances SET spec='{{oops' WHERE id IN "
+                             f"({','.join(map(str, ids))})")
+            r = cmd("alice", "run", app, "www", "--", "true")
+        finally:
+            for i, text in saved.items():
+                store.db.execute("UPDATE instances SET spec=? WHERE id=?", (text, i))
+    finally:
+        store.close()
+    assert r.code == 1 and r.out == "", r.text
+    assert "www.0 cannot be run in: instance spec is not JSON" in r.err
+    assert len(r.err.strip().splitlines()) == 1, r.err
 
 
 def test_run_is_killed_at_its_timeout(cmd, app):
