@@ -12,6 +12,7 @@ from dockerkit import app_containers, built_on, data_label
 from loadgen import Load
 from platform_helpers import git_repo
 
+from dotcloud import appusers
 from dotcloud.control import ControlUnavailable, request
 from dotcloud.settings import load
 from dotcloud.state import Store
@@ -32,6 +33,7 @@ def application(environ, start_response):
         "python": os.path.realpath(sys.executable),
         "home": os.environ["HOME"],
         "home_writable": os.access(os.environ["HOME"], os.W_OK),
+        "uid": os.getuid(),
         "src_writable": os.access(".", os.W_OK),
         "tmp_writable": os.access(os.environ.get("TMPDIR", "/tmp"), os.W_OK),
         "root_writable": os.access("/", os.W_OK),
@@ -84,6 +86,9 @@ def test_push_builds_in_the_image_and_runs_a_container(dplatform, engine, where)
     # The virtualenv was made by the image's interpreter, not the platform's.
     assert got["python"].startswith("/usr/bin/python3")
     assert got["home_writable"] and got["tmp_writable"]
+    # The app's own uid (dotcloud.appusers) when the platform can drop to it.
+    user = appusers.for_app(load(dplatform.data, runtime="docker"), "where")
+    assert got["uid"] == (user.uid if user is not None else os.getuid())
     assert not got["src_writable"] and not got["root_writable"]
     # Nothing of the data directory is mounted but the instance's home.
     data = str(dplatform.data)
