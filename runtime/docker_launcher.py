@@ -17,11 +17,12 @@ processes). An instance spec without an image (written before releases were
 images) runs the service's base image with the release and the dependency
 cache bind-mounted read-only instead. The launcher speaks to the engine
 through runtime.docker_socket, not the SDK, whose import alone would delay
-every instance start by 0.1-0.3 s. It copies the container's stdout and stderr to its own as they come, so the
-shim timestamps, logs and tails them exactly as for a process; on SIGTERM or
-SIGINT it stops the container (every process gets SIGTERM, then SIGKILL
-after the grace period); it removes the container and exits with its exit
-status (128+N becomes death by signal N, as a process would show it).
+every instance start by 0.1-0.3 s. It copies the container's stdout and
+stderr to its own as they come, so the shim timestamps, logs and tails them
+exactly as for a process; on SIGTERM or SIGINT it stops the container
+(every process gets SIGTERM, then SIGKILL after the grace period); it
+removes the container and exits with its exit status (128+N becomes death
+by signal N, as a process would show it).
 
 It must never leave its container running when it exits by itself, and
 never touch a container whose name it was not given.

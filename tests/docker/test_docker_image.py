@@ -110,7 +110,7 @@ def test_prune_removes_releases_not_kept_and_their_unused_dependency_images(engi
         removed = docker_image.prune(engine, data, "imgapp", keep=set())
         assert removed[0] == "dotcloud/imgapp:v3-www"
         assert removed[1].startswith("dotcloud/imgapp:deps-")
-        assert not engine.images.list(filters={"label": f"dotcloud.app=imgapp"})
+        assert not engine.images.list(filters={"label": "dotcloud.app=imgapp"})
     finally:
         cleanup(engine, data, "imgapp")
 

@@ -350,7 +350,8 @@ def test_engine_client_says_why_it_cannot_reach_the_engine(tmp_path, monkeypatch
     with pytest.raises(docker_socket.EngineError, match="unix:// and tcp:// only"):
         docker_socket.Engine.from_env()
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
-    with pytest.raises(docker_socket.EngineError, match="docker engine is not reachable at unix://"):
+    with pytest.raises(docker_socket.EngineError,
+                       match="docker engine is not reachable at unix://"):
         docker_socket.Engine.from_env().remove("x")
     proc = launch(tmp_path, docker_engine.container_name(tmp_path, "noengine"), "true",
                   env={"PATH": "/usr/bin:/bin", "DOCKER_HOST": f"unix://{tmp_path}/no-such.sock"})
