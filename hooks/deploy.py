@@ -221,6 +221,8 @@ def _create_instance(settings, store, app, gen, service, number, info: ServiceMa
     if user is not None:
         filemodes.own(home.parent, user.uid, user.gid)
         filemodes.own(home, user.uid, user.gid)
+        # Its releases, those built before it had a user too (a rollback runs one).
+        filemodes.group(settings.paths.releases(app), user.gid)
     datadir = str(datastores.data_dir(settings, app, service))
     with store.tx():
         if port is None:
