@@ -106,6 +106,10 @@ class ServiceManifest:
             {k: tuple(v) for k, v in dict(self.processes).items()}))
         object.__setattr__(self, "env", _frozen(self.env))
 
+    def __hash__(self) -> int:
+        # The generated hash would fail on the read-only mappings.
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
     @property
     def type(self) -> str:
         return self.spec["type"]
@@ -244,6 +248,10 @@ class InstanceSpec:
         object.__setattr__(self, "placement", _frozen(self.placement))
         if self.user is not None:
             object.__setattr__(self, "user", tuple(self.user))
+
+    def __hash__(self) -> int:
+        # The generated hash would fail on the read-only mappings.
+        return hash(self.to_json())
 
     @property
     def kind(self) -> Kind:

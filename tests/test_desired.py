@@ -54,6 +54,7 @@ def test_a_manifest_is_frozen(tmp_path):
     with pytest.raises(TypeError):
         www.environment["A"] = "2"
     assert isinstance(www.processes, MappingProxyType)
+    assert hash(www) == hash(ServiceManifest("www", dict(www.spec), "/s", True, {"web": ["x"]}))
 
 
 def test_no_manifest_is_none_and_a_broken_one_names_its_file(tmp_path):
@@ -90,6 +91,7 @@ def test_an_instance_spec_survives_its_column():
     assert spec().processes[0].argv == ("gunicorn", "-b", "127.0.0.1:20001")
     with pytest.raises(TypeError):
         spec().env["PORT"] = "1"
+    assert len({spec(), spec(), spec(port=1)}) == 2       # records holding one can be hashed
 
 
 def test_a_row_written_before_types_reads_with_its_columns():
