@@ -1,12 +1,13 @@
 """What the docker runtime's parts share: the engine connection, base images, names.
 
-Builds (runtime.docker_build) and instances (runtime.docker_launcher) run
-in containers of a per-type base image, on the host network, with the
-platform's own paths bind-mounted at the same place, so every path a build
-writes into a release means the same inside and outside. Containers are
+Builds (runtime.docker_build) run in containers of a per-type base image,
+on the host network, with the platform's own paths bind-mounted at the same
+place, so every path a build writes into a release means the same inside
+and outside; the release's image (runtime.docker_image) keeps those paths,
+and instances (runtime.docker_launcher) run it. Containers and images are
 named and labelled after the data directory they belong to, so two
-platforms on one engine never touch each other's containers. This module
-never starts a container; it removes only the platform's own (`sweep`).
+platforms on one engine never touch each other's. This module never starts
+a container; it removes only the platform's own (`sweep`).
 """
 from __future__ import annotations
 
