@@ -196,9 +196,11 @@ def _layer(client, parent: str, paths: list[Path], labels: dict, name: str) -> s
                                   daemon=True)
         writer.start()
         with os.fdopen(read, "rb") as stream:
-            for _ in client.api.load_image(iter(lambda: stream.read(PIPE_CHUNK), b""),
-                                           quiet=True):
-                pass
+            for answer in client.api.load_image(iter(lambda: stream.read(PIPE_CHUNK), b""),
+                                                quiet=True):
+                if isinstance(answer, dict) and answer.get("error"):
+                    raise docker_engine.EngineError(f"the engine refused the image {name}: "
+                                                    f"{answer['error']}")
         writer.join()
         if errors:
             raise errors[0]
