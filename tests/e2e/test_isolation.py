@@ -88,8 +88,8 @@ def application(environ, start_response):
 '''
 
 
-def _victim_pid(data: Path) -> int:
-    """A process of the neighbour app's instance (we are root: we may look)."""
+def _app_pid(data: Path, app: str = "isovictim") -> int:
+    """A process of the app's instance (we are root: we may look)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -98,9 +98,10 @@ def _victim_pid(data: Path) -> int:
             uid = os.stat(f"/proc/{entry}").st_uid
         except OSError:
             continue
-        if b"DOTCLOUD_PROJECT=isovictim\0" in env and str(data).encode() in env and uid != 0:
+        if (f"DOTCLOUD_PROJECT={app}\0".encode() in env and str(data).encode() in env
+                and uid != 0):
             return int(entry)
-    raise AssertionError("the neighbour's process was not found")
+    raise AssertionError(f"no process of {app} runs as an app user")
 
 
 @needs_root
@@ -132,7 +133,7 @@ def test_a_hostile_app_escapes_nowhere_and_its_neighbour_keeps_serving(platform,
     home = glob.glob(str(data / "homes" / "isovictim" / "g*-www.0"))[-1]
     entry = os.path.realpath(release / ".deps" / "www-python")
     query = urllib.parse.urlencode({
-        "data": data, "pid": _victim_pid(data), "env": f"{home}/environment.json",
+        "data": data, "pid": _app_pid(data), "env": f"{home}/environment.json",
         "home": home, "log": data / "logs" / "isovictim" / "www.0.log",
         "release": release / "src", "entry": entry})
     status, body, _ = platform.get("isohostile.localhost", f"/?{query}")
@@ -158,3 +159,34 @@ def test_a_hostile_app_escapes_nowhere_and_its_neighbour_keeps_serving(platform,
     assert platform.get("isovictim.localhost")[:2] == (200, "victim ok")
     assert not (release / "src" / "evil").exists()
     assert "SECRET=hunter2" not in body and "hunter2" not in r.text
+
+
+@needs_root
+def test_an_app_from_before_users_gets_one_and_still_runs_its_old_releases(platform, tmp_path):
+    import sqlite3
+    import subprocess
+    data = platform.data
+    repo = git_repo(tmp_path / "old", python_app("old v1", "# isolation old app\n"))
+    assert platform.push("alice", repo, "isoold").code == 0
+    # What a data directory of a version without app users looks like: no
+    # uid recorded, the release and homes root's and readable by all.
+    with sqlite3.connect(data / "dotcloud.db") as db:
+        db.execute("DELETE FROM app_users WHERE app='isoold'")
+    for top in (data / "releases" / "isoold", data / "homes" / "isoold"):
+        subprocess.run(["chown", "-R", "root:root", str(top)], check=True)
+        subprocess.run(["chmod", "-R", "u+w,go+rX", str(top)], check=True)
+
+    git_repo(repo, python_app("old v2", "# isolation old app\n"), "v2")
+    r = platform.push("alice", repo, "isoold")
+    assert r.code == 0, r.text
+    assert platform.get("isoold.localhost")[:2] == (200, "old v2")
+    with sqlite3.connect(data / "dotcloud.db") as db:
+        (uid,), = db.execute("SELECT uid FROM app_users WHERE app='isoold'").fetchall()
+    assert 60000 <= uid <= 64999
+    # The release built before the app had a user runs as that user now.
+    r = platform.ssh("alice", "rollback", "isoold")
+    assert r.code == 0, r.text
+    assert platform.get("isoold.localhost")[:2] == (200, "old v1")
+    assert os.stat(f"/proc/{_app_pid(data, 'isoold')}").st_uid == uid
+    st = os.stat(data / "releases" / "isoold")
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, uid, 0o750)
