@@ -19,6 +19,7 @@ from typing import Callable, Mapping, Sequence
 from buildpacks.base import DEFAULT_PATH
 from buildpacks.executor import Executor
 from buildpacks.interpreters import own_identity
+from dotcloud.filemodes import closed_above
 from dotcloud.resources import Limits
 from runtime.limits import run_limited
 
@@ -56,9 +57,19 @@ class HostExecutor:
             timeout: float, on_line: Callable[[str], None],
             check: Callable[[], None] | None = None) -> int:
         # Builds get no memory cap, which would break node.
-        return run_limited(list(argv), cwd=str(cwd), env=dict(env), timeout=timeout,
-                           memory_bytes=None, on_line=on_line, check=check, user=self.user,
-                           cgroup=(self.data, "step", self.limits) if self.data else None)
+        try:
+            return run_limited(list(argv), cwd=str(cwd), env=dict(env), timeout=timeout,
+                               memory_bytes=None, on_line=on_line, check=check, user=self.user,
+                               cgroup=(self.data, "step", self.limits) if self.data else None)
+        except PermissionError as e:
+            # An interpreter under a directory closed to others (pyenv in /root):
+            # say which directory, not only "Permission denied".
+            closed = closed_above(Path(argv[0])) if self.user and os.path.isabs(argv[0]) else []
+            if not closed:
+                raise
+            raise PermissionError(e.errno, f"{argv[0]} is out of reach of the app's user: "
+                                  f"{closed[-1]} is closed to others (chmod o+x "
+                                  f"{closed[-1]})") from None
 
 
 HOST: Executor = HostExecutor()

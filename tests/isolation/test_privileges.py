@@ -122,3 +122,22 @@ def test_the_shim_stays_root_and_its_processes_do_not(tmp_path):
         else:
             os.kill(pid, signal.SIGKILL)
         subprocess.run(["rm", "-rf", str(work)])
+
+
+@needs_root
+def test_a_program_out_of_the_users_reach_is_named_with_the_directory_to_open():
+    from runtime.executor import HostExecutor
+    closed = Path(tempfile.mkdtemp(dir="/tmp"))      # 0700, as /root is
+    try:
+        program = closed / "bin" / "python3"
+        program.parent.mkdir()
+        program.parent.chmod(0o755)
+        program.write_bytes(Path("/bin/true").read_bytes())
+        program.chmod(0o755)
+        with pytest.raises(PermissionError) as info:
+            HostExecutor(user=(UID, UID)).run([str(program)], cwd=Path("/"), env={},
+                                              timeout=30, on_line=print)
+        assert info.value.strerror == (f"{program} is out of reach of the app's user: {closed} "
+                                       f"is closed to others (chmod o+x {closed})")
+    finally:
+        subprocess.run(["rm", "-rf", str(closed)])
