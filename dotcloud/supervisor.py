@@ -200,10 +200,11 @@ def _secure_data(settings: Settings) -> None:
     """DATA's modes, so that apps reach their own files and nothing else of it."""
     closed = filemodes.secure(settings.paths)
     if closed and filemodes.dropping():
+        names = " ".join(str(p) for p in reversed(closed))
         print(f"dotcloud: warning: apps run as their own users and cannot reach the data "
-              f"directory: {closed[0]} is closed to others (chmod o+x {closed[0]})",
+              f"directory: closed to others: {names} (chmod o+x {names})",
               file=sys.stderr, flush=True)
-        log.warning("data_dir_closed", directory=str(closed[0]))
+        log.warning("data_dir_closed", directories=names)
 
 
 def _become_subreaper() -> None:

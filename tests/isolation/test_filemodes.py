@@ -96,3 +96,15 @@ def test_a_complete_mark_the_builder_wrote_itself_does_not_count():
     (entry.path / cache.COMPLETE).write_text("")
     os.chown(entry.path / cache.COMPLETE, UID, UID)      # a build cut short left it
     assert not entry.complete()
+
+
+@needs_root
+def test_up_says_which_directory_keeps_app_users_out(tmp_path, capsys):
+    from dotcloud.settings import load
+    from dotcloud.supervisor import _secure_data
+    _secure_data(load(tmp_path / "data"))       # under pytest's 0700 directory
+    err = capsys.readouterr().err
+    names = " ".join(str(p) for p in reversed(closed_above(tmp_path / "data")))
+    assert names
+    assert err == (f"dotcloud: warning: apps run as their own users and cannot reach the data "
+                   f"directory: closed to others: {names} (chmod o+x {names})\n")
