@@ -24,6 +24,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shutil
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -109,6 +110,8 @@ def allocate(store: Store, settings: Settings, app: str) -> AppUser:
         nxt = low + (uid - low + 1) % size
         store.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?,?)",
                          (NEXT_KEY, str(nxt)))
+    # What an earlier app of this uid downloaded is not the new one's to run.
+    shutil.rmtree(settings.paths.tool_cache(uid), ignore_errors=True)
     log.info("app_user_allocated", app=app, uid=uid)
     return AppUser(uid, uid)
 

@@ -40,8 +40,10 @@ def test_destroy_frees_the_uid_and_it_comes_back_last(env):
     assert appusers.lookup(store, "a") is None
     c = appusers.allocate(store, s, "c")
     assert c.uid not in (a.uid,)         # the next one first, not the one just freed
+    (s.paths.tool_cache(a.uid) / "npm-cache").mkdir(parents=True)   # a's downloads
     d = appusers.allocate(store, s, "d")  # the range wraps around: now the freed one
     assert d.uid == a.uid
+    assert not s.paths.tool_cache(a.uid).exists()     # not d's to run
 
 
 def test_a_full_range_is_a_clear_error_and_changes_nothing(env):
