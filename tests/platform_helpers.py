@@ -34,14 +34,20 @@ def open_dir() -> Path:
     return path
 
 
+OPEN_DATA_PREFIX = "dotcloud-data-"
+
+
 def open_data_dir(data: Path) -> Path:
     """A data directory app users can reach, for one under pytest's temporary
     root (0700, and pytest makes it so again at every session's start): a
     directory in /tmp, with `data` left as a link to it. Apps run as their
     own users only under a root platform; they pass through every directory
     above DATA."""
-    real = Path(tempfile.mkdtemp(prefix="dotcloud-data-", dir="/tmp"))
-    real.chmod(0o711)
+    # DATA's own parent is private to this platform: its up.log sits there.
+    top = Path(tempfile.mkdtemp(prefix=OPEN_DATA_PREFIX, dir="/tmp"))
+    top.chmod(0o711)
+    real = top / "data"
+    real.mkdir(mode=0o711)
     if data.is_dir() and not data.is_symlink():
         for item in data.iterdir():
             shutil.move(str(item), real / item.name)
@@ -84,9 +90,12 @@ class Platform:
     prefix: tuple = ()
 
     def start(self, *extra: str) -> None:
-        log = open(self.data.parent / "up.log", "ab")
         if os.geteuid() == 0 and closed_above(self.data):
+            before = self.data.parent / "up.log"
             self.data = open_data_dir(self.data)
+            if before.exists():     # a restart: one log for the platform's whole life
+                shutil.move(str(before), self.data.parent / "up.log")
+        log = open(self.data.parent / "up.log", "ab")
         self.proc = subprocess.Popen(
             [*self.prefix,
              sys.executable, "-u", "-m", "dotcloud.cli", "--data", str(self.data), "up",
