@@ -240,8 +240,8 @@ class _Checker:
                       f"{where}: 'release' is not used by {kind} services (ignored)")
             del fields["release"]
         if kind == "dockerfile":
-            # The Dockerfile builds and runs it all; build hooks would run outside it.
-            for name in ("prebuild", "postbuild", "release"):
+            # The Dockerfile builds it all; build hooks would run outside it.
+            for name in ("prebuild", "postbuild"):
                 if name in keys:
                     self.warn(keys[name][0], f"{where}: '{name}' is not used by dockerfile "
                                              "services (ignored; the Dockerfile's RUN steps are)")

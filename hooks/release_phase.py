@@ -59,7 +59,9 @@ def run(settings: Settings, app: str, service: str, info: ServiceManifest, build
     try:
         with executor_for(settings, app, service, info.type, build_dir,
                           purpose="release", home=home, error=DeployError,
-                          limits=info.limits.over(settings.default_limits)) as executor:
+                          limits=info.limits.over(settings.default_limits),
+                          # A Dockerfile's service runs it in its own image.
+                          image=info.image if info.type == "dockerfile" else None) as executor:
             check_step("release command", shell(command), cwd=Path(info.src), env=env,
                        timeout=timeout, log=log, error=DeployError, executor=executor)
     except DeployError as exc:

@@ -75,7 +75,8 @@ class DockerExecutor:
             try:
                 docker_engine.remove(self.client, self.name)   # left by a killed build
                 self.container = self.client.containers.run(
-                    self.image, KEEPALIVE, name=self.name, detach=True, **self.create)
+                    self.image, KEEPALIVE[1:], entrypoint=KEEPALIVE[:1], name=self.name,
+                    detach=True, **self.create)
             except docker_engine.ENGINE_ERRORS as e:
                 raise OSError(f"no container from {self.image}: {docker_engine.short(e)}") \
                     from None
@@ -182,13 +183,14 @@ def _split(stream, lines: queue.Queue) -> None:
 def executor_for(settings, app: str, service: str, service_type: str, release_dir: Path, *,
                  purpose: str = "build", home: Path | None = None,
                  error: type[Exception] = BuildError,
-                 limits: Limits | None = None) -> Iterator[Executor]:
+                 limits: Limits | None = None, image: str | None = None) -> Iterator[Executor]:
     """The executor of one service build under settings.runtime (see the module doc).
 
     limits: the service's, which each step runs under (on the host: a cgroup).
 
     The deployer runs an instance's postinstall the same way (purpose
-    "postinstall", its home mounted too, failures raising DeployError).
+    "postinstall", its home mounted too, failures raising DeployError), and
+    a release command (a dockerfile service's in its own `image`).
     """
     # The swarm runtime builds on the manager's engine, as docker does.
     if settings.runtime not in ("docker", "swarm"):
@@ -202,7 +204,7 @@ def executor_for(settings, app: str, service: str, service_type: str, release_di
         yield HostExecutor(user=(user.uid, user.gid), limits=limits,
                            data=settings.data if limits else None)
         return
-    image = docker_engine.base_image(settings, service_type)
+    image = image or docker_engine.base_image(settings, service_type)
     log = logs.get("docker", app=app, service=service, image=image)
     try:
         client = docker_engine.connect()

@@ -40,12 +40,13 @@ def test_the_build_file_processes_are_handed_on(make_ctx):
     assert result.http
 
 
-def test_build_hooks_and_release_are_ignored_with_a_warning():
-    bf = parse("www:\n  type: dockerfile\n  postbuild: make\n  release: migrate\n")
+def test_build_hooks_are_ignored_with_a_warning_and_release_kept():
+    bf = parse("www:\n  type: dockerfile\n  prebuild: a\n  postbuild: make\n"
+               "  release: migrate\n")
     spec = bf.services["www"]
-    assert spec.type == "dockerfile" and not spec.postbuild and not spec.release
-    assert bf.warnings == (
-        "dotcloud.yml line 3: service 'www': 'postbuild' is not used by dockerfile services "
-        "(ignored; the Dockerfile's RUN steps are)",
-        "dotcloud.yml line 4: service 'www': 'release' is not used by dockerfile services "
-        "(ignored; the Dockerfile's RUN steps are)")
+    assert spec.type == "dockerfile" and not spec.prebuild and not spec.postbuild
+    assert spec.release == "migrate"
+    assert bf.warnings == tuple(
+        f"dotcloud.yml line {n}: service 'www': '{hook}' is not used by dockerfile services "
+        "(ignored; the Dockerfile's RUN steps are)" for n, hook in ((3, "prebuild"),
+                                                                    (4, "postbuild")))

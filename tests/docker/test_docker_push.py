@@ -274,11 +274,14 @@ def test_dockerfile_service_is_built_from_its_dockerfile_and_served(dplatform, e
     r = dplatform.ssh("alice", "var", "set", "dfapp", "GREETING=from-a-variable")
     assert r.code == 0, r.text     # a build argument of the next build
     files = {"web/Dockerfile": DOCKERFILE, "web/server.py": DOCKERFILE_SERVER,
-             "dotcloud.yml": "www:\n  type: dockerfile\n  approot: web\n"}
+             "dotcloud.yml": "www:\n  type: dockerfile\n  approot: web\n"
+                             "  release: echo release in $(cat /built) at $(pwd) as $MODE\n"}
     repo = git_repo(tmp_path / "dfapp", files)
     r = dplatform.push("alice", repo, "dfapp")
     assert r.code == 0, r.text
     assert "[www] The image EXPOSEs 8080/tcp" in r.err and "$PORT" in r.err
+    # The release command runs in the service's own image, with its environment.
+    assert "[www] release in from-a-variable at /srv as from-the-image" in r.err, r.err
     got = answer(dplatform, "dfapp.localhost")
     assert got["mode"] == "from-the-image" and got["cwd"] == "/srv"
     assert got["built"] == "from-a-variable"
