@@ -21,8 +21,8 @@ classic builder and BuildKit took 0.35 and 0.3 s for 2 MB on a quiet machine.
 
 Images are labelled with the data directory, app, release and service, and
 instances run them by ID: another platform on the same engine may tag the
-same name, and is never confused with this one (`make` verifies the label
-of an image it finds under its tag). `prune` removes the images of releases
+same name, and is never confused with this one (`make` reuses only a
+dependency image, and only after checking its labels). `prune` removes the images of releases
 that are gone, and never an image of another data directory.
 """
 from __future__ import annotations
@@ -89,13 +89,12 @@ def needed_paths(cache_dir: Path, processes: dict, env: dict) -> list[Path]:
 def make(client: docker.DockerClient, *, data: Path, app: str, build: int, service: str,
          base: str, release_dir: Path, needs: Iterable[Path],
          log: Callable[[str], None] = lambda line: None) -> str:
-    """The ID of the service's image for this release, made unless this data
-    directory already made it; tagged `dotcloud/APP:vN-SERVICE` either way."""
+    """The ID of the service's image for this release, made now (an image found
+    under the tag may be a data directory's that was wiped and made again at
+    the same path), tagged `dotcloud/APP:vN-SERVICE`; its dependency layer
+    is reused when this data directory made one of the same entries."""
     name = tag(app, build, service)
     labels = release_labels(data, app, build, service)
-    found = _own(client, name, labels)
-    if found:
-        return found
     started = time.monotonic()
     needs = list(needs)
     base_id = docker_engine.image_id(client, base)

@@ -65,9 +65,13 @@ def test_release_image_holds_the_release_and_its_dependencies(engine, release):
         assert run(engine, image, "cat", str(rel / "src" / "wsgi.py")) == \
             "print('from the release')\n"
         assert run(engine, image, str(entry / "bin" / "tool")) == "from the cache\n"
-        # Made once: asked again, the same image.
-        assert docker_image.make(engine, data=data, app="imgapp", build=1, service="www",
-                                 base=BASE, release_dir=rel, needs=[entry]) == image
+        # Asked again (a data directory made anew at the same path), made again:
+        # an image under the tag is never trusted to hold this release.
+        (rel / "src" / "wsgi.py").write_text("print('made anew')\n")
+        again = docker_image.make(engine, data=data, app="imgapp", build=1, service="www",
+                                  base=BASE, release_dir=rel, needs=[entry])
+        assert again != image and "dotcloud/imgapp:v1-www" in engine.images.get(again).tags
+        assert run(engine, again, "cat", str(rel / "src" / "wsgi.py")) == "print('made anew')\n"
         # The next release reuses the dependency layer: only the release layer is new.
         (rel / "src" / "wsgi.py").write_text("print('v2')\n")
         second = docker_image.make(engine, data=data, app="imgapp", build=2, service="www",
