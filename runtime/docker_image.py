@@ -22,8 +22,9 @@ classic builder and BuildKit took 0.35 and 0.3 s for 2 MB on a quiet machine.
 Images are labelled with the data directory, app, release and service, and
 instances run them by ID: another platform on the same engine may tag the
 same name, and is never confused with this one (`make` reuses only a
-dependency image, and only after checking its labels). `prune` removes the images of releases
-that are gone, and never an image of another data directory.
+dependency image, and only after checking its labels). `prune` removes the
+images of releases that are gone, and never an image of another data
+directory.
 """
 from __future__ import annotations
 
