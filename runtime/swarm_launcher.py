@@ -52,15 +52,17 @@ import docker  # noqa: E402
 from docker.types import Mount, RestartPolicy, ServiceMode  # noqa: E402
 
 from dotcloud import placement  # noqa: E402
-from runtime import docker_engine, swarm  # noqa: E402
+from runtime import docker_engine, leftovers, swarm  # noqa: E402
 
 EXIT_ENGINE = 125
 PUSH_ATTEMPTS = 3
 PUSH_RETRY = 1.0
 WATCH = 0.5               # seconds between looks at the service's tasks
 LABEL_SPEC = "dotcloud.spec"
-# The launcher's own variables, not the app's.
-OWN_ENV = ("DOCKER_HOST",)
+# The launcher's own variables, not the app's: the engine, and the tag by
+# which the runtime finds (and kills) what a dead shim left on this host; a
+# task outlives its launcher, and may run on this very host.
+OWN_ENV = ("DOCKER_HOST", leftovers.TAG)
 LOCAL_BINDS = ("127.0.0.1", "localhost")
 # Task states after which a task never runs again.
 ENDED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})

@@ -5,18 +5,17 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from platform_helpers import Platform  # noqa: E402
+from platform_helpers import MADE, Platform  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _open_dirs_removed():
     """The data and open directories platforms made in /tmp for app users
-    (platform_helpers.open_data_dir, open_dir) go when the session ends."""
-    before = set(Path("/tmp").glob("dotcloud-*-*"))
+    (platform_helpers.open_data_dir, open_dir) go when the session ends:
+    this session's only, not those of another running at the same time."""
     yield
-    for path in set(Path("/tmp").glob("dotcloud-*-*")) - before:
-        if path.name.startswith(("dotcloud-data-", "dotcloud-open-")):
-            shutil.rmtree(path, ignore_errors=True)
+    for path in MADE:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -31,10 +31,14 @@ def open_dir() -> Path:
     apps, running as their own users, leave what a test reads."""
     path = Path(tempfile.mkdtemp(prefix="dotcloud-open-", dir="/tmp"))
     path.chmod(0o1777)
+    MADE.append(path)
     return path
 
 
 OPEN_DATA_PREFIX = "dotcloud-data-"
+# What this process made in /tmp (removed when its session ends; another
+# session's, on the same machine at the same time, are not its to remove).
+MADE: list[Path] = []
 
 
 def open_data_dir(data: Path) -> Path:
@@ -46,6 +50,7 @@ def open_data_dir(data: Path) -> Path:
     # DATA's own parent is private to this platform: its up.log sits there.
     top = Path(tempfile.mkdtemp(prefix=OPEN_DATA_PREFIX, dir="/tmp"))
     top.chmod(0o711)
+    MADE.append(top)
     real = top / "data"
     real.mkdir(mode=0o711)
     if data.is_dir() and not data.is_symlink():
