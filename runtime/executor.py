@@ -56,7 +56,8 @@ class HostExecutor:
     def run(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
             timeout: float, on_line: Callable[[str], None],
             check: Callable[[], None] | None = None) -> int:
-        # Builds get no memory cap, which would break node.
+        # No RLIMIT_DATA, which would break node (V8 reserves gigabytes); the
+        # service's cgroup caps the memory a step really uses.
         try:
             return run_limited(list(argv), cwd=str(cwd), env=dict(env), timeout=timeout,
                                memory_bytes=None, on_line=on_line, check=check, user=self.user,
