@@ -17,7 +17,9 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="apps get users of the
 # The build's own escapes, through its postbuild (HOME is DATA/releases/APP/vN).
 BUILD_PROBE = r'''#!/bin/sh
 DATA=$(cd "$HOME/../../.." && pwd)
-try() { if sh -c "$2" >/dev/null 2>&1; then echo "ESCAPE $1: allowed"; else echo "ESCAPE $1: denied"; fi; }
+try() {
+  if sh -c "$2" >/dev/null 2>&1; then echo "ESCAPE $1: allowed"; else echo "ESCAPE $1: denied"; fi
+}
 echo "BUILD-UID $(id -u)"
 try read-store "head -c1 $DATA/dotcloud.db"
 try read-host-key "head -c1 $DATA/ssh_host_ed25519_key"
@@ -124,7 +126,8 @@ def test_a_hostile_app_escapes_nowhere_and_its_neighbour_keeps_serving(platform,
     # At build time: its own uid, and every escape refused.
     uids = {int(line.split()[-1]) for line in r.err.splitlines() if "BUILD-UID" in line}
     assert len(uids) == 1 and 60000 <= uids.pop() <= 64999, r.err
-    escapes = [line.split("ESCAPE ", 1)[1].strip() for line in r.err.splitlines() if "ESCAPE " in line]
+    escapes = [line.split("ESCAPE ", 1)[1].strip() for line in r.err.splitlines()
+               if "ESCAPE " in line]
     assert len(escapes) == 6, r.err
     assert all(line.endswith(": denied") for line in escapes), escapes
 
