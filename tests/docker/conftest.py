@@ -13,7 +13,7 @@ from dockerkit import data_label
 from platform_helpers import Platform
 
 from dotcloud.settings import Settings
-from runtime import docker_engine
+from runtime import docker_engine, docker_image
 
 IMAGES = (Settings.docker_python_image, Settings.docker_node_image)
 
@@ -50,4 +50,5 @@ def dplatform(engine, tmp_path_factory):
     p.stop()
     for container in engine.containers.list(all=True, filters={"label": data_label(p.data)}):
         docker_engine.remove(engine, container.id)     # a launcher may be removing it too
+    docker_image.sweep(engine, p.data, lambda app, build: False)    # its release images
     shutil.rmtree(root / "data" / "releases", ignore_errors=True)
