@@ -9,6 +9,7 @@ import time
 
 from dotcloud import placement
 from dotcloud.desired import InstanceState
+from dotcloud.resources import format_memory
 
 from . import queries
 from .context import Args, Command, CommandContext
@@ -76,6 +77,12 @@ def status(ctx: CommandContext, args: Args) -> int:
                     f"{r['restarts']} restart(s); last lines of its log:")
             for line in r["last_lines"]:
                 ctx.say(f"  {line}")
+    # A worker the kernel killed (gunicorn starts another) leaves no exit to show.
+    for r in rows:
+        memory = (r["limits"] or {}).get("memory_bytes")
+        if r["oom_kills"] and memory:
+            ctx.say(f"{r['instance']}: {r['oom_kills']} process(es) killed for memory "
+                    f"(limit {format_memory(memory)})")
     return 0
 
 

@@ -173,6 +173,7 @@ def test_an_instance_killed_for_memory_says_so_in_status(platform, tmp_path):
     assert inst["processes"]["web"]["last_exit_reason"] == "out of memory (limit 64M)"
     text = ssh(platform, "status", "oom").out
     assert "out of memory (limit 64M)" in text
+    assert f"www.0: {inst['oom_kills']} process(es) killed for memory (limit 64M)" in text
     wait_until(lambda: platform.get("oom.localhost")[0] == 200, what="the restart")
 
 
