@@ -25,12 +25,15 @@ INSTANCE_RE = re.compile(r"instance-([0-9]+)")
 
 def sweep_once(settings: Settings, store: Store) -> list[str]:
     removed = cgroups.sweep(settings.data)
+    # Listed before the store is read: a group made after this belongs to a
+    # shim started after it, for an instance the store already says to run.
+    found = cgroups.names(settings.data)
     keep = set()
     for inst in store.instances(live_only=True):
         d = settings.paths.instance(inst.id)
         if inst.desired == "run" or shimctl.alive(d.pid, d.spec):
             keep.add(cgroups.instance_name(inst.id))
-    for name in cgroups.names(settings.data):
+    for name in found:
         if INSTANCE_RE.fullmatch(name) and name not in keep:
             group = cgroups.existing(settings.data, name)
             if group is not None and group.remove():
