@@ -10,6 +10,9 @@ linked file:
   truncates `node_modules/.package-lock.json`), so the regular files at the
   top of node_modules and of `node_modules/.pnpm` are copied, not linked.
   Removing packages (prune) only unlinks, which leaves the entry intact.
+- yarn 1 links every kept bin again when it prunes, and chmods its target:
+  as the app's user that fails on the sealed entry's file (EPERM), so the
+  files `.bin` links lead to are copied too.
 - A build script may still write into a package's file in place
   (patch-package, `prisma generate`). `written_in_place` finds that after
   the build (a file of the entry newer than the entry itself); the caller
@@ -25,6 +28,7 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -82,9 +86,39 @@ def materialise(entry: cache.Entry, target: Path) -> bool:
         if (isinstance(rel, str) and ".." not in Path(rel).parts and path.is_file()
                 and not path.is_symlink()):
             private.append(path)
-    for path in private:
+    private += _bin_targets(target)
+    for path in dict.fromkeys(private):
         _copy_over(path)
     return True
+
+
+def _bin_targets(root: Path) -> list[Path]:
+    """Linked files (of the entry) that the `.bin` links of every node_modules under root name."""
+    top = os.path.realpath(root)
+    found = []
+    for directory, dirs, _ in os.walk(root):
+        # Down packages and their own node_modules only, not into their files.
+        if os.path.basename(directory) == ".bin":
+            dirs.clear()
+            for link in os.scandir(directory):
+                if not link.is_symlink():
+                    continue
+                real = os.path.realpath(link.path)
+                try:
+                    st = os.lstat(real)
+                except OSError:
+                    continue
+                if (real.startswith(top + os.sep) and stat.S_ISREG(st.st_mode)
+                        and st.st_nlink > 1):
+                    found.append(Path(real))
+        elif not _holds_packages(directory):
+            dirs[:] = [d for d in dirs if d == "node_modules"]
+    return found
+
+
+def _holds_packages(directory: str) -> bool:
+    name, parent = os.path.basename(directory), os.path.basename(os.path.dirname(directory))
+    return name == "node_modules" or (name.startswith("@") and parent == "node_modules")
 
 
 def written_in_place(entry: cache.Entry) -> list[str]:

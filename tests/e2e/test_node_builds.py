@@ -102,3 +102,23 @@ def test_yarn_and_pnpm_apps(platform, tmp_path, name, version, declared):
     assert status == 200, body
     assert json.loads(body) == {"built": f"built by {name}", "NODE_ENV": "production",
                                 "dev": False, "ms": "2.0.0"}
+
+
+def test_yarn1_prunes_an_app_whose_dependency_has_a_bin(platform, tmp_path):
+    # yarn 1's prune links every kept bin again and chmods its target: as
+    # the app's user, a target hard-linked to the sealed (root's) cache
+    # entry made that EPERM ("pruning devDependencies failed").
+    package = dict(PACKAGE, dependencies={"ms": "2.0.0", "semver": "5.7.1"})
+    lock, text = make_lock(tmp_path, "yarn", "1.22.22", package)
+    repo = git_repo(tmp_path / "yarnbin", {
+        "package.json": json.dumps(package), lock: text, "build.js": BUILD_JS,
+        "server.js": SERVER_JS, "src/x.txt": "bins"})
+    r = platform.push("alice", repo, "yarnbin")
+    assert r.code == 0, r.text
+    assert "Pruning devDependencies" in r.err, r.err
+    status, body, _ = platform.get("yarnbin.localhost")
+    assert status == 200 and json.loads(body)["dev"] is False, body
+    # the next push links the same cached install and prunes it again
+    r = platform.push("alice", git_repo(repo, {"src/x.txt": "again"}, "again"), "yarnbin")
+    assert r.code == 0, r.text
+    assert "node_modules linked from an earlier build" in r.err, r.err
