@@ -59,14 +59,16 @@ DEADLY = frozenset(int(s) for s in (signal.SIGHUP, signal.SIGINT, signal.SIGKILL
 
 def wrap(settings, *, app: str, service_type: str, instance: str, processes: dict,
          home: Path, image: str | None = None, user: tuple[int, int] | None = None,
-         limits=None) -> dict:
+         limits=None, reasons: Path | None = None) -> dict:
     """The instance's processes, each run in a container by this launcher.
 
     `instance` names the instance uniquely within the data directory (the
     deployer's home directory name); `processes` is {name: {argv, cwd, env}};
     `image` is the release's image (None: the base image, with mounts);
     `user` is (uid, gid) (None: the platform's own); `limits` has
-    memory_bytes, cpus and processes, each None for no limit.
+    memory_bytes, cpus and processes, each None for no limit; `reasons` is
+    the directory where each launcher writes why its container ended when the
+    shim cannot tell from the exit status (an OOM kill), read by the shim.
     """
     from runtime import docker_engine   # the SDK: for the runtime, never the launcher
     mounts = [f"{home}:{home}:rw"]
@@ -87,7 +89,13 @@ def wrap(settings, *, app: str, service_type: str, instance: str, processes: dic
                 "--label", f"dotcloud.process={name}"]
         for mount in dict.fromkeys(mounts):
             argv += ["--mount", mount]
-        wrapped[name] = dict(proc, argv=argv + ["--", *proc["argv"]])
+        extra = {}
+        if reasons is not None:
+            extra["exit_reason_file"] = str(reasons / f"{name}.exit")
+            argv += ["--exit-reason-file", extra["exit_reason_file"]]
+        # The launcher runs on the host: the container's directory (a
+        # Dockerfile's WORKDIR) need not exist here, its home does.
+        wrapped[name] = dict(proc, argv=argv + ["--", *proc["argv"]], cwd=str(home), **extra)
     return wrapped
 
 
@@ -149,6 +157,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pids", type=int, default=None)
     parser.add_argument("--mount", action="append", default=[], help="SRC:DST:ro|rw")
     parser.add_argument("--label", action="append", default=[], help="KEY=VALUE")
+    parser.add_argument("--exit-reason-file", default=None,
+                        help="written with the reason when the container was OOM-killed")
     parser.add_argument("command", nargs="+")
     return parser.parse_args(argv)
 
@@ -246,10 +256,20 @@ class Launcher:
             if self.opts.memory is not None and \
                     self.engine.inspect(self.container).get("State", {}).get("OOMKilled"):
                 from dotcloud.resources import format_memory
-                say(f"out of memory (limit {format_memory(self.opts.memory)})")
+                reason = f"out of memory (limit {format_memory(self.opts.memory)})"
+                say(reason)
+                self._tell(reason)
         except ENGINE_ERRORS as e:
             say(f"lost the container {self.opts.name}: {e}")
         self.exited.set()
+
+    def _tell(self, reason: str) -> None:
+        """Leave the shim the reason its exit status cannot carry."""
+        if self.opts.exit_reason_file:
+            try:
+                Path(self.opts.exit_reason_file).write_text(reason + "\n")
+            except OSError as e:
+                say(f"cannot write {self.opts.exit_reason_file}: {e}")
 
     def _stop(self) -> None:
         try:

@@ -232,7 +232,8 @@ class Reconciler:
         # A new shim for an instance that ran before: its start is a restart
         # too, and the count goes on from what the store last saw.
         before = inst.restarts + 1 if status_path.exists() else 0
-        processes = shim_processes(self.settings, spec, {**spec.env, leftovers.TAG: marker})
+        processes = shim_processes(self.settings, spec, {**spec.env, leftovers.TAG: marker},
+                                   reasons=spec_path.parent)
         write_json(spec_path, {
             "instance": f"{inst.app}.{inst.label}#{inst.id}",
             "processes": processes,
@@ -259,7 +260,8 @@ class Reconciler:
         })
 
 
-def shim_processes(settings: Settings, spec: InstanceSpec, env: dict) -> dict:
+def shim_processes(settings: Settings, spec: InstanceSpec, env: dict,
+                   reasons: Path | None = None) -> dict:
     """What the shim runs for each of the instance's processes: how the
     instance runs is the runtime's choice (settings.runtime), not the
     deployer's. Data services run the host's own servers, never in an app
@@ -275,4 +277,4 @@ def shim_processes(settings: Settings, spec: InstanceSpec, env: dict) -> dict:
     return docker_launcher.wrap(settings, app=spec.app, service_type=spec.service_type,
                                 instance=spec.instance_name, processes=processes,
                                 home=Path(spec.home), image=spec.image, user=spec.user,
-                                limits=spec.limits)
+                                limits=spec.limits, reasons=reasons)

@@ -175,6 +175,7 @@ class Shim:
     def _start(self, proc: Process) -> None:
         proc.started_at = time.time()
         proc.started_mono = time.monotonic()
+        self._told_reason(proc)     # a stale one is not this run's
         try:
             proc.popen, fds = launch(proc.spec, self.libc, self.spec.user, enter=self._enter())
         except (OSError, subprocess.SubprocessError, ValueError) as e:
@@ -211,7 +212,8 @@ class Shim:
         proc.popen = None
         proc.stable_at = None
         proc.last_exit = code
-        reason = proc.last_exit_reason = self._oom_reason(code) or reason
+        reason = proc.last_exit_reason = (self._oom_reason(code) or self._told_reason(proc)
+                                          or reason)
         if self.stop_deadline is not None:
             proc.state = "stopped"
             self._event(proc, f"stopped ({reason})", proc.last_exit_at)
@@ -282,9 +284,25 @@ class Shim:
         self.oom_seen = kills
         return self.group.out_of_memory()
 
+    def _told_reason(self, proc: Process) -> str | None:
+        """What its launcher wrote of why it exited (a container's OOM kill), once."""
+        path = proc.spec.exit_reason_file
+        if path is None:
+            return None
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                told = f.read(TAIL_CHARS).strip()
+            os.unlink(path)
+        except OSError:
+            return None
+        if told.startswith("out of memory"):
+            self.oom_seen += 1
+        return told or None
+
     def _group_status(self) -> dict:
         if self.spec.cgroup is None:
-            return {}
+            # A container's OOM kills, as its launcher told them.
+            return {"oom_kills": self.oom_seen} if self.oom_seen else {}
         return {"limits": self.spec.cgroup.limits.to_dict(),
                 "cgroup": self.group.relative if self.group is not None else None,
                 "oom_kills": max(self.oom_seen, self.group.oom_kills() if self.group else 0)}

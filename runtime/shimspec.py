@@ -41,6 +41,9 @@ class ProcessSpec:
     argv: tuple[str, ...]
     cwd: str
     env: Mapping[str, str]
+    # Where a launcher (runtime.docker_launcher) may write why its process
+    # exited ("out of memory (limit 512M)"), which only it can know.
+    exit_reason_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -171,5 +174,9 @@ def _process(name: str, raw) -> ProcessSpec:
             isinstance(k, str) and isinstance(v, str) and k and "=" not in k
             and "\0" not in k + v for k, v in env.items()):
         raise SpecError(f"{where}.env must map names to strings")
+    reason = raw.get("exit_reason_file")
+    if reason is not None and (not isinstance(reason, str) or not reason or "\0" in reason):
+        raise SpecError(f"{where}.exit_reason_file must be a non-empty string")
     return ProcessSpec(name=name, argv=tuple(argv), cwd=os.path.abspath(cwd),
-                       env=MappingProxyType(dict(env)))
+                       env=MappingProxyType(dict(env)),
+                       exit_reason_file=os.path.abspath(reason) if reason else None)

@@ -68,6 +68,7 @@ def test_relative_paths_become_absolute(monkeypatch, tmp_path):
     (spec_with(processes=process_with(env={"A": 1})), "processes.web.env"),
     (spec_with(processes=process_with(env={"A=B": "1"})), "processes.web.env"),
     (spec_with(processes=process_with(env=["A"])), "processes.web.env"),
+    (spec_with(processes=process_with(exit_reason_file=3)), "processes.web.exit_reason_file"),
     (spec_with(log_max_bytes=0), "log_max_bytes must be at least 1"),
     (spec_with(log_keep=1.5), "log_keep must be an integer"),
     (spec_with(stop_grace="10"), "stop_grace must be a number"),
