@@ -13,7 +13,11 @@ paths, so whatever a step writes there is where the release and the
 instances expect it. Each step is an exec in that container with its output
 streamed line by line; the container is removed at the end whatever
 happened. A step past its deadline kills the whole build container (nothing
-of it may go on running) and raises TimeoutError.
+of it may go on running) and raises TimeoutError. The container has the
+service's limits (memory without swap, CPUs, processes), and a step that
+fails after the kernel killed one of its processes for the memory limit
+raises MemoryError('out of memory (limit 512M)'), as runtime.limits does on
+the host.
 
 This module never decides what a build runs, and never touches a container
 that is not its own.
@@ -32,8 +36,8 @@ from buildpacks.base import base_env
 from buildpacks.executor import Executor
 from dotcloud import appusers, filemodes, logs
 from dotcloud.errors import BuildError
-from dotcloud.resources import Limits
-from runtime import docker_engine
+from dotcloud.resources import Limits, format_memory
+from runtime import cgroups, docker_engine
 from runtime.executor import HOST, HostExecutor
 from runtime.shimlog import LineSplitter
 
@@ -60,8 +64,12 @@ class DockerExecutor:
     on_host = False
     host = HOST     # reading a lock with uv needs no container
 
-    def __init__(self, client, image: str, image_id: str, name: str, create: dict):
+    def __init__(self, client, image: str, image_id: str, name: str, create: dict,
+                 limits: Limits | None = None):
         self.client = client
+        self.limits = limits
+        self.memory_group: Path | None = None   # its memory cgroup on this host, if found
+        self.started_at = 0
         self.image = image
         self.identity = f"docker image {image_id}"
         self.name = name
@@ -74,6 +82,7 @@ class DockerExecutor:
         if self.container is None:
             try:
                 docker_engine.remove(self.client, self.name)   # left by a killed build
+                self.started_at = int(time.time()) - 1     # whole seconds, for its events
                 self.container = self.client.containers.run(
                     self.image, KEEPALIVE[1:], entrypoint=KEEPALIVE[:1], name=self.name,
                     detach=True, **self.create)
@@ -81,6 +90,7 @@ class DockerExecutor:
                 raise OSError(f"no container from {self.image}: {docker_engine.short(e)}") \
                     from None
             logs.get("docker").info("container_started", container=self.name)
+            self.memory_group = _memory_group(self.container)
         return self.container
 
     def close(self) -> None:
@@ -101,8 +111,11 @@ class DockerExecutor:
             check: Callable[[], None] | None = None) -> int:
         deadline = time.monotonic() + timeout
         api = self.client.api
+        container = self._started()
+        watch = self.limits is not None and self.limits.memory_bytes is not None
+        kills = self._oom_kills() if watch else 0
         try:
-            exec_id = api.exec_create(self._started().id, MERGED + list(argv),
+            exec_id = api.exec_create(container.id, MERGED + list(argv),
                                       environment=dict(env), workdir=str(cwd),
                                       user=self.user)["Id"]
             stream = api.exec_start(exec_id, stream=True)
@@ -119,7 +132,29 @@ class DockerExecutor:
         except BaseException:
             self._kill()
             raise
-        return self._exit_code(exec_id, deadline)
+        code = self._exit_code(exec_id, deadline)
+        if code != 0 and watch and self._oom_kills() > kills:
+            # As on the host (runtime.limits): the reason, not a bare 137.
+            raise MemoryError(f"out of memory (limit {format_memory(self.limits.memory_bytes)})")
+        return code
+
+    def _oom_kills(self) -> int:
+        """How many of the container's processes the kernel killed for its memory limit:
+        its cgroup's count when this host has it, else the engine's oom events."""
+        if self.memory_group is not None:
+            text = _read(self.memory_group / "memory.oom_control") \
+                or _read(self.memory_group / "memory.events")
+            for line in text.splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill" and value.strip().isdigit():
+                    return int(value)
+        try:
+            events = self.client.events(since=self.started_at, until=int(time.time()) + 1,
+                                        filters={"container": self.container.id,
+                                                 "event": "oom"}, decode=True)
+            return sum(1 for _ in events)
+        except docker_engine.ENGINE_ERRORS:
+            return 0
 
     def _exit_code(self, exec_id: str, deadline: float) -> int:
         while True:
@@ -137,6 +172,50 @@ class DockerExecutor:
                 self.container.kill()
         except docker_engine.ENGINE_ERRORS:
             pass  # already gone: what it ran is gone with it
+
+
+def _memory_group(container) -> Path | None:
+    """The memory cgroup directory of a running container, when this host shows it
+    (an engine on this host, cgroups mounted), else None."""
+    where = cgroups.hierarchies()
+    try:
+        container.reload()
+        pid = int(container.attrs["State"]["Pid"])
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines() if pid else []
+    except (*docker_engine.ENGINE_ERRORS, KeyError, ValueError):
+        return None
+    if where is None:
+        return None
+    mounts = dict(where.mounts)
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            if controller in mounts and controller in ("memory", ""):
+                group = mounts[controller] / path.lstrip("/")
+                return group if group.is_dir() else None
+    return None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _limits(limits: Limits | None) -> dict:
+    """The build container's limits: the service's, as its instances get them."""
+    if limits is None:
+        return {}
+    options = {}
+    if limits.memory_bytes is not None:
+        # No swap beyond the limit, as on the host.
+        options.update(mem_limit=limits.memory_bytes, memswap_limit=limits.memory_bytes)
+    if limits.cpus is not None:
+        options["nano_cpus"] = int(limits.cpus * 1e9)
+    if limits.processes is not None:
+        options["pids_limit"] = limits.processes
+    return options
 
 
 def _volumes(*writable: Path) -> dict:
@@ -218,7 +297,8 @@ def executor_for(settings, app: str, service: str, service_type: str, release_di
         "network_mode": "host", "user": docker_engine.user(),
         "labels": {docker_engine.LABEL_DATA: docker_engine.data_id(settings.data),
                    "dotcloud.app": app, f"dotcloud.{purpose}": service},
-        "volumes": _volumes(release_dir, cache, *([home] if home else []))})
+        "volumes": _volumes(release_dir, cache, *([home] if home else [])),
+        **_limits(limits)}, limits=limits)
     try:
         yield executor
     finally:

@@ -11,8 +11,11 @@ import pytest
 from dockerkit import data_label
 from platform_helpers import git_repo
 
-from dotcloud import appusers
-from dotcloud.settings import load
+from buildpacks.steps import check_step
+from dotcloud.errors import BuildError
+from dotcloud.resources import Limits
+from dotcloud.settings import Settings
+from runtime.docker_build import executor_for
 
 pytestmark = pytest.mark.docker
 MiB = 1024 * 1024
@@ -87,3 +90,43 @@ def test_a_container_killed_for_memory_says_so_in_status(dplatform, engine, tmp_
     text = ssh(dplatform, "status", "doom").out
     assert "out of memory (limit 64M)" in text and "SIGKILL" not in text
     wait_until(lambda: dplatform.get("doom.localhost")[0] == 200, what="the restart")
+
+
+def test_a_build_step_runs_under_the_limits_and_fails_out_of_memory(dplatform, tmp_path):
+    # What the build container's own cgroup says (v1 or v2), then a step past it.
+    show = ("echo memory=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null"
+            " || cat /sys/fs/cgroup/memory.max) pids=$(cat /sys/fs/cgroup/pids/pids.max"
+            " 2>/dev/null || cat /sys/fs/cgroup/pids.max)")
+    repo = git_repo(tmp_path / "dbuildoom", custom_app("{memory: 64M, processes: 77}",
+                                                       buildscript=f"{show}; {HOG}"))
+    r = dplatform.push("alice", repo, "dbuildoom")
+    assert r.code != 0
+    assert f"memory={64 * MiB} pids=77" in r.text, r.text
+    assert "buildscript failed: out of memory (limit 64M)" in r.text, r.text
+
+
+@pytest.mark.parametrize("counted_by", ["cgroup", "engine events"])
+def test_a_build_container_step_killed_for_memory_raises_the_reason(engine, tmp_path,
+                                                                    counted_by):
+    s = Settings(data=tmp_path / "data", runtime="docker")
+    release = s.data / "releases" / "app" / "v1"
+    release.mkdir(parents=True)
+    limits = Limits(memory_bytes=48 * MiB, cpus=0.5, processes=50)
+    lines = []
+    with executor_for(s, "app", "www", "python", release, limits=limits) as ex:
+        assert ex.tool("sh", "/usr/bin:/bin")     # the container is up
+        host = ex.container.attrs["HostConfig"]
+        assert (host["Memory"], host["MemorySwap"]) == (48 * MiB, 48 * MiB)
+        assert (host["NanoCpus"], host["PidsLimit"]) == (500_000_000, 50)
+        if counted_by == "engine events":
+            ex.memory_group = None    # as with an engine on another host
+        else:
+            assert ex.memory_group is not None
+        with pytest.raises(BuildError, match=r"^hog failed: out of memory \(limit 48M\)$"):
+            check_step("hog", ("python3", "-c", "hog = b'x' * (400 * 1024 * 1024)"),
+                       cwd=release, env={"PATH": "/usr/bin:/bin"}, timeout=60,
+                       log=lines.append, executor=ex)
+        # A plain failure afterwards is not taken for memory.
+        with pytest.raises(BuildError, match=r"^bad failed \(exit 3\)$"):
+            check_step("bad", ("/bin/sh", "-c", "exit 3"), cwd=release, env={}, timeout=60,
+                       log=lines.append, executor=ex)
