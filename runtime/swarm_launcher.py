@@ -103,7 +103,10 @@ def wrap(settings, *, app: str, service: str, instance: str, processes: dict,
             argv += ["--constraint", rule]
         if index == 0:
             argv += ["--placement", str(placement.path(settings.data, instance))]
-        wrapped[name] = dict(proc, argv=argv + ["--", *reachable(proc["argv"])])
+        # The launcher runs on the manager, where the container's directory
+        # (a Dockerfile's WORKDIR) need not exist.
+        wrapped[name] = dict(proc, argv=argv + ["--", *reachable(proc["argv"])],
+                             cwd=str(settings.data))
     return wrapped
 
 

@@ -261,7 +261,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8080")
 DOCKERFILE = '''FROM python:3.12-slim
 ARG GREETING=none
 RUN echo "$GREETING" > /built
-WORKDIR /srv
+WORKDIR /srv/dfapp
 COPY server.py .
 ENV MODE=from-the-image
 EXPOSE 8080
@@ -281,9 +281,11 @@ def test_dockerfile_service_is_built_from_its_dockerfile_and_served(dplatform, e
     assert r.code == 0, r.text
     assert "[www] The image EXPOSEs 8080/tcp" in r.err and "$PORT" in r.err
     # The release command runs in the service's own image, with its environment.
-    assert "[www] release in from-a-variable at /srv as from-the-image" in r.err, r.err
+    assert "[www] release in from-a-variable at /srv/dfapp as from-the-image" in r.err, r.err
     got = answer(dplatform, "dfapp.localhost")
-    assert got["mode"] == "from-the-image" and got["cwd"] == "/srv"
+    # The image's WORKDIR, which the host has not (the launcher must not chdir there).
+    assert not os.path.exists("/srv/dfapp")
+    assert got["mode"] == "from-the-image" and got["cwd"] == "/srv/dfapp"
     assert got["built"] == "from-a-variable"
     assert got["port"] != "8080"            # the instance's own port, on the host network
     containers = app_containers(engine, dplatform.data, "dfapp")

@@ -46,6 +46,9 @@ def test_wrap_runs_each_process_as_a_service_through_the_launcher(tmp_path):
     assert web.command[-2:] == ["0.0.0.0:2345", "wsgi"]
     assert jobs.command == ["/bin/sh", "-c", "echo 127.0.0.1:2345"]
     assert "dotcloud.instance=g2-www.0" in web.label
+    # The container's directory is the service's; the launcher's own is one the
+    # manager has (a Dockerfile's WORKDIR, /src here, need not exist there).
+    assert web.workdir == "/src" and wrapped["web"]["cwd"] == str(s.data)
 
 
 def test_without_a_registry_instances_stay_on_the_manager(tmp_path):
