@@ -82,8 +82,8 @@ def wrap(settings, *, app: str, service_type: str, instance: str, processes: dic
                 "--name", docker_engine.container_name(settings.data, app, instance, name),
                 "--workdir", str(proc["cwd"]),
                 "--user", f"{user[0]}:{user[1]}" if user else docker_engine.user(),
-                "--stop-grace", str(grace), "--scratch", _scratch(settings.data),
-                *_limit_options(limits),
+                "--stop-grace", str(grace), "--scratch", scratch(settings.data),
+                *limit_options(limits),
                 "--label", f"{docker_engine.LABEL_DATA}={docker_engine.data_id(settings.data)}",
                 "--label", f"dotcloud.app={app}", "--label", f"dotcloud.instance={instance}",
                 "--label", f"dotcloud.process={name}"]
@@ -99,13 +99,13 @@ def wrap(settings, *, app: str, service_type: str, instance: str, processes: dic
     return wrapped
 
 
-def _scratch(data: Path) -> str:
+def scratch(data: Path) -> str:
     """Where the container's private tmpfs goes: /tmp, unless that would hide the data
     directory (the release and its dependencies live in the image at their host paths)."""
     return "/var/tmp" if Path(data).resolve().is_relative_to("/tmp") else "/tmp"
 
 
-def _limit_options(limits) -> list[str]:
+def limit_options(limits) -> list[str]:
     options = []
     for option, value in (("--memory", getattr(limits, "memory_bytes", None)),
                           ("--cpus", getattr(limits, "cpus", None)),

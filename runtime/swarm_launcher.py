@@ -8,6 +8,9 @@ replica of the image on the host network with the instance's port, as the
 app's user, in the process's working directory, with its environment (the
 launcher's own, which the shim set from the instance spec), an init
 process (a Python app ignores SIGTERM as pid 1), a tmpfs as its home,
+confined as the docker runtime's containers (a read-only root with a tmpfs
+as its /tmp, no capabilities, the service's memory, CPU and process limits;
+no-new-privileges only where the engine can set it on a service, API 1.46),
 restarted by the swarm when it exits or its node is lost, and constrained by
 the service's `placement` (node labels). The platform's data servers run on
 the manager's loopback, so an instance that connects to one stays on the
@@ -49,10 +52,10 @@ if __name__ == "__main__" and not os.environ.get("DOCKER_HOST", "").startswith("
     sys.modules.setdefault("paramiko", None)   # imported by the SDK for ssh:// only
 
 import docker  # noqa: E402
-from docker.types import Mount, RestartPolicy, ServiceMode  # noqa: E402
+from docker.types import Mount, Privileges, Resources, RestartPolicy, ServiceMode  # noqa: E402
 
 from dotcloud import placement  # noqa: E402
-from runtime import docker_engine, leftovers, swarm  # noqa: E402
+from runtime import docker_engine, docker_launcher, leftovers, swarm  # noqa: E402
 
 EXIT_ENGINE = 125
 PUSH_ATTEMPTS = 3
@@ -64,20 +67,25 @@ LABEL_SPEC = "dotcloud.spec"
 # task outlives its launcher, and may run on this very host.
 OWN_ENV = ("DOCKER_HOST", leftovers.TAG)
 LOCAL_BINDS = ("127.0.0.1", "localhost")
+# ContainerSpec.Privileges.NoNewPrivileges: engines before it (20.10 is 1.41)
+# cannot be asked for no-new-privileges on a service at all.
+NO_NEW_PRIVILEGES_API = "1.46"
 # Task states after which a task never runs again.
 ENDED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
 
 
 def wrap(settings, *, app: str, service: str, instance: str, processes: dict,
          image: str | None, user: tuple[int, int] | None = None,
-         constraints: dict | None = None, data_service: bool = False) -> dict:
+         constraints: dict | None = None, data_service: bool = False,
+         limits=None) -> dict:
     """The instance's processes, each run as a swarm service by this launcher.
 
     `instance` names the instance uniquely within the data directory (its home
     directory's name); `processes` is {name: {argv, cwd, env}}; `image` the
     release's image on the manager's engine; `constraints` the service's
     placement ({label: value}, node labels); `data_service` pins it to the
-    manager (its data directory is there).
+    manager (its data directory is there); `limits` has memory_bytes, cpus and
+    processes (None: no limit), the task's resource limits.
     """
     grace = max(1, int(settings.stop_grace * 0.8))
     rules = [f"node.labels.{k}=={v}" for k, v in sorted((constraints or {}).items())]
@@ -99,6 +107,10 @@ def wrap(settings, *, app: str, service: str, instance: str, processes: dict,
                 "--label", f"{swarm.LABEL_PROCESS}={name}",
                 "--label", f"dotcloud.service={service}"]
         argv += ["--user", docker_engine.user() if user is None else f"{user[0]}:{user[1]}"]
+        # Confined as the docker runtime's containers (see _definition for what
+        # a swarm service cannot be given).
+        argv += ["--scratch", docker_launcher.scratch(settings.data),
+                 *docker_launcher.limit_options(limits)]
         for rule in rules:
             argv += ["--constraint", rule]
         if index == 0:
@@ -144,6 +156,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--label", action="append", default=[], help="KEY=VALUE")
     parser.add_argument("--constraint", action="append", default=[])
     parser.add_argument("--placement", default=None, help="where to say where it runs")
+    parser.add_argument("--scratch", default=None,
+                        help="confined: read-only root, a tmpfs here, no capabilities")
+    parser.add_argument("--memory", type=int, default=None, help="bytes")
+    parser.add_argument("--cpus", type=float, default=None)
+    parser.add_argument("--pids", type=int, default=None)
     parser.add_argument("command", nargs="+")
     return parser.parse_args(argv)
 
@@ -192,8 +209,21 @@ class Launcher:
         opts = self.opts
         labels = dict(item.split("=", 1) for item in opts.label)
         home = self.env.get("HOME")
+        env = dict(self.env)
+        mounts = [Mount(home, None, type="tmpfs")] if home else []
+        confined = {}
+        if opts.scratch:
+            mounts.append(Mount(opts.scratch, None, type="tmpfs"))
+            if opts.scratch != "/tmp":
+                env.setdefault("TMPDIR", opts.scratch)
+            confined = dict(read_only=True, cap_drop=["ALL"])
+            if _api_at_least(self.client, NO_NEW_PRIVILEGES_API):
+                privileges = Privileges()
+                privileges["NoNewPrivileges"] = True
+                confined["privileges"] = privileges
         kwargs = dict(
-            name=opts.service, command=opts.command, env=[f"{k}={v}" for k, v in self.env.items()],
+            **confined, resources=_resources(opts),
+            name=opts.service, command=opts.command, env=[f"{k}={v}" for k, v in env.items()],
             workdir=opts.workdir, user=opts.user, labels=labels,
             # Not the data directory's label: the docker runtime's sweep of the
             # manager's containers must never take a task's for its own.
@@ -202,7 +232,7 @@ class Launcher:
             networks=["host"], init=True, hostname="{{.Node.Hostname}}", mode=ServiceMode("replicated", replicas=1),
             restart_policy=RestartPolicy(condition="any", delay=1_000_000_000, max_attempts=0),
             constraints=opts.constraint, stop_grace_period=opts.stop_grace * 1_000_000_000,
-            mounts=[Mount(home, None, type="tmpfs")] if home else [],
+            mounts=mounts,
             log_driver="json-file", log_driver_options={"max-size": "1m", "max-file": "1"})
         digest = hashlib.sha256(json.dumps([image, kwargs], sort_keys=True, default=repr)
                                 .encode()).hexdigest()[:16]
@@ -349,6 +379,28 @@ class Launcher:
             except (*docker_engine.ENGINE_ERRORS, ValueError):
                 pass
             self.stop_requested.wait(1.0)    # the stream ended: its task moved, or it is gone
+
+
+def _api_at_least(client, version: str) -> bool:
+    """Whether the engine speaks this API version (compared as numbers)."""
+    try:
+        have = client.version().get("ApiVersion", "0")
+    except docker_engine.ENGINE_ERRORS:
+        return False
+    return tuple(map(int, have.split("."))) >= tuple(map(int, version.split(".")))
+
+
+def _resources(opts: argparse.Namespace) -> Resources | None:
+    """The task's limits. A service has no memory-swap setting: the engine's
+    default applies (swap up to the limit again, where the node has swap)."""
+    if opts.memory is None and opts.cpus is None and opts.pids is None:
+        return None
+    resources = Resources(mem_limit=opts.memory,
+                          cpu_limit=None if opts.cpus is None else int(opts.cpus * 1e9))
+    if opts.pids is not None:
+        # Limits.Pids (engine API 1.41); the SDK has no argument for it.
+        resources.setdefault("Limits", {})["Pids"] = opts.pids
+    return resources
 
 
 def _stamp(text: str | None) -> float:
