@@ -3,11 +3,12 @@ Docker engines in network namespaces, a registry on the manager's address)
 and a platform started with `--runtime swarm` inside the manager's namespace,
 as an operator would run it on the manager host.
 
-The cluster is brought up once per session and torn down at its end, unless
-it was already up when the session started (a developer's rerun) or
-SWARM_KEEP=1. Without root or the tools it needs the tests are skipped with
+The cluster is brought up once per session and torn down at the end of the
+last session using it, unless it was up before the tests brought it up (a
+developer's own, kept for quick reruns) or SWARM_KEEP=1. Without root or the tools it needs the tests are skipped with
 the reason, except under CI (`CI` set), where that is a failure.
 """
+import fcntl
 import os
 import shutil
 import subprocess
@@ -18,6 +19,8 @@ from swarmkit import ROOT, Cluster, swarm_platform
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "swarm.sh"
+LOCK = "/tmp/dotcloud-swarm.lock"
+MARK = ROOT / "up-for-tests"
 
 
 def _unavailable(reason: str):
@@ -33,15 +36,31 @@ def cluster():
     for tool in ("dockerd", "docker-registry", "nsenter", "ip", "iptables"):
         if shutil.which(tool) is None:
             _unavailable(f"the test swarm needs {tool} (.ci/run installs it)")
-    was_up = subprocess.run([SCRIPT, "status"], capture_output=True).returncode == 0
-    up = subprocess.run([SCRIPT, "up"], capture_output=True, text=True, timeout=600)
+    # Sessions at once on one machine share the cluster: each holds a shared
+    # lock while it uses it; bringing it up or down takes the lock alone.
+    users = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(users, fcntl.LOCK_EX)
+    try:
+        was_up = subprocess.run([SCRIPT, "status"], capture_output=True).returncode == 0
+        up = subprocess.run([SCRIPT, "up"], capture_output=True, text=True, timeout=600)
+        if up.returncode == 0 and not was_up:
+            MARK.touch()             # ours to take down, by whichever session ends last
+    finally:
+        fcntl.flock(users, fcntl.LOCK_SH)
     if up.returncode != 0:
+        os.close(users)
         _unavailable(f"swarm.sh up failed: {(up.stdout + up.stderr)[-2000:]}")
     c = Cluster.read()
     yield c
     c.close()
-    if not was_up and os.environ.get("SWARM_KEEP") != "1":
-        subprocess.run([SCRIPT, "down"], capture_output=True, timeout=300)
+    try:
+        fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if MARK.exists() and os.environ.get("SWARM_KEEP") != "1":
+            subprocess.run([SCRIPT, "down"], capture_output=True, timeout=300)
+    except BlockingIOError:
+        pass                         # another session still uses it
+    finally:
+        os.close(users)
 
 
 @pytest.fixture(scope="session")
