@@ -22,7 +22,9 @@ stderr to its own as they come, so the shim timestamps, logs and tails them
 exactly as for a process; on SIGTERM or SIGINT it stops the container
 (every process gets SIGTERM, then SIGKILL after the grace period); it
 removes the container and exits with its exit status (128+N becomes death
-by signal N, as a process would show it).
+by signal N, as a process would show it). With --stdin (a `run` command,
+runtime.docker_run) its own stdin goes to the container's, and its end
+closes the container's.
 
 It must never leave its container running when it exits by itself, and
 never touch a container whose name it was not given.
@@ -157,6 +159,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pids", type=int, default=None)
     parser.add_argument("--mount", action="append", default=[], help="SRC:DST:ro|rw")
     parser.add_argument("--label", action="append", default=[], help="KEY=VALUE")
+    parser.add_argument("--stdin", action="store_true",
+                        help="the launcher's stdin goes to the container's (a run command)")
+    parser.add_argument("--docker-host", default=None, help="the engine (else DOCKER_HOST)")
     parser.add_argument("--exit-reason-file", default=None,
                         help="written with the reason when the container was OOM-killed")
     parser.add_argument("command", nargs="+")
@@ -214,7 +219,8 @@ class Launcher:
         self.stop_requested.set()
 
     def _start(self) -> None:
-        self.engine = docker_socket.Engine.from_env()
+        self.engine = docker_socket.Engine(self.opts.docker_host) if self.opts.docker_host \
+            else docker_socket.Engine.from_env()
         if self.engine.remove(self.opts.name):
             say(f"removed a stale container {self.opts.name}")
         labels = dict(item.split("=", 1) for item in self.opts.label)
@@ -224,11 +230,24 @@ class Launcher:
             "Entrypoint": self.opts.command[:1], "Cmd": self.opts.command[1:],
             "Env": [f"{k}={v}" for k, v in self._environment().items()],
             "WorkingDir": self.opts.workdir, "User": self.opts.user or "", "Labels": labels,
-            "AttachStdout": True, "AttachStderr": True, "OpenStdin": False, "Tty": False,
+            "AttachStdout": True, "AttachStderr": True, "Tty": False,
+            "OpenStdin": self.opts.stdin, "StdinOnce": self.opts.stdin,
+            "AttachStdin": self.opts.stdin,
             "HostConfig": host_options(self.opts)})
         # Attached before the start, so not a line of its output is missed.
-        self.stream = self.engine.attach(self.container)
+        self.stream = self.engine.attach(self.container, stdin=self.opts.stdin)
         self.engine.start(self.container)
+        if self.opts.stdin:
+            threading.Thread(target=self._feed, daemon=True).start()
+
+    def _feed(self) -> None:
+        """Our stdin to the container's, then its end."""
+        try:
+            while data := os.read(0, 65536):
+                self.stream.write(data)
+            self.stream.close_stdin()
+        except OSError:
+            pass    # the container is gone, or it closed its stdin
 
     def _environment(self) -> dict:
         env = dict(self.env)

@@ -4,10 +4,10 @@ The docker SDK takes 0.1-0.3 s to import (requests and urllib3, measured
 here), and every instance start pays it in runtime.docker_launcher, which is
 a process of its own per instance process: a push goes live that much
 later, and a crashed instance comes back that much later. These calls
-(remove, create, attach, start, wait, inspect, exec, stop) need only
-http.client on the engine's socket: `DOCKER_HOST` as unix://PATH (the
-default, /var/run/docker.sock) or tcp://HOST:PORT without TLS. Everything
-else of the platform uses the SDK (runtime.docker_engine).
+(remove, create, attach with stdin or not, start, wait, inspect, exec,
+stop) need only http.client on the engine's socket: `DOCKER_HOST` as
+unix://PATH (the default, /var/run/docker.sock) or tcp://HOST:PORT without
+TLS. Everything else of the platform uses the SDK (runtime.docker_engine).
 
 Errors are EngineError with the engine's own message. This module never
 decides anything: it is an API client.
@@ -131,15 +131,17 @@ class Engine:
                              "AttachStderr": False})["Id"]
         self.call("POST", f"/exec/{exec_id}/start", {"Detach": True, "Tty": False})
 
-    def attach(self, container: str) -> Iterator[tuple[int, bytes]]:
+    def attach(self, container: str, stdin: bool = False) -> "Attached":
         """The container's output as (1 or 2, bytes) frames from now on, until it
-        ends; attach before the start so nothing is missed."""
+        ends (iterate the answer); attach before the start so nothing is missed.
+        With `stdin`, what is written to the answer goes to the container's
+        stdin (a container created with OpenStdin and StdinOnce)."""
         conn = self._connection(None)
         try:
             conn.connect()
             sock = conn.sock
             sock.sendall((f"POST {API}/containers/{container}/attach?stream=1&stdout=1"
-                          "&stderr=1 HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\n"
+                          f"&stderr=1{'&stdin=1' if stdin else ''} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\n"
                           "Upgrade: tcp\r\nContent-Length: 0\r\n\r\n").encode())
             buffer = b""
             while b"\r\n\r\n" not in buffer:
@@ -156,7 +158,25 @@ class Engine:
         if status not in ([b"101"], [b"200"]):
             conn.close()
             raise EngineError(f"attach refused: {head.splitlines()[0].decode('latin-1')}")
-        return _frames(conn, buffer)
+        return Attached(conn, buffer)
+
+
+class Attached:
+    """An attached container: its output frames when iterated (once), and its stdin."""
+
+    def __init__(self, conn, buffer: bytes):
+        self.conn = conn
+        self.buffer = buffer
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        return _frames(self.conn, self.buffer)
+
+    def write(self, data: bytes) -> None:
+        self.conn.sock.sendall(data)
+
+    def close_stdin(self) -> None:
+        """End of input: the engine closes the container's stdin (StdinOnce)."""
+        self.conn.sock.shutdown(socket.SHUT_WR)
 
 
 def _frames(conn, buffer: bytes) -> Iterator[tuple[int, bytes]]:

@@ -9,17 +9,22 @@ command: when it exits, when it times out, or when the client hangs up, its
 whole process group is killed, and so is its cgroup (runtime.cgroups, under
 the service's limits), which holds what called setsid() too. A command the
 kernel killed for the memory limit says so: `out of memory (limit 512M)`.
+Under the docker and swarm runtimes it runs in a container of the release's
+image instead (runtime.docker_run: confined as the instance, as the app's
+uid), removed whole on exit, timeout or hang-up.
 """
 import os
 import selectors
 import signal
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from dotcloud import appusers, names
 from dotcloud.errors import DotcloudError, NotFound
-from runtime import cgroups
+from runtime import cgroups, docker_run
 from runtime.limits import preexec
 
 from . import queries
@@ -59,6 +64,10 @@ def run(ctx: CommandContext, args: Args) -> int:
     first = min(inst.spec.processes, key=lambda p: p.name)
     cwd, env = first.cwd, dict(inst.spec.env)
     ctx.audit_detail = f"{service}: {' '.join(argv)[:300]}"
+    if ctx.settings.runtime in ("docker", "swarm") and inst.spec.data_service is None:
+        code = _run_in_container(ctx, inst.spec, argv, timeout)
+        ctx.audit_detail += f" (exit {code})"
+        return code
     group = cgroups.transient(ctx.settings.data, "run",
                               inst.spec.limits.over(ctx.settings.default_limits))
     try:
@@ -91,6 +100,37 @@ def run(ctx: CommandContext, args: Args) -> int:
     if oom and code != 0:
         raise OutOfMemory(f"{argv[0][:80]}: {group.out_of_memory()}")
     ctx.audit_detail += f" (exit {code})"
+    return code
+
+
+def _run_in_container(ctx: CommandContext, spec, argv: list[str], timeout: int) -> int:
+    """The command in a container of the release's image (runtime.docker_run),
+    its stdin and output relayed as on the host; the container is removed
+    whole when the command ends, times out or the client hangs up."""
+    fd, reasons = tempfile.mkstemp(prefix="dotcloud-run-", suffix=".exit")
+    os.close(fd)
+    try:
+        launch = docker_run.launcher(ctx.settings, spec, argv, reason_file=Path(reasons))
+        # The launcher speaks to the engine: it stays the platform's user, in
+        # its own session; the container is the app's.
+        proc = subprocess.Popen(launch.argv, cwd="/", env=launch.env, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                close_fds=True, start_new_session=True)
+        try:
+            code = _pump(ctx, proc, time.monotonic() + timeout)
+        finally:
+            _kill_group(proc.pid)
+            docker_run.remove(launch.container)
+            proc.wait()
+            for pipe in (proc.stdout, proc.stderr):
+                pipe.close()
+        reason = Path(reasons).read_text().strip()
+    finally:
+        os.unlink(reasons)
+    if code is None:
+        raise TimedOut(f"{argv[0][:80]} did not finish in {timeout}s; killed")
+    if reason and code != 0:
+        raise OutOfMemory(f"{argv[0][:80]}: {reason}")
     return code
 
 

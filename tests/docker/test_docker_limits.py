@@ -1,7 +1,11 @@
 """Issue 16 under the docker runtime: a service's limits hold its instances, its
 build steps and its `run` commands, each in a container, and a container the
-kernel killed for memory says `out of memory (limit 64M)` as on the host."""
+kernel killed for memory says `out of memory (limit 64M)` as on the host. A
+`run` command runs in a container of the release's image (a dockerfile
+service has nothing on the host to run), removed whole on hang-up."""
+import dataclasses
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -12,9 +16,12 @@ from dockerkit import data_label
 from platform_helpers import git_repo
 
 from buildpacks.steps import check_step
-from dotcloud.errors import BuildError
+from dotcloud import appusers
+from dotcloud.desired import InstanceSpec, ProcessSpec
+from dotcloud.errors import BuildError, DotcloudError
 from dotcloud.resources import Limits
-from dotcloud.settings import Settings
+from dotcloud.settings import Settings, load
+from runtime import docker_launcher, docker_run
 from runtime.docker_build import executor_for
 
 pytestmark = pytest.mark.docker
@@ -130,3 +137,106 @@ def test_a_build_container_step_killed_for_memory_raises_the_reason(engine, tmp_
         with pytest.raises(BuildError, match=r"^bad failed \(exit 3\)$"):
             check_step("bad", ("/bin/sh", "-c", "exit 3"), cwd=release, env={}, timeout=60,
                        log=lines.append, executor=ex)
+
+
+RUN_DOCKERFILE = '''FROM python:3.12-slim
+RUN echo only-in-the-image > /built
+EXPOSE 8080
+WORKDIR /srv/runapp
+COPY server.py .
+CMD ["python3", "-u", "server.py"]
+'''
+
+
+@pytest.fixture(scope="module")
+def rundf(dplatform, tmp_path_factory):
+    """A dockerfile service (nothing of it runs on the host) with a memory limit."""
+    files = {"Dockerfile": RUN_DOCKERFILE, "server.py": SERVER,
+             "dotcloud.yml": "www:\n  type: dockerfile\n  limits: {memory: 64M}\n"}
+    repo = git_repo(tmp_path_factory.mktemp("rundf") / "repo", files)
+    r = dplatform.push("alice", repo, "rundf")
+    assert r.code == 0, r.text
+    return "rundf"
+
+
+def run_containers(engine, data) -> list:
+    return engine.containers.list(all=True, filters={"label": [data_label(data),
+                                                               "dotcloud.run"]})
+
+
+def test_run_runs_in_a_container_of_the_release_image(dplatform, engine, rundf):
+    script = ("cat /built; pwd; id -u; echo home=$HOME; touch /x 2>/dev/null || echo read-only;"
+              " test -w $HOME && echo home-writable; cat; exit 3")
+    r = dplatform.ssh("alice", shlex.join(["run", rundf, "www", "--", "sh", "-c", script]),
+                      input=b"from the client's stdin\n")
+    assert r.code == 3, r.text
+    lines = r.out.splitlines()
+    user = appusers.for_app(load(dplatform.data, runtime="docker"), rundf)
+    assert lines[:3] == ["only-in-the-image", "/srv/runapp",
+                         str(user.uid if user is not None else os.getuid())]
+    assert lines[3].startswith(f"home={dplatform.data}")
+    assert lines[4:] == ["read-only", "home-writable", "from the client's stdin"]
+    assert run_containers(engine, dplatform.data) == []     # removed at its end
+
+
+def test_run_in_a_container_past_its_memory_says_so(dplatform, engine, rundf):
+    r = ssh(dplatform, "run", rundf, "www", "--", "python3", "-c",
+            "hog = b'x' * (400 * 1024 * 1024)")
+    assert r.code == 137, r.text
+    assert "python3: out of memory (limit 64M)" in r.err, r.text
+    assert run_containers(engine, dplatform.data) == []
+
+
+def test_run_in_a_container_is_stopped_whole_on_hang_up(dplatform, engine, rundf):
+    marker = f"3000.{time.time_ns() % 10**9:09d}"
+    script = f"setsid sleep {marker} </dev/null >/dev/null 2>&1 & echo started; sleep 3001"
+    argv = dplatform.ssh_command("alice").split() + [
+        "-p", str(dplatform.ssh_port), f"dotcloud@{dplatform.address}",
+        shlex.join(["run", rundf, "www", "--", "sh", "-c", script])]
+    client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    try:
+        assert client.stdout.readline() == b"started\n"
+        [running] = run_containers(engine, dplatform.data)
+        assert running.attrs["HostConfig"]["ReadonlyRootfs"]
+        assert running.attrs["HostConfig"]["Memory"] == 64 * MiB
+        assert running.attrs["HostConfig"]["CapDrop"] == ["ALL"]
+    finally:
+        client.kill()
+        client.wait()
+    wait_until(lambda: run_containers(engine, dplatform.data) == [], timeout=60,
+               what="the run container to go")
+    wait_until(lambda: not pids_with(marker), timeout=30, what="what it setsid()ed")
+
+
+def pids_with(marker: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if f.read() == f"sleep\0{marker}\0".encode():
+                        found.append(int(pid))
+            except OSError:
+                pass
+    return found
+
+
+def test_run_launcher_argv_and_a_release_without_an_image(tmp_path):
+    s = Settings(data=tmp_path / "data", runtime="docker")
+    spec = InstanceSpec(app="app", service="www", number=0, generation=1, port=20000,
+                        service_type="python", processes=[ProcessSpec("web", ["a"], "/src")],
+                        env={"A": "b"}, home=str(tmp_path / "g1-www.0"), log="app/www.0.log",
+                        limits=Limits(memory_bytes=64 * MiB), user=(60001, 60001),
+                        image="sha256:abc")
+    launch = docker_run.launcher(s, spec, ["sh", "-c", "cat"], reason_file=tmp_path / "r")
+    opts = docker_launcher.parse(launch.argv[2:])
+    assert opts.stdin and opts.image == "sha256:abc" and opts.user == "60001:60001"
+    assert opts.memory == 64 * MiB and opts.workdir == "/src" and opts.scratch
+    assert opts.mount == [f"{spec.home}:{spec.home}:rw"] and opts.name == launch.container
+    assert opts.command == ["sh", "-c", "cat"] and launch.env == {"A": "b"}
+    assert "dotcloud.run=www" in opts.label                  # no instance label: not swept
+    assert not any(label.startswith("dotcloud.instance=") for label in opts.label)
+    with pytest.raises(DotcloudError, match="app's release has no image .*push again"):
+        docker_run.launcher(s, dataclasses.replace(spec, image=None), ["true"],
+                            reason_file=tmp_path / "r")
