@@ -45,6 +45,7 @@ if __name__ == "__main__" and not __package__:
 from runtime import docker_socket  # noqa: E402
 
 EXIT_ENGINE = 125          # what `docker run` exits with when the engine fails
+EXIT_NOT_FOUND = 127       # and when the command is not in the image, as a shell does
 LOG_CONFIG = {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "1"}}
 # What the engine may raise at any call.
 ENGINE_ERRORS = (docker_socket.EngineError, OSError)
@@ -201,9 +202,12 @@ class Launcher:
         try:
             self._start()
         except ENGINE_ERRORS as e:
-            say(f"cannot start container {self.opts.name}: {e}")
+            # The runtime's words for a program the image lacks (absolute or on PATH).
+            missing = f'exec: "{self.opts.command[0]}"' in str(e)
+            say(f"{self.opts.command[0]}: command not found in the image" if missing
+                else f"cannot start container {self.opts.name}: {e}")
             self._remove()
-            return EXIT_ENGINE
+            return EXIT_NOT_FOUND if missing else EXIT_ENGINE
         pump = self._pump()
         threading.Thread(target=self._wait, daemon=True).start()
         stopped = False

@@ -187,6 +187,23 @@ def test_run_in_a_container_past_its_memory_says_so(dplatform, engine, rundf):
     assert run_containers(engine, dplatform.data) == []
 
 
+def test_run_in_a_container_past_its_timeout_is_removed(dplatform, engine, rundf):
+    r = ssh(dplatform, "run", rundf, "www", "--timeout", "2", "--", "sleep", "60")
+    assert r.code == 124, r.text
+    assert "sleep did not finish in 2s; killed" in r.err, r.text
+    assert run_containers(engine, dplatform.data) == []
+
+
+def test_a_command_missing_from_the_image_says_so(dplatform, engine, rundf):
+    r = ssh(dplatform, "run", rundf, "www", "--", "no-such-command")
+    assert r.code == 127, r.text
+    assert "[docker] no-such-command: command not found in the image" in r.err, r.text
+    r = ssh(dplatform, "run", rundf, "www", "--", "/no/such/program")
+    assert r.code == 127, r.text
+    assert "[docker] /no/such/program: command not found in the image" in r.err, r.text
+    assert run_containers(engine, dplatform.data) == []
+
+
 def test_run_in_a_container_is_stopped_whole_on_hang_up(dplatform, engine, rundf):
     marker = f"3000.{time.time_ns() % 10**9:09d}"
     script = f"setsid sleep {marker} </dev/null >/dev/null 2>&1 & echo started; sleep 3001"

@@ -49,7 +49,9 @@ def test_wrap_runs_each_process_through_the_launcher(tmp_path):
     release = s.data / "releases" / "app" / "v3"
     assert set(opts.mount) == {f"{home}:{home}:rw", f"{release}:{release}:ro",
                                f"{s.data / 'cache'}:{s.data / 'cache'}:ro"}
-    assert wrapped["web"]["env"] == {"PORT": "1234"} and wrapped["web"]["cwd"] == str(src)
+    # The launcher itself runs in the home, a directory the host has (a
+    # Dockerfile's WORKDIR need not exist there); the container in the process's.
+    assert wrapped["web"]["env"] == {"PORT": "1234"} and wrapped["web"]["cwd"] == str(home)
     names = {docker_launcher.parse(w["argv"][2:]).name for w in wrapped.values()}
     assert len(names) == 2
     other = docker_launcher.wrap(settings(tmp_path / "other"), app="app", service_type="python",
