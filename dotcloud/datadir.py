@@ -10,6 +10,7 @@
     DATA/instances/ID/                a shim's spec (shim.json), pid and status
     DATA/logs/APP/SERVICE.N.log       instance logs; DATA/logs/pipeline.log
     DATA/services/APP/SERVICE         a data service's own directory
+    DATA/tmp/APP                      the app's private /tmp (runtime.apptmp)
     DATA/cache/                       dependencies shared by every build
     DATA/cache/users/UID              download caches of builds run as app UID
     DATA/tls/NAME/, DATA/acme/        certificates, the ACME account, challenges
@@ -153,7 +154,15 @@ class DataDir:
     def app_paths(self, app: str) -> list[Path]:
         """Every directory holding files of `app` alone (destroy removes them)."""
         return [self.repo(app), self.releases(app), self.homes(app), self.app_logs(app),
-                self.root / "services" / app]
+                self.root / "services" / app, self.app_tmp(app)]
+
+    @property
+    def tmps(self) -> Path:
+        return self.root / "tmp"
+
+    def app_tmp(self, app: str) -> Path:
+        """What the app's processes see as /tmp (runtime.apptmp)."""
+        return self.tmps / app
 
     # -- the runtime -------------------------------------------------------
     @property

@@ -37,7 +37,7 @@ from buildpacks.executor import Executor
 from dotcloud import appusers, filemodes, logs
 from dotcloud.errors import BuildError
 from dotcloud.resources import Limits, format_memory
-from runtime import cgroups, docker_engine
+from runtime import apptmp, cgroups, docker_engine
 from runtime.executor import HOST, HostExecutor
 from runtime.shimlog import LineSplitter
 
@@ -280,7 +280,8 @@ def executor_for(settings, app: str, service: str, service_type: str, release_di
             return
         if home is not None:
             filemodes.own(home, user.uid, user.gid)
-        yield HostExecutor(user=(user.uid, user.gid), limits=limits,
+        yield HostExecutor(user=apptmp.user(settings.paths, app, user.uid, user.gid),
+                           limits=limits,
                            data=settings.data if limits else None)
         return
     image = image or docker_engine.base_image(settings, service_type)

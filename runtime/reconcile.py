@@ -27,7 +27,7 @@ from dotcloud.models import Instance
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
-from . import cgroups, decide, docker_launcher, leftovers, shimctl, swarm_launcher
+from . import apptmp, cgroups, decide, docker_launcher, leftovers, shimctl, swarm_launcher
 from .shim import describe_exit
 from .shimlog import InstanceLog
 
@@ -221,6 +221,11 @@ class Reconciler:
             out.write(name, [f"[dotcloud] {text}"])
         out.close()
 
+    def _user(self, spec: InstanceSpec) -> list:
+        """The shim spec's user: the uid, gid and the app's private /tmp."""
+        user = apptmp.user(self.settings.paths, spec.app, *spec.user[:2])
+        return [*user[:3], list(user[3])] if len(user) == 4 else list(user)
+
     def _write_spec(self, inst: Instance, spec_path: Path, pid_path: Path,
                     status_path: Path) -> None:
         spec = inst.spec
@@ -255,7 +260,7 @@ class Reconciler:
             # The app's own uid (dotcloud.appusers): the shim drops to it, unless
             # a launcher runs the processes (it needs the engine; the container
             # gets the uid).
-            **({"user": list(spec.user)} if spec.user and (
+            **({"user": self._user(spec)} if spec.user and (
                 spec.kind is Kind.DATA or self.settings.runtime == "process") else {}),
         })
 

@@ -105,13 +105,20 @@ def parse(raw) -> ShimSpec:
     return ShimSpec(**fields)
 
 
-def _user(raw) -> tuple[int, int] | None:
+def _user(raw) -> tuple | None:
+    """[uid, gid], or [uid, gid, tmp, [keep...]] with a private /tmp (runtime.apptmp)."""
     if raw is None:
         return None
-    if (not isinstance(raw, list) or len(raw) != 2
-            or not all(type(v) is int and 0 < v < 2 ** 31 - 1 for v in raw)):
-        raise SpecError("user must be [uid, gid], two numbers above 0")
-    return (raw[0], raw[1])
+    if (not isinstance(raw, list) or len(raw) not in (2, 4)
+            or not all(type(v) is int and 0 < v < 2 ** 31 - 1 for v in raw[:2])
+            or len(raw) == 4 and not (
+                isinstance(raw[2], str) and raw[2].startswith("/") and isinstance(raw[3], list)
+                and all(isinstance(k, str) and k and "/" not in k for k in raw[3]))):
+        raise SpecError("user must be [uid, gid], two numbers above 0, "
+                        "or [uid, gid, tmp directory, [names in /tmp]]")
+    if len(raw) == 2:
+        return (raw[0], raw[1])
+    return (raw[0], raw[1], raw[2], tuple(raw[3]))
 
 
 def _cgroup(raw) -> CgroupSpec | None:

@@ -27,9 +27,10 @@ def make_key(directory: Path, name: str) -> Path:
 
 
 def open_dir() -> Path:
-    """A fresh directory in /tmp that every user may write (mode 1777): where
-    apps, running as their own users, leave what a test reads."""
-    path = Path(tempfile.mkdtemp(prefix="dotcloud-open-", dir="/tmp"))
+    """A fresh directory in /var/tmp that every user may write (mode 1777):
+    where apps, running as their own users, leave what a test reads (not in
+    /tmp: each app has its own there)."""
+    path = Path(tempfile.mkdtemp(prefix="dotcloud-open-", dir="/var/tmp"))
     path.chmod(0o1777)
     MADE.append(path)
     return path

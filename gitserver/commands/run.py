@@ -24,7 +24,7 @@ from pathlib import Path
 
 from dotcloud import appusers, names
 from dotcloud.errors import DotcloudError, NotFound
-from runtime import cgroups, docker_run
+from runtime import apptmp, cgroups, docker_run
 from runtime.limits import preexec
 
 from . import queries
@@ -149,7 +149,7 @@ def _start(argv, cwd, env, group, setup) -> subprocess.Popen:
 def _user(ctx: CommandContext, app: str) -> tuple[int, int] | None:
     """The app's own uid and gid: the command runs as the app does."""
     user = appusers.for_app(ctx.settings, app)
-    return None if user is None else (user.uid, user.gid)
+    return None if user is None else apptmp.user(ctx.settings.paths, app, user.uid, user.gid)
 
 
 def _first_instance(ctx: CommandContext, app, service: str):

@@ -27,6 +27,7 @@ try write-neighbour-release "touch $DATA/releases/isovictim/v1/src/evil"
 try plant-cache-entry "mkdir $DATA/cache/python/evil"
 try list-repos "ls $DATA/repos"
 try write-data-top "touch $DATA/evil"
+try read-neighbour-tmp "cat /tmp/isovictim-secret"
 '''
 
 PROBE = r'''
@@ -77,10 +78,12 @@ def application(environ, start_response):
         "write at the top of DATA": lambda: create(data + "/evil"),
         "list the shim specs": lambda: os.listdir(data + "/instances"),
         "signal the neighbour": lambda: os.kill(pid, signal.SIGTERM),
+        "read the neighbour's /tmp": lambda: read("/tmp/isovictim-secret"),
     }
     out = {"escapes": {k: attempt(f) for k, f in tries.items()}}
     out["own home"] = attempt(lambda: create(os.environ["HOME"] + "/mine"))
     out["own tmp"] = attempt(lambda: create(os.environ["TMPDIR"] + "/mine-tmp"))
+    out["own /tmp"] = attempt(lambda: create("/tmp/isohostile-mine"))
     with open("/proc/self/status") as f:
         out["status"] = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
     body = json.dumps(out).encode()
@@ -113,6 +116,12 @@ def test_a_hostile_app_escapes_nowhere_and_its_neighbour_keeps_serving(platform,
     r = platform.push("alice", victim, "isovictim")
     assert r.code == 0, r.err
     assert platform.ssh("alice", "var", "set", "isovictim", "SECRET=hunter2").code == 0
+    # What the victim leaves in its /tmp is its own: not the host's, not the hostile app's.
+    r = platform.ssh("alice", "run", "isovictim", "www", "--",
+                     "sh", "-c", "'echo hunter3 > /tmp/isovictim-secret'")
+    assert r.code == 0, r.text
+    assert not Path("/tmp/isovictim-secret").exists()
+    assert (data / "tmp" / "isovictim" / "isovictim-secret").read_text() == "hunter3\n"
 
     assert platform.ssh("alice", "create", "isohostile").code == 0
     assert platform.ssh("alice", "share", "isohostile", "bob").code == 0
@@ -128,7 +137,7 @@ def test_a_hostile_app_escapes_nowhere_and_its_neighbour_keeps_serving(platform,
     assert len(uids) == 1 and 60000 <= uids.pop() <= 64999, r.err
     escapes = [line.split("ESCAPE ", 1)[1].strip() for line in r.err.splitlines()
                if "ESCAPE " in line]
-    assert len(escapes) == 6, r.err
+    assert len(escapes) == 7, r.err
     assert all(line.endswith(": denied") for line in escapes), escapes
 
     # At run time.
@@ -146,6 +155,11 @@ def test_a_hostile_app_escapes_nowhere_and_its_neighbour_keeps_serving(platform,
     assert not allowed, allowed
     assert report["escapes"]["signal the neighbour"] == "denied: Operation not permitted"
     assert report["own home"] == "allowed" and report["own tmp"] == "allowed"
+    assert report["own /tmp"] == "allowed"
+    assert not Path("/tmp/isohostile-mine").exists()
+    assert (data / "tmp" / "isohostile" / "isohostile-mine").exists()
+    r = platform.ssh("alice", "run", "isovictim", "www", "--", "cat", "/tmp/isovictim-secret")
+    assert r.code == 0 and r.out == "hunter3\n", r.text     # it lasts from one run to the next
     st = report["status"]
     uid = int(st["Uid"].split()[0])
     assert 60000 <= uid <= 64999 and set(st["Uid"].split()) == {str(uid)}

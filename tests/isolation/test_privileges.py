@@ -3,6 +3,7 @@ runtime.limits (builds, hooks, `run`) and the shim (instances, data servers);
 the shim spec's `user`; and what crossing uids forbids (signals, environ)."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,12 +67,48 @@ def test_without_root_only_its_own_uid_is_allowed():
 
 
 @pytest.mark.parametrize("value", [[0, 0], ["1", 2], [1], [1, 2, 3], {"uid": 1}, [-5, 5],
-                                   [True, 5]])
+                                   [True, 5], [1, 2, "tmp", []], [1, 2, "/t", ["a/b"]],
+                                   [1, 2, "/t", "x"], [1, 2, "/t", [""]]])
 def test_the_shim_spec_refuses_a_bad_user(value):
     raw = {"instance": "a.www.0#1", "log_path": "/l", "status_path": "/s", "pid_path": "/p",
            "processes": {"web": {"argv": ["/bin/true"], "cwd": "/"}}, "user": value}
-    with pytest.raises(SpecError, match=r"^user must be \[uid, gid\], two numbers above 0$"):
+    with pytest.raises(SpecError, match=r"^user must be \[uid, gid\], two numbers above 0, "
+                       r"or \[uid, gid, tmp directory, \[names in /tmp\]\]$"):
         parse(raw)
+
+
+def test_the_shim_spec_takes_a_private_tmp():
+    raw = {"instance": "a.www.0#1", "log_path": "/l", "status_path": "/s", "pid_path": "/p",
+           "processes": {"web": {"argv": ["/bin/true"], "cwd": "/"}},
+           "user": [5, 6, "/d/tmp/a", ["keep"]]}
+    assert parse(raw).user == (5, 6, "/d/tmp/a", ("keep",))
+
+
+@needs_root
+def test_a_private_tmp_hides_the_hosts_and_keeps_what_is_asked():
+    if not privileges.private_tmp_works():
+        pytest.skip("this host makes no mount namespaces")
+    mine = Path(tempfile.mkdtemp(dir="/var/tmp"))
+    kept = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        os.chown(mine, UID, UID)
+        (kept / "f").write_text("kept\n")
+        os.chmod(kept, 0o755)
+        os.chmod(kept / "f", 0o644)
+        lines = []
+        code = run_limited(["sh", "-c", f"id -u; echo x > /tmp/app-file; ls -A /tmp; "
+                                        f"cat /tmp/{kept.name}/f"],
+                           cwd="/", env={"PATH": "/usr/bin:/bin"}, timeout=30,
+                           memory_bytes=None, on_line=lines.append,
+                           user=(UID, UID, str(mine), (kept.name,)))
+        assert code == 0, lines
+        assert lines[0] == str(UID) and lines[-1] == "kept"
+        assert sorted(lines[1:-1]) == sorted(["app-file", kept.name])   # nothing of the host's
+        assert (mine / "app-file").read_text() == "x\n"
+        assert not Path("/tmp/app-file").exists()
+    finally:
+        shutil.rmtree(mine, ignore_errors=True)
+        shutil.rmtree(kept, ignore_errors=True)
 
 
 @needs_root
