@@ -225,8 +225,8 @@ class Launcher:
             **confined, resources=_resources(opts),
             name=opts.service, command=opts.command, env=[f"{k}={v}" for k, v in env.items()],
             workdir=opts.workdir, user=opts.user, labels=labels,
-            # Not the data directory's label: the docker runtime's sweep of the
-            # manager's containers must never take a task's for its own.
+            # (Its container has the data directory's label all the same, from
+            # its image: runtime.swarm_sweeper keeps the swarm's containers.)
             container_labels={k: v for k, v in labels.items()
                               if k != docker_engine.LABEL_DATA},
             networks=["host"], init=True, hostname="{{.Node.Hostname}}", mode=ServiceMode("replicated", replicas=1),

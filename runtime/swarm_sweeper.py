@@ -38,8 +38,12 @@ def sweep_once(settings: Settings, store: Store) -> list[str]:
         for file in directory.glob("*.json") if directory.is_dir() else ():
             if file.stem not in keep:
                 file.unlink(missing_ok=True)
-        # Build and postinstall containers only: no task container has the label.
-        removed += docker_engine.sweep(client, settings.data, set(),
+        # Build and postinstall containers only. The swarm's task containers on
+        # the manager carry the data directory's label too (their image's), and
+        # the swarm owns them: all kept.
+        tasks = {c.name for c in client.containers.list(
+            all=True, filters={"label": "com.docker.swarm.task.id"})}
+        removed += docker_engine.sweep(client, settings.data, tasks,
                                        settings.build_timeout + BUILD_MARGIN)
     finally:
         client.close()

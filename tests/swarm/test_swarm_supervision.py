@@ -72,13 +72,18 @@ def test_sweep_removes_only_this_platforms_services_nothing_runs(splatform, clus
         made.append(name)
     placement.write(placement.path(splatform.data, "g999-gone.0"),
                     placement.Placement("n2", "10.213.0.12", "running"))
-    live = {s.name for s in swarm.services(cluster.client, splatform.data)} - {made[0]}
+    running = swarm_sweeper.instances_to_keep(settings, store)
+    live = {s.name for s in swarm.services(cluster.client, splatform.data)
+            if s.attrs["Spec"]["Labels"].get(swarm.LABEL_INSTANCE) in running}
+    tasks = {c.name for c in cluster.client.containers.list(
+        filters={"label": "com.docker.swarm.task.id"})}
     try:
         removed = swarm_sweeper.sweep_once(settings, store)
         assert made[0] in removed and made[1] not in removed
         left = {s.name for s in cluster.client.services.list()}
         assert made[0] not in left and made[1] in left
         assert live <= left                          # the running apps' services stay
+        assert not tasks & set(removed)              # and the swarm's containers
         assert placement.of(splatform.data, '{"home": "/x/g999-gone.0"}') is None
     finally:
         swarm.remove_service(cluster.client, made[1])
