@@ -18,8 +18,7 @@ from dotcloud.desired import Manifest, ServiceManifest
 from dotcloud.errors import BuildError
 from dotcloud.models import Release
 from dotcloud.settings import Settings
-from runtime import docker_image
-from runtime.docker_build import executor_for
+from runtime.executor import executor_for
 
 from .export import export_tree
 from .progress import Progress
@@ -101,6 +100,7 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
     disk.check(force=True)
     if settings.runtime != "process":
         # Each service an image of its own, once the whole release is built.
+        from runtime import docker_image    # the docker SDK: only for its runtimes
         services = docker_image.for_release(settings, app, release.build, root, services,
                                             progress.service, variables)
     if user is not None:

@@ -32,7 +32,7 @@ from dotcloud.models import Generation, Instance, Release
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 from runtime import shimlog
-from runtime.docker_build import executor_for
+from runtime.executor import executor_for
 
 from . import datastores, release_phase
 from .build import release_dir

@@ -21,7 +21,7 @@ from dotcloud.desired import ServiceManifest
 from dotcloud.errors import DeployError
 from dotcloud.fsutil import write_atomic, write_json
 from dotcloud.settings import Settings
-from runtime.docker_build import executor_for
+from runtime.executor import executor_for
 
 from .progress import Progress
 

@@ -8,7 +8,6 @@ import shutil
 
 from buildpacks import cache
 from dotcloud import logs
-from runtime import docker_image
 
 from .build import release_dir
 
@@ -30,6 +29,7 @@ def prune(settings, store, app: str) -> list[int]:
     prune_homes(settings, store, app)
     if settings.runtime != "process":
         # With their releases go their images (and those of refused pushes).
+        from runtime import docker_image    # the docker SDK: only for its runtimes
         docker_image.prune_app(settings, app, {b for b in builds
                                                if release_dir(settings, app, b).exists()})
     if removed:

@@ -38,7 +38,7 @@ from dotcloud import appusers, filemodes, logs
 from dotcloud.errors import BuildError
 from dotcloud.resources import Limits, format_memory
 from runtime import apptmp, cgroups, docker_engine
-from runtime.executor import HOST, HostExecutor
+from runtime.executor import HOST, HostExecutor, host_executor
 from runtime.shimlog import LineSplitter
 
 KEEPALIVE = ["sleep", "infinity"]
@@ -273,16 +273,7 @@ def executor_for(settings, app: str, service: str, service_type: str, release_di
     """
     # The swarm runtime builds on the manager's engine, as docker does.
     if settings.runtime not in ("docker", "swarm"):
-        # The app's own uid (None: the platform is not root, nothing to drop).
-        user = appusers.for_app(settings, app)
-        if user is None:
-            yield HostExecutor(limits=limits, data=settings.data) if limits else HOST
-            return
-        if home is not None:
-            filemodes.own(home, user.uid, user.gid)
-        yield HostExecutor(user=apptmp.user(settings.paths, app, user.uid, user.gid),
-                           limits=limits,
-                           data=settings.data if limits else None)
+        yield host_executor(settings, app, home=home, limits=limits)
         return
     image = image or docker_engine.base_image(settings, service_type)
     log = logs.get("docker", app=app, service=service, image=image)
