@@ -47,7 +47,8 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
     export_tree(repo, release.revision, src, settings.max_release_bytes)
     disk = DiskLimit(settings.max_release_bytes, root)
     # Built as the app's own user, into a directory it owns until it is sealed below.
-    user = appusers.for_app(settings, app) if settings.runtime == "process" else None
+    # (Under docker too: the build container's steps run as that uid.)
+    user = appusers.for_app(settings, app)
     tools = None
     if user is not None:
         filemodes.group(root.parent, user.gid)

@@ -7,7 +7,9 @@ context manager giving the executor a build uses (buildpacks.executor's
 protocol): the host's (runtime.executor) for the process runtime; for the
 docker runtime one build container per service build, started at its first
 step (a build that reuses everything from the cache needs none) from the
-base image on the host network, as the platform's user, with the release
+base image on the host network, as the app's own uid (the platform's user
+when it is not root: hooks.build hands the release directory to that uid
+and seals it afterwards, as under the process runtime), with the release
 directory and the dependency cache bind-mounted read-write at the same
 paths, so whatever a step writes there is where the release and the
 instances expect it. Each step is an exec in that container with its output
@@ -285,8 +287,14 @@ def executor_for(settings, app: str, service: str, service_type: str, release_di
     name = docker_engine.container_name(settings.data, app, release_dir.name, purpose, service)
     cache = settings.paths.cache
     cache.mkdir(parents=True, exist_ok=True)
+    # Steps run as the app's own uid, as on the host (the paths are the host's,
+    # bind-mounted: the same ownership and modes hold inside).
+    user = appusers.for_app(settings, app)
+    if user is not None and home is not None:
+        filemodes.own(home, user.uid, user.gid)
     executor = DockerExecutor(client, image, image_id, name, {
-        "network_mode": "host", "user": docker_engine.user(),
+        "network_mode": "host",
+        "user": f"{user.uid}:{user.gid}" if user is not None else docker_engine.user(),
         "labels": {docker_engine.LABEL_DATA: docker_engine.data_id(settings.data),
                    "dotcloud.app": app, f"dotcloud.{purpose}": service},
         "volumes": _volumes(release_dir, cache, *([home] if home else [])),

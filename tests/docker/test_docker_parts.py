@@ -14,6 +14,7 @@ from dockerkit import data_label
 
 from runtime.executor import HOST
 from buildpacks.steps import check_step
+from dotcloud import appusers, filemodes
 from dotcloud.desired import InstanceSpec, ProcessSpec
 from dotcloud.errors import BuildError
 from dotcloud.settings import Settings
@@ -26,6 +27,17 @@ LAUNCHER = Path(docker_launcher.__file__).resolve()
 
 def settings(tmp_path, **kw) -> Settings:
     return Settings(data=tmp_path / "data", runtime="docker", **kw)
+
+
+def handed_over(s: Settings) -> Path:
+    """A release of `app` its own uid may build into, as hooks.build hands it
+    over (steps in the build container run as that uid)."""
+    release = s.data / "releases" / "app" / "v1"
+    release.mkdir(parents=True)
+    user = appusers.for_app(s, "app")
+    if user is not None:
+        filemodes.own_tree(release, user.uid, user.gid)
+    return release
 
 
 # -- wrap: no engine needed -------------------------------------------------
@@ -95,8 +107,8 @@ def test_missing_base_image_fails_the_build_with_a_reason(engine, tmp_path):
 
 def test_build_steps_run_in_the_image_and_fail_like_host_steps(engine, tmp_path):
     s = settings(tmp_path)
-    release = s.data / "releases" / "app" / "v1"
-    release.mkdir(parents=True)
+    release = handed_over(s)
+    user = appusers.for_app(s, "app")
     lines = []
     name = docker_engine.container_name(s.data, "app", "v1", "build", "www")
     with executor_for(s, "app", "www", "python", release) as ex:
@@ -110,6 +122,7 @@ def test_build_steps_run_in_the_image_and_fail_like_host_steps(engine, tmp_path)
                    timeout=60, log=lines.append, executor=ex)
         assert lines == ["one", "two"]
         assert (release / "made-here").read_text() == f"{release}\n"   # same path inside
+        assert os.stat(release / "made-here").st_uid == (user.uid if user else os.getuid())
         with pytest.raises(BuildError, match=r"^bad failed \(exit 3\)$"):
             check_step("bad", ("/bin/sh", "-c", "echo oops; exit 3"), cwd=release, env={},
                        timeout=60, log=lines.append, executor=ex)
@@ -127,8 +140,7 @@ def test_build_steps_run_in_the_image_and_fail_like_host_steps(engine, tmp_path)
 def test_a_step_in_the_container_past_the_disk_limit_is_stopped(engine, tmp_path):
     from buildpacks.disklimit import Bounded, DiskLimit
     s = settings(tmp_path)
-    release = s.data / "releases" / "app" / "v1"
-    release.mkdir(parents=True)
+    release = handed_over(s)
     lines = []
     with executor_for(s, "app", "www", "python", release) as ex:
         bounded = Bounded(ex, DiskLimit(8 * 1024 * 1024, release))

@@ -46,7 +46,8 @@ def application(environ, start_response):
 BUILDFILE = '''
 www:
   type: python
-  postbuild: if [ -f /.dockerenv ]; then echo container > built.txt; else echo host > built.txt; fi
+  postbuild: echo build-uid $(id -u);
+    if [ -f /.dockerenv ]; then echo container > built.txt; else echo host > built.txt; fi
   release: if [ -f /.dockerenv ]; then echo release-in-container; else echo release-on-host; fi
 '''
 
@@ -74,7 +75,23 @@ def where(dplatform, tmp_path_factory):
     r = dplatform.push("alice", repo, "where")
     assert r.code == 0, r.text
     assert "[www] release-in-container" in r.err, r.err     # the release command too
+    # The build container's steps ran as the app's own uid, as builds on the host do.
+    user = appusers.for_app(load(dplatform.data, runtime="docker"), "where")
+    assert f"[www] build-uid {user.uid if user is not None else os.getuid()}" in r.err, r.err
     return repo
+
+
+def test_a_docker_build_leaves_a_release_and_cache_entry_sealed(dplatform, where):
+    user = appusers.for_app(load(dplatform.data, runtime="docker"), "where")
+    if user is None:
+        pytest.skip("apps get users of their own only when the platform runs as root")
+    release = dplatform.data / "releases" / "where" / "v1"
+    entry = os.path.realpath(release / ".deps" / "www-python")
+    for path in (release / "src", release / "src" / "wsgi.py", release / "src" / "built.txt",
+                 entry, os.path.join(entry, "bin", "activate")):
+        st = os.stat(path)
+        assert st.st_uid == 0 and not st.st_mode & 0o222, path
+    assert os.stat(release / "src").st_gid == user.gid
 
 
 def test_push_builds_in_the_image_and_runs_a_container(dplatform, engine, where):
