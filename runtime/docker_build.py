@@ -39,7 +39,7 @@ from buildpacks.executor import Executor
 from dotcloud import appusers, filemodes, logs
 from dotcloud.errors import BuildError
 from dotcloud.resources import Limits, format_memory
-from runtime import apptmp, cgroups, docker_engine
+from runtime import cgroups, docker_engine
 from runtime.executor import HOST, HostExecutor, host_executor
 from runtime.shimlog import LineSplitter
 
