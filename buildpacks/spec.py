@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from dotcloud.errors import BuildError
+from dotcloud.frozen import freeze, thaw
 from dotcloud.resources import Limits
 
 TYPES = ("python", "python-worker", "nodejs", "static", "custom", "dockerfile", "postgresql",
@@ -22,24 +23,6 @@ TYPES = ("python", "python-worker", "nodejs", "static", "custom", "dockerfile", 
 
 class BuildfileError(BuildError):
     """The build file (or the tree it describes) is unusable; says where and why."""
-
-
-def freeze(value: Any) -> Any:
-    """Deep-immutable copy: dicts become read-only mappings, lists tuples."""
-    if isinstance(value, Mapping):
-        return MappingProxyType({str(k): freeze(v) for k, v in value.items()})
-    if isinstance(value, (list, tuple)):
-        return tuple(freeze(v) for v in value)
-    return value
-
-
-def thaw(value: Any) -> Any:
-    """The JSON-safe inverse of `freeze`."""
-    if isinstance(value, Mapping):
-        return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [thaw(v) for v in value]
-    return value
 
 
 def _empty() -> Mapping:

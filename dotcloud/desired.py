@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .errors import DotcloudError
+from .frozen import freeze, thaw
 from .fsutil import write_json
 from .resources import Limits  # noqa: F401 (one type of limits for all: dotcloud.resources)
 
@@ -64,22 +65,6 @@ def _frozen(mapping: Mapping | None) -> Mapping:
     return MappingProxyType(dict(mapping or {}))
 
 
-def _deep_frozen(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return MappingProxyType({str(k): _deep_frozen(v) for k, v in value.items()})
-    if isinstance(value, (list, tuple)):
-        return tuple(_deep_frozen(v) for v in value)
-    return value
-
-
-def _thawed(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _thawed(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thawed(v) for v in value]
-    return value
-
-
 # -- the release manifest ----------------------------------------------------
 
 @dataclass(frozen=True)
@@ -101,7 +86,7 @@ class ServiceManifest:
     image: str | None = None    # its image ID, when built for a runtime that runs images
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "spec", _deep_frozen(dict(self.spec)))
+        object.__setattr__(self, "spec", freeze(dict(self.spec)))
         object.__setattr__(self, "processes", MappingProxyType(
             {k: tuple(v) for k, v in dict(self.processes).items()}))
         object.__setattr__(self, "env", _frozen(self.env))
@@ -144,7 +129,7 @@ class ServiceManifest:
         return self.spec.get("release") or None
 
     def to_dict(self) -> dict:
-        return {"spec": _thawed(self.spec), "src": self.src, "http": self.http,
+        return {"spec": thaw(self.spec), "src": self.src, "http": self.http,
                 "processes": {k: list(v) for k, v in self.processes.items()},
                 "env": dict(self.env), **({"image": self.image} if self.image else {})}
 
