@@ -5,12 +5,14 @@ for instances and data servers, `run`) takes `user` as a tuple it hands to
 runtime.privileges.drop. `user(paths, app, uid, gid)` makes it: (uid, gid)
 and, when this host lets us make mount namespaces, the app's own directory
 DATA/tmp/APP (0700, the app's) to mount on /tmp, with the entries of /tmp
-the app still needs to see (the data directory's, when DATA is under /tmp).
+the app still needs to see (the data directory's and the platform's own
+install's, when they are under /tmp).
 The directory is made here, by the platform, before any fork; destroy
 removes it with the app's other directories (DataDir.app_paths).
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from dotcloud import filemodes, logs
@@ -18,14 +20,15 @@ from dotcloud.datadir import DataDir
 from runtime import privileges
 
 log = logs.get("apptmp")
+PLATFORM = Path(__file__).resolve().parents[1]
 _said = False
 
 
-def keep(data: Path) -> tuple[str, ...]:
-    """The entries of /tmp holding the data directory (as named, and where a
-    link leads), if it is under /tmp."""
+def keep(*places: Path | str) -> tuple[str, ...]:
+    """The entries of /tmp holding any of `places` (as named, and where a
+    link leads) that are under /tmp."""
     names: list[str] = []
-    for path in (Path(data).absolute(), Path(data).resolve()):
+    for path in [p for place in places for p in (Path(place).absolute(), Path(place).resolve())]:
         try:
             rel = path.relative_to("/tmp")
         except ValueError:
@@ -49,4 +52,6 @@ def user(paths: DataDir, app: str, uid: int, gid: int) -> tuple:
     paths.tmps.mkdir(mode=0o700, exist_ok=True)
     tmp.mkdir(mode=0o700, exist_ok=True)
     filemodes.own(tmp, uid, gid)
-    return (uid, gid, str(tmp), keep(paths.root))
+    # Apps run the platform's own interpreter and files too (a venv's python,
+    # the static server): an install under /tmp must stay in sight.
+    return (uid, gid, str(tmp), keep(paths.root, sys.executable, sys.prefix, PLATFORM))
