@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime import privileges, shimctl
+from runtime import apptmp, privileges, shimctl
 from runtime.limits import run_limited
 from runtime.shimspec import SpecError, parse
 
@@ -192,3 +192,10 @@ def test_a_program_out_of_the_users_reach_is_named_with_the_directory_to_open():
                                        f"is closed to others (chmod o+x {closed})")
     finally:
         subprocess.run(["rm", "-rf", str(closed)])
+
+
+def test_a_private_tmp_keeps_what_the_platform_has_under_tmp_in_sight():
+    # The data directory and the platform's own install (its interpreter makes
+    # the apps' virtualenvs), each by the entry of /tmp that holds it.
+    assert apptmp.keep("/tmp/a/data", "/usr/bin/python3", "/tmp/b/.venv/bin/python",
+                       "/tmp/a/x") == ("a", "b")
