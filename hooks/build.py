@@ -75,6 +75,8 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
             env["TMPDIR"] = str(scratch_dir(settings, user.uid))
         with executor_for(settings, app, name, spec.type, root,
                           limits=spec.limits.over(settings.default_limits)) as executor:
+            if getattr(executor, "builder", None):   # the swarm runtime's (runtime.build_nodes)
+                log(f"I am {executor.builder}, and I will be your builder today")
             ctx = BuildContext(app=app, service=spec, src=src / spec.approot, release_dir=root,
                                cache_dir=settings.paths.cache, env=env, log=log,
                                timeout=settings.build_timeout,

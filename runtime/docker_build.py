@@ -21,6 +21,10 @@ fails after the kernel killed one of its processes for the memory limit
 raises MemoryError('out of memory (limit 512M)'), as runtime.limits does on
 the host.
 
+Under the swarm runtime a build may run on a build node's engine instead,
+with its directories sent there and back rather than mounted
+(runtime.build_nodes).
+
 This module never decides what a build runs, and never touches a container
 that is not its own.
 """
@@ -64,6 +68,7 @@ class DockerExecutor:
 
     python = "python3"
     on_host = False
+    builder: str | None = None   # the swarm node it runs on, named in the push
     host = HOST     # reading a lock with uv needs no container
 
     def __init__(self, client, image: str, image_id: str, name: str, create: dict,
@@ -220,13 +225,14 @@ def _limits(limits: Limits | None) -> dict:
     return options
 
 
-def _volumes(*writable: Path) -> dict:
+def _certificates() -> list[Path]:
     env = base_env()
-    volumes = {}
-    for var in CERTIFICATE_VARS:
-        path = env.get(var, "")
-        if path.startswith("/") and Path(path).exists():
-            volumes[path] = {"bind": path, "mode": "ro"}
+    return [Path(env[var]) for var in CERTIFICATE_VARS
+            if env.get(var, "").startswith("/") and Path(env[var]).exists()]
+
+
+def _volumes(*writable: Path) -> dict:
+    volumes = {str(path): {"bind": str(path), "mode": "ro"} for path in _certificates()}
     for path in writable:
         volumes[str(path)] = {"bind": str(path), "mode": "rw"}
     return volumes
@@ -273,16 +279,23 @@ def executor_for(settings, app: str, service: str, service_type: str, release_di
     "postinstall", its home mounted too, failures raising DeployError), and
     a release command (a dockerfile service's in its own `image`).
     """
-    # The swarm runtime builds on the manager's engine, as docker does.
+    # The swarm runtime builds on a build node when it has some (runtime.build_nodes),
+    # else on the manager's engine, as docker does.
     if settings.runtime not in ("docker", "swarm"):
         yield host_executor(settings, app, home=home, limits=limits)
         return
     image = image or docker_engine.base_image(settings, service_type)
     log = logs.get("docker", app=app, service=service, image=image)
+    remote = builder = None
     try:
         client = docker_engine.connect()
-        image_id = docker_engine.image_id(client, image)
+        if settings.runtime == "swarm" and purpose == "build":
+            from runtime import build_nodes
+            builder, remote = build_nodes.builder(client)
+        image_id = docker_engine.image_id(remote or client, image)
     except docker_engine.EngineError as e:
+        if remote is not None:
+            remote.close()
         raise error(str(e)) from None
     name = docker_engine.container_name(settings.data, app, release_dir.name, purpose, service)
     cache = settings.paths.cache
@@ -292,13 +305,22 @@ def executor_for(settings, app: str, service: str, service_type: str, release_di
     user = appusers.for_app(settings, app)
     if user is not None and home is not None:
         filemodes.own(home, user.uid, user.gid)
-    executor = DockerExecutor(client, image, image_id, name, {
+    create = {
         "network_mode": "host",
         "user": f"{user.uid}:{user.gid}" if user is not None else docker_engine.user(),
         "labels": {docker_engine.LABEL_DATA: docker_engine.data_id(settings.data),
                    "dotcloud.app": app, f"dotcloud.{purpose}": service},
         "volumes": _volumes(release_dir, cache, *([home] if home else [])),
-        **_limits(limits)}, limits=limits)
+        **_limits(limits)}
+    if remote is None:
+        executor = DockerExecutor(client, image, image_id, name, create, limits=limits)
+    else:
+        from runtime.build_nodes import NodeExecutor
+        # Another host: the release and the cache travel to it and back, nothing mounted.
+        executor = NodeExecutor(remote, image, image_id, name, {**create, "volumes": {}},
+                                limits=limits, synced=(release_dir, cache),
+                                readonly=_certificates())
+    executor.builder = builder      # the node the push names (None: docker, no swarm)
     try:
         yield executor
     finally:
@@ -306,3 +328,5 @@ def executor_for(settings, app: str, service: str, service_type: str, release_di
             executor.close()
         except docker_engine.ENGINE_ERRORS as e:
             log.warning("container_not_removed", purpose=purpose, container=name, error=str(e))
+        if remote is not None:
+            remote.close()
