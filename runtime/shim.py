@@ -55,6 +55,9 @@ EXIT_DRAIN_READS = 16
 KILL_WAIT = 2.0
 STOP_POLL = 0.05
 LEFTOVER_POLL = 0.1
+# How often the group's OOM count is read: a child the kernel killed while the
+# process itself lives on (a gunicorn worker) shows no exit to report it by.
+OOM_POLL = 2.0
 EXIT_FAILED_TO_START = 127
 
 
@@ -74,6 +77,8 @@ class Shim:
         self.done = False
         self.group = None   # the instance's cgroup (runtime.cgroups), when it has one
         self.oom_seen = 0   # the group's OOM kills already put down to an exit
+        self.oom_reported = 0       # ...or to a child's death, in the log and status
+        self.oom_check_at = 0.0
 
     # -- the loop -------------------------------------------------------
 
@@ -146,6 +151,8 @@ class Shim:
         due = [t for p in self.processes for t in (p.restart_at, p.stable_at) if t is not None]
         if any(p.leftover_group is not None for p in self.processes):
             due.append(time.monotonic() + LEFTOVER_POLL)
+        if self.group is not None:
+            due.append(self.oom_check_at)
         return max(0.0, min(due) - time.monotonic()) if due else None
 
     def _tick(self) -> None:
@@ -155,6 +162,9 @@ class Shim:
             self._check_stopped()
             return
         now = time.monotonic()
+        if self.group is not None and now >= self.oom_check_at:
+            self.oom_check_at = now + OOM_POLL
+            self._check_oom()
         for proc in self.processes:
             # Forget a group as soon as it is empty: its number is free for
             # reuse then, and a SIGKILL must never reach a stranger's group.
@@ -283,6 +293,18 @@ class Shim:
             return None
         self.oom_seen = kills
         return self.group.out_of_memory()
+
+    def _check_oom(self) -> None:
+        """Say so, in the log and the status, when the kernel killed a process
+        of the group for memory that was none of ours to see exit."""
+        kills = self.group.oom_kills()
+        if kills <= max(self.oom_reported, self.oom_seen):
+            return
+        self.oom_reported = kills
+        reason = self.group.out_of_memory()
+        for proc in self.processes:
+            self._event(proc, f"a process of this instance was killed: {reason}")
+        self._write_status()
 
     def _told_reason(self, proc: Process) -> str | None:
         """What its launcher wrote of why it exited (a container's OOM kill), once."""

@@ -76,6 +76,18 @@ def test_a_process_killed_for_memory_exits_out_of_memory(contained, tmp_path):
     assert inst.status()["oom_kills"] >= 1
 
 
+def test_a_child_killed_for_memory_is_reported_while_its_parent_lives_on(contained, tmp_path):
+    # As a gunicorn worker is: the instance's own process never exits.
+    parent = ("import subprocess, sys, time\n"
+              "subprocess.run([sys.executable, '-c', 'x = bytearray(400 * 1024 * 1024)'])\n"
+              "time.sleep(300)")
+    inst = contained({"web": py(parent, tmp_path)}, Limits(memory_bytes=64 * MiB)).start()
+    inst.wait_line("web", r"^\[dotcloud\] a process of this instance was killed: "
+                          r"out of memory \(limit 64M\)$")
+    wait_until(lambda: inst.status()["oom_kills"] == 1, what="the kill in the status")
+    assert inst.process("web")["state"] == "running" and inst.process("web")["restarts"] == 0
+
+
 def test_a_plain_kill_is_not_taken_for_out_of_memory(contained, tmp_path):
     inst = contained({"web": py("import time; time.sleep(300)", tmp_path)},
                      Limits(memory_bytes=64 * MiB)).start()
