@@ -16,7 +16,7 @@ from dotcloud import logs
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
-from . import cgroups, shimctl
+from . import cgroups, periodic, shimctl
 
 log = logs.get("runtime")
 SWEEP_EVERY = 60.0
@@ -47,16 +47,5 @@ def start(settings: Settings, stopping: threading.Event) -> threading.Thread | N
     if cgroups.hierarchies() is None:
         return None
 
-    def loop() -> None:
-        store = Store(settings.paths.db)
-        while True:
-            try:
-                sweep_once(settings, store)
-            except Exception as exc:   # the store busy, say: next time
-                log.warning("cgroup_sweep_failed", error=str(exc))
-            if stopping.wait(SWEEP_EVERY):
-                return
-
-    thread = threading.Thread(target=loop, name="cgroup-sweeper", daemon=True)
-    thread.start()
-    return thread
+    return periodic.start(settings, stopping, "cgroup-sweep", sweep_once, SWEEP_EVERY,
+                          at_start=True)

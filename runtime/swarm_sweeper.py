@@ -12,7 +12,7 @@ from dotcloud import logs, placement
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
-from . import docker_engine, shimctl, swarm
+from . import docker_engine, periodic, shimctl, swarm
 from .sweeper import BUILD_MARGIN, SWEEP_EVERY
 
 log = logs.get("runtime")
@@ -53,14 +53,4 @@ def sweep_once(settings: Settings, store: Store) -> list[str]:
 
 
 def start(settings: Settings, stopping: threading.Event) -> threading.Thread:
-    def loop() -> None:
-        store = Store(settings.paths.db)
-        while not stopping.wait(SWEEP_EVERY):
-            try:
-                sweep_once(settings, store)
-            except Exception as exc:   # the engine down or the store busy: next time
-                log.warning("swarm_sweep_failed", error=str(exc))
-
-    thread = threading.Thread(target=loop, name="swarm-sweeper", daemon=True)
-    thread.start()
-    return thread
+    return periodic.start(settings, stopping, "swarm-sweep", sweep_once, SWEEP_EVERY)

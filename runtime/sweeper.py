@@ -14,7 +14,7 @@ from dotcloud import logs
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
-from . import docker_engine, docker_image, shimctl
+from . import docker_engine, docker_image, periodic, shimctl
 from .docker_launcher import container_names
 
 log = logs.get("runtime")
@@ -47,14 +47,4 @@ def sweep_once(settings: Settings, store: Store) -> list[str]:
 
 
 def start(settings: Settings, stopping: threading.Event) -> threading.Thread:
-    def loop() -> None:
-        store = Store(settings.paths.db)
-        while not stopping.wait(SWEEP_EVERY):
-            try:
-                sweep_once(settings, store)
-            except Exception as exc:   # the engine down or the store busy: next time
-                log.warning("container_sweep_failed", error=str(exc))
-
-    thread = threading.Thread(target=loop, name="sweeper", daemon=True)
-    thread.start()
-    return thread
+    return periodic.start(settings, stopping, "container-sweep", sweep_once, SWEEP_EVERY)
