@@ -360,7 +360,10 @@ def last_run_excerpt(text: str, limit: int = 12, since: float | None = None) -> 
     lines = [l.split(" ", 1)[1] if l[:4].isdigit() and " " in l else l
              for l in text.splitlines() if not first or l.split(" ", 1)[0] >= first]
     starts = [i for i, l in enumerate(lines) if "[dotcloud] started" in l]
-    run = lines[starts[-1] + 1:] if starts else lines
+    # Records since the instance was made are all its own, and each of its
+    # runs counts: the runtime may restart it once before the deploy gives up,
+    # and that last run has nothing to tell but being stopped.
+    run = lines if first else lines[starts[-1] + 1:] if starts else lines
     errors = [l for l in run if ERROR_RE.search(l) and "[dotcloud]" not in l]
     picked = list(dict.fromkeys(errors))[-limit:]
     tail = [l for l in run[-3:] if l not in picked]

@@ -88,6 +88,16 @@ def test_the_excerpt_leaves_out_records_stamped_before_the_instance():
         "web: [dotcloud] exited status=1"]
 
 
+def test_the_excerpt_keeps_the_errors_of_a_run_the_runtime_restarted():
+    now = time.time()
+    text = "\n".join([f"{timestamp(now + 1)} web: [dotcloud] started pid=1",
+                      f"{timestamp(now + 1)} web: ModuleNotFoundError: No module named 'x'",
+                      f"{timestamp(now + 2)} web: [dotcloud] exited status=1, restarting in 1s",
+                      f"{timestamp(now + 3)} web: [dotcloud] started pid=2",
+                      f"{timestamp(now + 3)} web: [dotcloud] stopping (got SIGTERM)"])
+    assert "web: ModuleNotFoundError: No module named 'x'" in last_run_excerpt(text, since=now)
+
+
 OPERATOR_BIN = "/tmp/xyz-operator-bin"
 SYSTEM = {"/usr/local/bin", "/usr/bin", "/bin"}
 SHOW_PATH = '''
