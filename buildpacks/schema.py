@@ -18,8 +18,9 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from dotcloud import names
 from dotcloud.errors import InvalidName
+from dotcloud.resources import BUILD as BUILD_LIMITS
 from dotcloud.resources import KEYS as LIMIT_KEYS
-from dotcloud.resources import parse_limits
+from dotcloud.resources import Limits, parse_limits
 
 from .spec import TYPES, Buildfile, BuildfileError, Healthcheck, ServiceSpec
 
@@ -212,10 +213,12 @@ class _Checker:
                 ("postbuild", self.command), ("buildscript", self.command),
                 ("processes", self.processes), ("config", self.config),
                 ("instances", self.instances), ("healthcheck", self.healthcheck),
-                ("release", self.command), ("limits", self.limits),
-                ("placement", self.placement)):
+                ("release", self.command), ("placement", self.placement)):
             if field_name in keys:
                 fields[field_name] = check(keys[field_name][1], f"{where}: '{field_name}'")
+        if "limits" in keys:
+            fields["limits"], fields["build_limits"] = self.limits(keys["limits"][1],
+                                                                   f"{where}: 'limits'")
         self.type_rules(kind, where, key, keys, fields)
         return ServiceSpec(**fields)
 
@@ -344,11 +347,17 @@ class _Checker:
                                            MAX_HEALTH_SECONDS)
         return Healthcheck(**fields)
 
-    def limits(self, node: Node, where: str):
-        out = {}
+    def limits(self, node: Node, where: str, nested: bool = False) -> tuple[Limits, Limits]:
+        """The service's limits and its build's (the `build:` sub-mapping)."""
+        out, build = {}, Limits()
+        known = LIMIT_KEYS if nested else (*LIMIT_KEYS, BUILD_LIMITS)
         for name, (knode, vnode) in self.pairs(node, where).items():
-            if name not in LIMIT_KEYS:
-                self.unknown(knode, name, LIMIT_KEYS, where)
+            if name == BUILD_LIMITS and not nested:
+                if not (isinstance(vnode, ScalarNode) and vnode.tag == NULL):
+                    build = self.limits(vnode, f"{where}: '{name}'", nested=True)[0]
+                continue
+            if name not in known:
+                self.unknown(knode, name, known, where)
                 continue
             if not isinstance(vnode, ScalarNode) or vnode.tag not in (STR, INT, FLOAT, NULL):
                 self.fail(vnode, f"{where}: '{name}' must be a single value")
@@ -357,7 +366,7 @@ class _Checker:
                 parse_limits({name: out[name]})
             except ValueError as e:
                 self.fail(vnode, f"{where}: {e}")
-        return parse_limits(out)
+        return parse_limits(out), build
 
     def placement(self, node: Node, where: str) -> dict[str, str]:
         """Node labels the service's instances must run on (swarm runtime)."""

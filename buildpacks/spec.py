@@ -55,6 +55,9 @@ class ServiceSpec:
     release: str | None = None
     # The service's own `limits:`; unset fields take the platform's default_limits.
     limits: Limits = field(default_factory=Limits)
+    # Its build's own (`limits: {build: {...}}`); unset fields: the larger of
+    # default_build_limits and its run limits (dotcloud.resources.build_limits).
+    build_limits: Limits = field(default_factory=Limits)
     # Node labels its instances must run on (`placement:`, swarm runtime).
     placement: Mapping[str, str] = field(default_factory=_empty)
 
@@ -93,6 +96,8 @@ class ServiceSpec:
             # Only when set: a data service's definition (and so whether a
             # push restarts it) stays what it was for files without limits.
             **({"limits": self.limits.to_dict()} if not self.limits.empty else {}),
+            **({"build_limits": self.build_limits.to_dict()}
+               if not self.build_limits.empty else {}),
             **({"placement": dict(self.placement)} if self.placement else {}),
         }
 
@@ -116,6 +121,7 @@ class ServiceSpec:
             buildscript=d.get("buildscript"),
             release=d.get("release"),
             limits=Limits.from_dict(d.get("limits")),
+            build_limits=Limits.from_dict(d.get("build_limits")),
             placement=d.get("placement") or {},
         )
 

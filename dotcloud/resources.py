@@ -9,6 +9,11 @@ raises ValueError with a one-line reason; the callers put the file and the
 line in front of it. Memory is written like `512M` or `1.5G` (powers of
 1024, as docker and Kubernetes' Mi/Gi read them) and shown the same way.
 
+A build has limits of its own (`limits: {build: {...}}`, config.yml's
+`default_build_limits`), as Heroku gives a build more memory than a dyno: a
+TypeScript or webpack build needs a gigabyte or two for a few minutes, the
+app it makes a tenth of that for months. `build_limits` says which apply.
+
 It only checks and converts values: it never touches a process or a file.
 """
 from __future__ import annotations
@@ -19,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 KEYS = ("memory", "cpus", "processes")
+# The sub-key of a service's `limits:` holding its build's own limits.
+BUILD = "build"
 UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
 MEMORY_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(?:i?B|i)?", re.IGNORECASE)
 # Below a few MiB a runtime cannot even start; past 1 TiB is a typo.
@@ -42,6 +49,13 @@ class Limits:
         return Limits(*(mine if mine is not None else theirs for mine, theirs in zip(
             (self.memory_bytes, self.cpus, self.processes),
             (defaults.memory_bytes, defaults.cpus, defaults.processes))))
+
+    def at_least(self, other: "Limits") -> "Limits":
+        """Field by field the larger of these limits and other's (unset: no limit, the largest)."""
+        return Limits(*(None if mine is None or theirs is None else max(mine, theirs)
+                        for mine, theirs in zip(
+                            (self.memory_bytes, self.cpus, self.processes),
+                            (other.memory_bytes, other.cpus, other.processes))))
 
     @property
     def empty(self) -> bool:
@@ -69,6 +83,17 @@ class Limits:
         if self.processes is not None:
             parts.append(f"processes {self.processes}")
         return ", ".join(parts) or "no limits"
+
+
+def build_limits(own: Limits, run: Limits, defaults: Limits) -> Limits:
+    """The limits a service's build steps run under.
+
+    own: the service's `limits: build:`; run: what its instances get (its
+    `limits:` over default_limits); defaults: config.yml's
+    default_build_limits. A field `own` leaves unset is the larger of the
+    default's and the run limit's: a build never gets less than its app.
+    """
+    return own.over(defaults.at_least(run))
 
 
 def format_memory(n: int) -> str:

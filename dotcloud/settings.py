@@ -50,6 +50,11 @@ class Settings:
     # Limits of a service that sets none in its `limits:` (each field on its
     # own): its instances, builds, hooks and `run` commands (runtime.cgroups).
     default_limits: Limits = Limits(memory_bytes=1024 ** 3, processes=1024)
+    # A build step's (pip, npm, yarn, prebuild, buildscript...) where its service's
+    # `limits: build:` sets none, and never below the service's own limits: a
+    # TypeScript or webpack build peaks at 1-2 GiB for minutes, while the app it
+    # makes often runs in a tenth of that (Heroku also builds with more than a dyno).
+    default_build_limits: Limits = Limits(memory_bytes=2 * 1024 ** 3, processes=1024)
     port_range: tuple = (20000, 29999)
     # Each app's own uid and gid (dotcloud.appusers), first-last inclusive.
     app_uid_range: tuple = (60000, 64999)
@@ -119,11 +124,11 @@ def load(data: Path | None = None, **overrides) -> Settings:
             if key == "acme_directory" and not str(value).startswith(("https://", "http://")):
                 raise UsageError(f"{config}: 'acme_directory' must be the URL of an ACME "
                                  "directory, e.g. https://acme-v02.api.letsencrypt.org/directory")
-            if key == "default_limits":
+            if key in ("default_limits", "default_build_limits"):
                 try:
                     value = parse_limits(value)
                 except ValueError as e:
-                    raise UsageError(f"{config}: default_limits: {e}") from None
+                    raise UsageError(f"{config}: {key}: {e}") from None
             if key == "registry" and value and not REGISTRY_RE.fullmatch(str(value)):
                 raise UsageError(f"{config}: 'registry' must be HOST:PORT (or HOST), without "
                                  f"a scheme or path, e.g. 10.0.0.5:5000; got {value!r}")

@@ -17,6 +17,7 @@ from dotcloud import appusers, filemodes, logs
 from dotcloud.desired import Manifest, ServiceManifest
 from dotcloud.errors import BuildError
 from dotcloud.models import Release
+from dotcloud.resources import build_limits
 from dotcloud.settings import Settings
 from runtime.executor import executor_for
 
@@ -73,8 +74,10 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
                    HOME=str(root), LANG="C.UTF-8")
         if tools is not None:
             env["TMPDIR"] = str(scratch_dir(settings, user.uid))
-        with executor_for(settings, app, name, spec.type, root,
-                          limits=spec.limits.over(settings.default_limits)) as executor:
+        # Its own build limits, not what its instances run under (dotcloud.resources).
+        limits = build_limits(spec.build_limits, spec.limits.over(settings.default_limits),
+                              settings.default_build_limits)
+        with executor_for(settings, app, name, spec.type, root, limits=limits) as executor:
             if getattr(executor, "builder", None):   # the swarm runtime's (runtime.build_nodes)
                 log(f"I am {executor.builder}, and I will be your builder today")
             ctx = BuildContext(app=app, service=spec, src=src / spec.approot, release_dir=root,

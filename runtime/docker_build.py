@@ -16,7 +16,9 @@ instances expect it. Each step is an exec in that container with its output
 streamed line by line; the container is removed at the end whatever
 happened. A step past its deadline kills the whole build container (nothing
 of it may go on running) and raises TimeoutError. The container has the
-service's limits (memory without swap, CPUs, processes), and a step that
+limits it is given (a build's: dotcloud.resources.build_limits; a
+postinstall's or release command's: the service's), memory without swap,
+CPUs and processes, and a step that
 fails after the kernel killed one of its processes for the memory limit
 raises MemoryError('out of memory (limit 512M)'), as runtime.limits does on
 the host.
@@ -211,7 +213,7 @@ def _read(path: Path) -> str:
 
 
 def _limits(limits: Limits | None) -> dict:
-    """The build container's limits: the service's, as its instances get them."""
+    """The build container's limits, as docker flags (no swap beyond the memory)."""
     if limits is None:
         return {}
     options = {}
@@ -273,7 +275,8 @@ def executor_for(settings, app: str, service: str, service_type: str, release_di
                  limits: Limits | None = None, image: str | None = None) -> Iterator[Executor]:
     """The executor of one service build under settings.runtime (see the module doc).
 
-    limits: the service's, which each step runs under (on the host: a cgroup).
+    limits: what each step runs under (on the host: a cgroup), the build's own
+    for a build (dotcloud.resources.build_limits), the service's for the rest.
 
     The deployer runs an instance's postinstall the same way (purpose
     "postinstall", its home mounted too, failures raising DeployError), and

@@ -33,8 +33,9 @@ class HostExecutor:
     `user` (uid, gid: the app's own, runtime.privileges) when it is set."""
 
     user: tuple[int, int] | None = None
-    # The service's limits, enforced with a cgroup per step (runtime.cgroups)
-    # named under the data directory `data`; None: no cgroup.
+    # The step's limits (a build's own, or the service's for its hooks), enforced
+    # with a cgroup per step (runtime.cgroups) named under the data directory
+    # `data`; None: no cgroup.
     limits: Limits | None = None
     data: Path | None = None
     on_host = True
@@ -60,7 +61,7 @@ class HostExecutor:
             timeout: float, on_line: Callable[[str], None],
             check: Callable[[], None] | None = None) -> int:
         # No RLIMIT_DATA, which would break node (V8 reserves gigabytes); the
-        # service's cgroup caps the memory a step really uses.
+        # step's cgroup caps the memory it really uses.
         try:
             return run_limited(list(argv), cwd=str(cwd), env=dict(env), timeout=timeout,
                                memory_bytes=None, on_line=on_line, check=check, user=self.user,

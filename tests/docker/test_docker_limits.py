@@ -12,7 +12,7 @@ import subprocess
 import time
 
 import pytest
-from dockerkit import data_label
+from dockerkit import app_containers, data_label
 from platform_helpers import git_repo
 
 from buildpacks.steps import check_step
@@ -104,12 +104,24 @@ def test_a_build_step_runs_under_the_limits_and_fails_out_of_memory(dplatform, t
     show = ("echo memory=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null"
             " || cat /sys/fs/cgroup/memory.max) pids=$(cat /sys/fs/cgroup/pids/pids.max"
             " 2>/dev/null || cat /sys/fs/cgroup/pids.max)")
-    repo = git_repo(tmp_path / "dbuildoom", custom_app("{memory: 64M, processes: 77}",
-                                                       buildscript=f"{show}; {HOG}"))
+    repo = git_repo(tmp_path / "dbuildoom", custom_app(
+        "{memory: 256M, build: {memory: 64M, processes: 77}}", buildscript=f"{show}; {HOG}"))
     r = dplatform.push("alice", repo, "dbuildoom")
     assert r.code != 0
     assert f"memory={64 * MiB} pids=77" in r.text, r.text
     assert "buildscript failed: out of memory (limit 64M)" in r.text, r.text
+
+
+def test_a_build_container_gets_the_build_limits_not_the_apps(dplatform, engine, tmp_path):
+    hog = "python3 -c 'hog = b\"x\" * (150 * 1024 * 1024); print(\"hogged\", len(hog))'"
+    repo = git_repo(tmp_path / "dbigbuild", custom_app("{memory: 64M}", buildscript=hog))
+    r = dplatform.push("alice", repo, "dbigbuild")
+    assert r.code == 0, r.text
+    assert f"hogged {150 * MiB}" in r.text
+    inst = status_json(dplatform, "dbigbuild")["instances"][0]
+    assert inst["limits"]["memory_bytes"] == 64 * MiB
+    [container] = app_containers(engine, dplatform.data, "dbigbuild")
+    assert container.attrs["HostConfig"]["Memory"] == 64 * MiB
 
 
 @pytest.mark.parametrize("counted_by", ["cgroup", "engine events"])

@@ -67,11 +67,13 @@ while True:
 
 def custom_app(limits: str, processes: dict, files: dict | None = None,
                buildscript: str | None = None, env: dict | None = None,
-               release: str | None = None) -> dict:
+               release: str | None = None, prebuild: str | None = None) -> dict:
     lines = ["www:", "  type: custom", f"  limits: {limits}", "  processes:"]
     lines += [f"    {name}: {command}" for name, command in processes.items()]
     if buildscript:
         lines.append(f"  buildscript: {json.dumps(buildscript)}")
+    if prebuild:
+        lines.append(f"  prebuild: {json.dumps(prebuild)}")
     if env:
         lines.append(f"  environment: {json.dumps(env)}")
     if release:
@@ -187,12 +189,39 @@ def test_an_instance_killed_for_memory_during_a_deploy_says_so_in_the_push(platf
 
 
 def test_a_build_past_its_memory_fails_with_that_reason(platform, tmp_path):
+    # The reason names the build's limit, not the app's.
     repo = git_repo(tmp_path / "buildoom", custom_app(
-        "{memory: 64M}", {"web": "python3 server.py"},
+        "{memory: 64M, build: {memory: 96M}}", {"web": "python3 server.py"},
         buildscript="python3 -c 'hog = b\"x\" * (400 * 1024 * 1024)'"))
     r = platform.push("alice", repo, "buildoom")
     assert r.code != 0
-    assert "buildscript failed: out of memory (limit 64M)" in r.text, r.text
+    assert "buildscript failed: out of memory (limit 96M)" in r.text, r.text
+
+
+def memory_limit_of(platform, inst: dict) -> int:
+    """What the instance's cgroup holds its memory to (v1 or v2)."""
+    where = cgroups.hierarchies()
+    relative = f"{cgroups.parent_path(platform.data)}/instance-{inst['id']}"
+    if where.version == 1:
+        path = dict(where.mounts)["memory"] / relative / "memory.limit_in_bytes"
+    else:
+        path = dict(where.mounts)[""] / relative / "memory.max"
+    return int(path.read_text())
+
+
+def test_a_build_gets_more_memory_than_its_app(platform, tmp_path):
+    # 150M written by a prebuild hook, under config.yml's default_build_limits
+    # (2G), while the app it builds runs in 64M.
+    repo = git_repo(tmp_path / "bigbuild", custom_app(
+        "{memory: 64M}", {"web": "python3 server.py"},
+        prebuild="python3 -c 'hog = b\"x\" * (150 * 1024 * 1024); print(\"hogged\", len(hog))'"))
+    r = platform.push("alice", repo, "bigbuild")
+    assert r.code == 0, r.text
+    assert f"hogged {150 * MiB}" in r.text
+    inst = status_json(platform, "bigbuild")["instances"][0]
+    assert inst["limits"]["memory_bytes"] == 64 * MiB
+    assert memory_limit_of(platform, inst) == 64 * MiB
+    assert platform.get("bigbuild.localhost")[0] == 200
 
 
 def test_a_release_command_runs_under_the_limits_too(platform, tmp_path):

@@ -1,7 +1,7 @@
 """Parsing and showing resource limits (dotcloud.resources)."""
 import pytest
 
-from dotcloud.resources import Limits, format_memory, parse_limits, parse_memory
+from dotcloud.resources import Limits, build_limits, format_memory, parse_limits, parse_memory
 
 MiB = 1024 * 1024
 
@@ -58,3 +58,16 @@ def test_over_fills_unset_fields_from_defaults():
     assert Limits.from_dict(mine.to_dict()) == mine
     assert Limits(512 * MiB, 1.5, 256).describe() == "memory 512M, cpus 1.5, processes 256"
     assert Limits().describe() == "no limits"
+
+
+def test_a_build_gets_its_own_limits_and_never_less_than_its_app():
+    defaults = Limits(2048 * MiB, None, 1024)
+    # Unset: the default build limit, or the run limit when that is larger.
+    assert build_limits(Limits(), Limits(64 * MiB, 0.5, 64), defaults) \
+        == Limits(2048 * MiB, None, 1024)
+    assert build_limits(Limits(), Limits(4096 * MiB, None, 4096), defaults) \
+        == Limits(4096 * MiB, None, 4096)
+    # Set: the service's word, smaller or larger.
+    assert build_limits(Limits(96 * MiB, 1.0), Limits(64 * MiB, None, 1024), defaults) \
+        == Limits(96 * MiB, 1.0, 1024)
+    assert Limits(1, None, 5).at_least(Limits(2, 3.0, None)) == Limits(2, None, None)
