@@ -8,8 +8,9 @@ their manifests (the interpreter, the image): it keys the shared cache so
 a virtualenv made in one place is never reused in another. `on_host` says
 whether steps run on this host (the process runtime) or elsewhere (the
 docker runtime's build container), and `host` is this host's executor, for
-the few steps that only read files and need the platform's own tools (uv
-reading a lock). The executors themselves live in runtime/ (runtime.executor,
+steps that need the platform's own tools and nothing of the build's
+interpreter (none today: uv exports a lock with the build's interpreter,
+where the build runs). The executors themselves live in runtime/ (runtime.executor,
 runtime.docker_build), which hands one to every build: buildpacks import
 nothing of runtime.
 """

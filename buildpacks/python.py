@@ -8,7 +8,8 @@ push reuses it without installing anything. Dependencies that point into
 the tree itself (`-e .`, local paths) cannot be shared between releases:
 that venv is built inside the release instead. Installs run uv on this host
 (buildpacks.uvtool), the same pins as pip in about half its time; in a docker
-base image, the image's pip (the host's uv binary is not in it). A lock is
+base image, the image's pip (a uv.lock is still exported by the platform's
+uv, which the runtime mounts in the build container). A lock is
 installed exactly (its whole closure, hashes checked, nothing resolved),
 then gunicorn and the extras are resolved with the lock's pins held. After
 the install, Django apps get collectstatic (buildpacks.django). This module
@@ -233,9 +234,10 @@ class PythonBuildpack(Buildpack):
     def _export_uv(self, ctx: BuildContext, env: Mapping[str, str], output: Path) -> str:
         """uv.lock's packages as a requirements list; uv refuses a stale lock."""
         ctx.log(f"Exporting {pymanagers.UV_LOCK}")
-        # On this host whatever the executor: it only reads the lock.
-        python = ("--python", python_for(ctx).path) \
-            if ctx.executor.on_host else ()
+        # Where the build runs, with the build's interpreter: uv exports nothing
+        # without one that satisfies the project's Python, which under the docker
+        # runtime only the image may have (the runtime mounts the platform's uv in
+        # its build container at the same path).
         stale = []
 
         def log(line: str) -> None:
@@ -247,9 +249,9 @@ class PythonBuildpack(Buildpack):
                 uvtool.uv_binary(), "export", "--locked", "--format", "requirements-txt",
                 "--no-default-groups", "--no-emit-project", "--no-header", "--no-annotate",
                 "--quiet",     # else the whole list is echoed into the push as well
-                *python, "--output-file", str(output)),
+                "--python", python_for(ctx).path, "--output-file", str(output)),
                 cwd=ctx.src, env={**env, **uvtool.lock_check_env(env, ctx.tool_cache(UV_CACHE))},
-                timeout=ctx.timeout, log=log, executor=ctx.executor.host)
+                timeout=ctx.timeout, log=log, executor=ctx.executor)
         except BuildError:
             if stale:
                 raise BuildError(f"{pymanagers.UV_LOCK} is out of date with "

@@ -23,8 +23,8 @@ fails after the kernel killed one of its processes for the memory limit
 raises MemoryError('out of memory (limit 512M)'), as runtime.limits does on
 the host.
 
-Under the swarm runtime a build may run on a build node's engine instead,
-with its directories sent there and back rather than mounted
+Under the swarm runtime a build may run on a build node instead, as a
+swarm task with its directories sent there and back rather than mounted
 (runtime.build_nodes).
 
 This module never decides what a build runs, and never touches a container
@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
+from buildpacks import uvtool
 from buildpacks.base import base_env
 from buildpacks.executor import Executor
 from dotcloud import appusers, filemodes, logs
@@ -50,6 +51,7 @@ from runtime.executor import HOST, HostExecutor, host_executor
 from runtime.shimlog import LineSplitter
 
 KEEPALIVE = ["sleep", "infinity"]
+PYTHON_TYPES = ("python", "python-worker")
 # stdout and stderr on one pipe inside, as on the host: the engine streams
 # two pipes as separate frames, and their lines would lose their order.
 MERGED = ["/bin/sh", "-c", 'exec "$@" 2>&1', "sh"]
@@ -71,7 +73,7 @@ class DockerExecutor:
     python = "python3"
     on_host = False
     builder: str | None = None   # the swarm node it runs on, named in the push
-    host = HOST     # reading a lock with uv needs no container
+    host = HOST
 
     def __init__(self, client, image: str, image_id: str, name: str, create: dict,
                  limits: Limits | None = None):
@@ -233,8 +235,22 @@ def _certificates() -> list[Path]:
             if env.get(var, "").startswith("/") and Path(env[var]).exists()]
 
 
-def _volumes(*writable: Path) -> dict:
-    volumes = {str(path): {"bind": str(path), "mode": "ro"} for path in _certificates()}
+def _readonly(service_type: str) -> list[Path]:
+    """Host files a build container sees where they are on the host: the
+    certificates and, for a python build, the platform's uv, so a uv.lock is
+    exported with the image's interpreter (the host may have no Python of the
+    version the app asks for, and uv will not export without one)."""
+    paths = _certificates()
+    if service_type in PYTHON_TYPES:
+        try:
+            paths.append(Path(uvtool.uv_binary()))
+        except BuildError:
+            pass    # a uv.lock build says so itself; others need no uv
+    return paths
+
+
+def _volumes(readonly: Sequence[Path], *writable: Path) -> dict:
+    volumes = {str(path): {"bind": str(path), "mode": "ro"} for path in readonly}
     for path in writable:
         volumes[str(path)] = {"bind": str(path), "mode": "rw"}
     return volumes
@@ -289,18 +305,18 @@ def executor_for(settings, app: str, service: str, service_type: str, release_di
         return
     image = image or docker_engine.base_image(settings, service_type)
     log = logs.get("docker", app=app, service=service, image=image)
-    remote = builder = None
+    node = builder = None
     try:
         client = docker_engine.connect()
         if settings.runtime == "swarm" and purpose == "build":
             from runtime import build_nodes
-            builder, remote = build_nodes.builder(client)
-        image_id = docker_engine.image_id(remote or client, image)
+            node = build_nodes.builder(client)
+            builder = node.hostname if node else build_nodes.manager_name(client)
+        image_id = docker_engine.image_id(client, image)
     except docker_engine.EngineError as e:
-        if remote is not None:
-            remote.close()
         raise error(str(e)) from None
     name = docker_engine.container_name(settings.data, app, release_dir.name, purpose, service)
+    readonly = _readonly(service_type)
     cache = settings.paths.cache
     cache.mkdir(parents=True, exist_ok=True)
     # Steps run as the app's own uid, as on the host (the paths are the host's,
@@ -313,16 +329,25 @@ def executor_for(settings, app: str, service: str, service_type: str, release_di
         "user": f"{user.uid}:{user.gid}" if user is not None else docker_engine.user(),
         "labels": {docker_engine.LABEL_DATA: docker_engine.data_id(settings.data),
                    "dotcloud.app": app, f"dotcloud.{purpose}": service},
-        "volumes": _volumes(release_dir, cache, *([home] if home else [])),
+        "volumes": _volumes(readonly, release_dir, cache, *([home] if home else [])),
         **_limits(limits)}
-    if remote is None:
+    executor = None
+    if node is not None:
+        # A build node: a swarm task there, the files sent to it and back (runtime.build_nodes).
+        agent = build_nodes.AgentExecutor(
+            client, node, data=settings.data, image=image, image_id=image_id,
+            name=build_nodes.service_name(settings.data, app, release_dir.name, service),
+            user=create["user"], labels=create["labels"], limits=limits, release=release_dir,
+            cache=cache, registry=settings.registry, readonly=readonly,
+            idle=settings.build_timeout + 300)
+        try:
+            agent.start()
+            executor = agent
+        except build_nodes.BuildNodeUnavailable as e:
+            log.warning("build_node_unusable", node=node.hostname, reason=str(e))
+            builder = build_nodes.manager_name(client)
+    if executor is None:
         executor = DockerExecutor(client, image, image_id, name, create, limits=limits)
-    else:
-        from runtime.build_nodes import NodeExecutor
-        # Another host: the release and the cache travel to it and back, nothing mounted.
-        executor = NodeExecutor(remote, image, image_id, name, {**create, "volumes": {}},
-                                limits=limits, synced=(release_dir, cache),
-                                readonly=_certificates())
     executor.builder = builder      # the node the push names (None: docker, no swarm)
     try:
         yield executor
@@ -331,5 +356,3 @@ def executor_for(settings, app: str, service: str, service_type: str, release_di
             executor.close()
         except docker_engine.ENGINE_ERRORS as e:
             log.warning("container_not_removed", purpose=purpose, container=name, error=str(e))
-        if remote is not None:
-            remote.close()
