@@ -61,6 +61,9 @@ class Settings:
     # Base images of the docker runtime, per language (builds and instances).
     docker_python_image: str = "python:3.12-slim"
     docker_node_image: str = "node:22-slim"
+    # The swarm runtime's data services (postgresql, redis) run this image on
+    # their node: postgres, redis-server and nss_wrapper (tests/docker/images.sh).
+    docker_data_image: str = "dotcloud/data:bookworm"
     # The swarm runtime's registry (HOST:PORT): release images are pushed
     # there and pulled by the nodes. Empty: instances run on the manager only.
     registry: str = ""

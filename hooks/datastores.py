@@ -16,6 +16,12 @@ not merely when its port is open (postgres accepts connections while it
 still refuses them as "starting up"). Apps written for Heroku find their
 one postgresql or redis service as DATABASE_URL / REDIS_URL. This module
 never deletes data.
+
+Under the swarm runtime the server runs on its node (runtime.swarm_data),
+its files in a volume there, which the task fills on its first start:
+DATA/services/APP/SERVICE keeps only the password, postgres's certificate
+and key, and the node the service is pinned to; clients connect to that
+node's address.
 """
 import os
 import secrets
@@ -71,9 +77,11 @@ def same_definition(old: ServiceManifest | None, new: ServiceManifest) -> bool:
             and old.processes == new.processes)
 
 
-def prepare(settings: Settings, app: str, service: str, kind: str) -> Credentials:
+def prepare(settings: Settings, app: str, service: str, kind: str,
+            on_host: bool = True) -> Credentials:
     """Create what the server needs in its directory, once; return how to log in.
-    The server runs as the app's user, which owns the whole directory."""
+    The server runs as the app's user, which owns the whole directory.
+    Not `on_host` (a swarm node runs it): the password and the TLS files only."""
     root = data_dir(settings, app, service)
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
@@ -83,6 +91,10 @@ def prepare(settings: Settings, app: str, service: str, kind: str) -> Credential
         write_atomic(pw_file, secrets.token_urlsafe(24).encode())
     os.chmod(pw_file, 0o600)
     password = pw_file.read_text().strip()
+    if not on_host:
+        if kind == "postgresql":
+            _tls_files(root)
+        return Credentials(LOGINS[kind], password)
     if kind == "redis":
         conf = (f"bind 127.0.0.1\ndir {root}\nrequirepass {password}\nappendonly yes\n"
                 "daemonize no\nsave 60 1\n")
@@ -104,12 +116,7 @@ def _pg_tls(root: Path) -> None:
     """TLS for the cluster in root/pgdata: the certificate and key, made once,
     and the settings in root/tls.conf, which postgresql.conf includes. A
     running server takes them at its next start."""
-    cert, key = root / "server.crt", root / "server.key"
-    if not (cert.exists() and key.exists()):
-        made = selfsigned.make("127.0.0.1")
-        write_atomic(key, made.key_pem)
-        os.chmod(key, 0o600)        # postgres refuses a key others may read
-        write_atomic(cert, made.cert_pem)
+    cert, key = _tls_files(root)
     write_atomic(root / "tls.conf", (f"ssl = on\nssl_cert_file = '{cert}'\n"
                                      f"ssl_key_file = '{key}'\n").encode())
     conf = root / "pgdata" / "postgresql.conf"
@@ -117,6 +124,17 @@ def _pg_tls(root: Path) -> None:
     text = conf.read_text()
     if include not in text:
         write_atomic(conf, (text.rstrip("\n") + "\n" + include).encode())
+
+
+def _tls_files(root: Path) -> tuple[Path, Path]:
+    """The certificate and key in root, made once."""
+    cert, key = root / "server.crt", root / "server.key"
+    if not (cert.exists() and key.exists()):
+        made = selfsigned.make("127.0.0.1")
+        write_atomic(key, made.key_pem)
+        os.chmod(key, 0o600)        # postgres refuses a key others may read
+        write_atomic(cert, made.cert_pem)
+    return cert, key
 
 
 def _initdb(root: Path, pw_file: Path, user=None) -> None:
@@ -139,9 +157,10 @@ def _initdb(root: Path, pw_file: Path, user=None) -> None:
         raise DeployError(f"initdb failed (exit {out.returncode}): {last[0]}")
 
 
-def connection_env(service: str, kind: str, port: int, creds: Credentials) -> dict:
+def connection_env(service: str, kind: str, port: int, creds: Credentials,
+                   host: str = "127.0.0.1") -> dict:
+    """`host`: where the server listens (a swarm node's address)."""
     prefix = f"DOTCLOUD_{service.upper()}_{kind.upper()}"
-    host = "127.0.0.1"
     if kind == "redis":
         url = f"redis://{creds.login}:{creds.password}@{host}:{port}"
     else:
@@ -194,12 +213,12 @@ def wait_stopped(store: Store, ids: list[int], timeout: float = STOP_TIMEOUT) ->
     return True
 
 
-def answers(kind: str, port: int) -> bool:
-    """Whether the server on 127.0.0.1:port serves clients now, by its protocol:
+def answers(kind: str, port: int, host: str = "127.0.0.1") -> bool:
+    """Whether the server on host:port serves clients now, by its protocol:
     postgres asks a new client to authenticate (not "starting up"), redis
     answers PING with anything but LOADING."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        with socket.create_connection((host, port), timeout=2) as s:
             if kind == "postgresql":
                 params = f"user\0{LOGINS[kind]}\0database\0postgres\0\0".encode()
                 s.sendall(struct.pack("!ii", 8 + len(params), 3 << 16) + params)
@@ -226,11 +245,12 @@ def _read(s: socket.socket, n: int) -> bytes:
     return data
 
 
-def wait_ready(store: Store, inst: Instance, kind: str, timeout: float) -> None:
-    """Wait until a new data server answers (see `answers`); raise DeployError
-    when it exits first or `timeout` passes."""
+def wait_ready(store: Store, inst: Instance, kind: str, timeout: float,
+               host: str = "127.0.0.1", where: str = "") -> None:
+    """Wait until a new data server answers on host (see `answers`); raise
+    DeployError when it exits first or `timeout` passes (`where` says more)."""
     deadline = time.monotonic() + timeout
-    while not answers(kind, inst.port):
+    while not answers(kind, inst.port, host):
         now = store.instance(inst.id)
         if now.state in ("backoff", "crashed") or now.restarts >= 1:
             code = now.last_exit
@@ -238,7 +258,8 @@ def wait_ready(store: Store, inst: Instance, kind: str, timeout: float) -> None:
                 f"killed by signal {-code}" if code < 0 else f"exit status {code}"
             raise DeployError(f"{inst.label} crashed at boot ({how})")
         if time.monotonic() > deadline:
-            raise DeployError(f"{inst.label} not accepting connections after {timeout:g}s")
+            raise DeployError(f"{inst.label} not accepting connections after {timeout:g}s"
+                              f"{where}")
         time.sleep(0.1)
 
 

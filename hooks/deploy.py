@@ -43,6 +43,8 @@ from .progress import Progress
 # so a push goes live as soon as its instances answer.
 POLL = 0.1
 ERROR_RE = re.compile(r"Error|Exception|error:|ERR!|Traceback|not found|denied")
+# A data server's first start on a swarm node also pushes and pulls the data image.
+SWARM_DATA_EXTRA = 120.0
 
 
 def deploy(settings: Settings, store: Store, app: str, release: Release,
@@ -65,14 +67,17 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
     launched: list[tuple[Instance, ServiceManifest]] = []
     build_dir = release_dir(settings, app, release.build)
     try:
-        data_env, data_ports = _data_services(settings, store, app, gen, manifest, progress)
+        data_env, data_ports, data_nodes = _data_services(settings, store, app, gen, manifest,
+                                                          progress)
 
         def initialize(service, info, count, port=None):
             for number in range(count):
                 label = f"{service}.{number}"
                 progress.line(f"[{label}] Initializing...")
+                node = data_nodes.get(service)
                 inst = _create_instance(settings, store, app, gen, service, number, info,
-                                        variables, data_env, port, release.build)
+                                        variables, data_env, port, release.build,
+                                        node=node.id if node is not None else None)
                 created.append((inst, info))
                 progress.line(f"[{label}] Service initialized")
 
@@ -84,7 +89,7 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
                 initialize(service, info, 1, data_ports[service])
         if created:
             launched = list(created)
-            _start_data(settings, store, app, launched, progress)
+            _start_data(settings, store, app, launched, progress, data_nodes)
             launched = []       # they serve: what fails next is not theirs to explain
             t0 = progress.mark("data", t0)
         for service, info in manifest.services.items():
@@ -148,9 +153,11 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
     progress.step("Deploy finished")
 
 
-def _start_data(settings: Settings, store: Store, app: str, started: list, progress) -> None:
+def _start_data(settings: Settings, store: Store, app: str, started: list, progress,
+                nodes: dict | None = None) -> None:
     """Start new data servers and wait until each answers its protocol: the
-    app's postinstall and release command connect to them next."""
+    app's postinstall and release command connect to them next. `nodes`:
+    service -> the swarm node it is pinned to."""
     for inst, _ in started:
         progress.line(f"[{inst.label}] Launching...")
     store.set_desired([i.id for i, _ in started], Desired.RUN)
@@ -158,7 +165,15 @@ def _start_data(settings: Settings, store: Store, app: str, started: list, progr
     for inst, info in started:
         progress.line(f"[{inst.label}] Waiting for the server to accept connections...")
         timeout = _check(settings, app, inst, info).timeout
-        datastores.wait_ready(store, inst, info.type, timeout)
+        node = (nodes or {}).get(inst.service)
+        if node is None:
+            datastores.wait_ready(store, inst, info.type, timeout)
+        else:
+            where = f" on node {node.hostname} ({node.addr}), where its data is"
+            if node.state != "ready":
+                where += f", which is {node.state}: the service waits for it there"
+            datastores.wait_ready(store, inst, info.type, timeout + SWARM_DATA_EXTRA,
+                                  host=node.addr, where=where)
         progress.line(f"[{inst.label}] Accepting connections")
 
 
@@ -212,7 +227,8 @@ def instance_env(settings: Settings, app: str, service: str, number: int, port: 
 
 
 def _create_instance(settings, store, app, gen, service, number, info: ServiceManifest,
-                     variables, data_env, port=None, build: int | None = None):
+                     variables, data_env, port=None, build: int | None = None,
+                     node: str | None = None):
     home = settings.paths.home(app, gen.id, service, number)
     home.mkdir(parents=True, exist_ok=True)
     data = datastores.is_data(info)
@@ -243,7 +259,7 @@ def _create_instance(settings, store, app, gen, service, number, info: ServiceMa
             release_dir=str(settings.paths.release(app, build)) if build is not None else None,
             data_service=DataService(info.type, gen.id) if data else None,
             user=(user.uid, user.gid) if user is not None else None,
-            image=info.image, placement=dict(info.spec.get("placement") or {}),
+            image=info.image, placement=dict(info.spec.get("placement") or {}), node=node,
             limits=info.limits.over(settings.default_limits))
         inst = store.add_instance(app, gen.id, service, number, port, spec)
     write_json(home / "environment.json", env)
@@ -255,17 +271,25 @@ def _data_services(settings, store, app, gen, manifest, progress) -> tuple[dict,
     """Ready every data service: keep (move into `gen`) a running instance whose
     definition is unchanged, else stop it first and pick a port for a new one.
     Returns the connection variables of them all (with DATABASE_URL and
-    REDIS_URL when there is one of the kind), and service -> new port
-    (None: kept)."""
+    REDIS_URL when there is one of the kind), service -> new port
+    (None: kept), and under swarm service -> the node it is pinned to."""
     active = store.app(app).generation
     olds = store.instances(app, generation=active) if active is not None else []
     before = _active_services(settings, store, app)
-    env, ports = {}, {}
+    env, ports, nodes = {}, {}, {}
     for service, info in manifest.services.items():
         if not datastores.is_data(info):
             continue
         kind = info.type
-        creds = datastores.prepare(settings, app, service, kind)
+        host = "127.0.0.1"
+        if settings.runtime == "swarm":
+            node = nodes[service] = _data_node(settings, app, service, info)
+            host = node.addr
+            if node.state != "ready":
+                progress.line(f"[{service}.0] Its node {node.hostname} is {node.state}: the "
+                              "service waits for it there, where its data is")
+        creds = datastores.prepare(settings, app, service, kind,
+                                   on_host=settings.runtime != "swarm")
         running = [i for i in olds if i.service == service and i.desired == Desired.RUN]
         if running and datastores.same_definition(before.get(service), info):
             store.move_instances([i.id for i in running], gen.id)
@@ -284,9 +308,24 @@ def _data_services(settings, store, app, gen, manifest, progress) -> tuple[dict,
                 port = ports[service] = running[0].port
             else:
                 port = ports[service] = _free_port(settings, used)
-        env.update(datastores.connection_env(service, kind, port, creds))
+        env.update(datastores.connection_env(service, kind, port, creds, host))
     env.update(datastores.heroku_aliases(manifest.services, env))
-    return env, ports
+    return env, ports, nodes
+
+
+def _data_node(settings: Settings, app: str, service: str, info: ServiceManifest):
+    """The swarm node a data service is pinned to (runtime.swarm_data)."""
+    from runtime import docker_engine, swarm_data     # the docker SDK: only under swarm
+    try:
+        client = docker_engine.connect()
+        try:
+            return swarm_data.pin(settings, client, app, service,
+                                  dict(info.spec.get("placement") or {}))
+        finally:
+            client.close()
+    except (docker_engine.EngineError, *docker_engine.ENGINE_ERRORS) as e:
+        raise DeployError(str(e) if isinstance(e, docker_engine.EngineError)
+                          else docker_engine.short(e)) from None
 
 
 def _active_services(settings: Settings, store: Store, app: str) -> Mapping[str, ServiceManifest]:

@@ -256,13 +256,20 @@ class Reconciler:
             # Its limits, with a cgroup when its processes run on this host
             # (a container has its own: docker's flags).
             **({"cgroup": cgroups.shim_spec(self.settings.data, inst.id, spec.limits)}
-               if spec.kind is Kind.DATA or self.settings.runtime == "process" else {}),
+               if on_host(self.settings, spec) else {}),
             # The app's own uid (dotcloud.appusers): the shim drops to it, unless
             # a launcher runs the processes (it needs the engine; the container
             # gets the uid).
-            **({"user": self._user(spec)} if spec.user and (
-                spec.kind is Kind.DATA or self.settings.runtime == "process") else {}),
+            **({"user": self._user(spec)} if spec.user and on_host(self.settings, spec)
+               else {}),
         })
+
+
+def on_host(settings: Settings, spec: InstanceSpec) -> bool:
+    """Whether the instance's processes run on this host, not in a container:
+    the process runtime's, and data servers except under swarm."""
+    return settings.runtime == "process" or (spec.kind is Kind.DATA
+                                             and settings.runtime != "swarm")
 
 
 def shim_processes(settings: Settings, spec: InstanceSpec, env: dict,
@@ -270,11 +277,14 @@ def shim_processes(settings: Settings, spec: InstanceSpec, env: dict,
     """What the shim runs for each of the instance's processes: how the
     instance runs is the runtime's choice (settings.runtime), not the
     deployer's. Data services run the host's own servers, never in an app
-    container."""
+    container; under swarm, a task of the data image on their node."""
     processes = {p.name: {"argv": list(p.argv), "cwd": p.cwd, "env": env}
                  for p in spec.processes}
-    if spec.kind is Kind.DATA or settings.runtime == "process":
+    if on_host(settings, spec):
         return processes
+    if spec.kind is Kind.DATA:
+        from . import swarm_data     # the docker SDK: only under swarm
+        return swarm_data.wrap(settings, spec, env)
     if settings.runtime == "swarm":
         return swarm_launcher.wrap(settings, app=spec.app, service=spec.service,
                                    instance=spec.instance_name, processes=processes,

@@ -12,9 +12,11 @@ confined as the docker runtime's containers (a read-only root with a tmpfs
 as its /tmp, no capabilities, the service's memory, CPU and process limits;
 no-new-privileges only where the engine can set it on a service, API 1.46),
 restarted by the swarm when it exits or its node is lost, and constrained by
-the service's `placement` (node labels). The platform's data servers run on
-the manager's loopback, so an instance that connects to one stays on the
-manager, as do all without a registry to pull from. A service of the same
+the service's `placement` (node labels). A data service's instance
+(runtime.swarm_data) is also constrained to its node, with its volume
+mounted; instances run on the manager alone without a registry to pull
+from, and so do those of releases whose data servers listened on the
+manager's loopback (older deploys). A service of the same
 name and the same definition (left by a launcher killed -9) is adopted, not
 replaced.
 
@@ -76,22 +78,27 @@ ENDED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "re
 
 def wrap(settings, *, app: str, service: str, instance: str, processes: dict,
          image: str | None, user: tuple[int, int] | None = None,
-         constraints: dict | None = None, data_service: bool = False,
+         constraints: dict | None = None, node: str | None = None,
+         volume: str | None = None, stop_signal: str | None = None,
          limits=None) -> dict:
     """The instance's processes, each run as a swarm service by this launcher.
 
     `instance` names the instance uniquely within the data directory (its home
     directory's name); `processes` is {name: {argv, cwd, env}}; `image` the
     release's image on the manager's engine; `constraints` the service's
-    placement ({label: value}, node labels); `data_service` pins it to the
-    manager (its data directory is there); `limits` has memory_bytes, cpus and
-    processes (None: no limit), the task's resource limits.
+    placement ({label: value}, node labels); `node` pins it to one node (by
+    id: a data service's); `volume` is NAME:TARGET, a named volume of its
+    node mounted there; `stop_signal` what stops it (else SIGTERM); `limits`
+    has memory_bytes, cpus and processes (None: no limit), the task's
+    resource limits.
     """
     grace = max(1, int(settings.stop_grace * 0.8))
     rules = [f"node.labels.{k}=={v}" for k, v in sorted((constraints or {}).items())]
-    if data_service or not settings.registry or _uses_local_data(processes):
-        # Its data (or, without a registry, its image) is on the manager only;
-        # the platform's data servers listen on the manager's loopback.
+    if node:
+        rules.append(f"node.id=={node}")
+    if not settings.registry or _uses_local_data(processes):
+        # Without a registry, its image is on the manager only; data servers
+        # of older deploys listen on the manager's loopback.
         rules.append("node.role==manager")
     wrapped = {}
     for index, (name, proc) in enumerate(processes.items()):
@@ -113,6 +120,10 @@ def wrap(settings, *, app: str, service: str, instance: str, processes: dict,
                  *docker_launcher.limit_options(limits)]
         for rule in rules:
             argv += ["--constraint", rule]
+        if volume:
+            argv += ["--volume", volume]
+        if stop_signal:
+            argv += ["--stop-signal", stop_signal]
         if index == 0:
             argv += ["--placement", str(placement.path(settings.data, instance))]
         # The launcher runs on the manager, where the container's directory
@@ -155,6 +166,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--stop-grace", type=int, default=8)
     parser.add_argument("--label", action="append", default=[], help="KEY=VALUE")
     parser.add_argument("--constraint", action="append", default=[])
+    parser.add_argument("--volume", default=None,
+                        help="NAME:TARGET, a named volume of the node; its task is stopped "
+                             "for good before the service is removed or replaced")
+    parser.add_argument("--stop-signal", default=None)
     parser.add_argument("--placement", default=None, help="where to say where it runs")
     parser.add_argument("--scratch", default=None,
                         help="confined: read-only root, a tmpfs here, no capabilities")
@@ -221,6 +236,11 @@ class Launcher:
                 privileges = Privileges()
                 privileges["NoNewPrivileges"] = True
                 confined["privileges"] = privileges
+        if opts.volume:
+            source, _, target = opts.volume.partition(":")
+            mounts.append(Mount(target, source, type="volume", labels=labels))
+        if opts.stop_signal:
+            confined["stop_signal"] = opts.stop_signal
         kwargs = dict(
             **confined, resources=_resources(opts),
             name=opts.service, command=opts.command, env=[f"{k}={v}" for k, v in env.items()],
@@ -256,6 +276,7 @@ class Launcher:
                 say(f"adopted the running service {opts.service}")
                 self.created = 0.0
                 return
+            self._stop_task(opts.service)
             swarm.remove_service(self.client, opts.service)
             say(f"removed a stale service {opts.service}")
             self._wait_gone(opts.service, 30)
@@ -306,6 +327,25 @@ class Launcher:
                 return
             time.sleep(0.2)
 
+    def _stop_task(self, name: str) -> None:
+        """With a volume, scale the service to 0 and wait until its task
+        ended on its node: its container may run there for the stop grace
+        period after the service is gone, and the next server on the volume
+        must not start before (two servers on one data directory). A task
+        on a node that is down never reports: given up after a while."""
+        if not self.opts.volume:
+            return
+        try:
+            self.client.services.get(name).scale(0)
+        except docker.errors.NotFound:
+            return
+        deadline = time.monotonic() + self.opts.stop_grace + 30
+        while time.monotonic() < deadline:
+            if all((t.get("Status") or {}).get("State") in ENDED for t in self._tasks(name)):
+                return
+            time.sleep(0.2)
+        say(f"the task of {name} did not report its end; removing the service all the same")
+
     def _tasks(self, name: str, running_only: bool = False) -> list[dict]:
         filters = {"service": name}
         if running_only:
@@ -319,6 +359,7 @@ class Launcher:
         if self.client is None:
             return
         try:
+            self._stop_task(self.opts.service)
             if swarm.remove_service(self.client, self.opts.service):
                 self._wait_gone(self.opts.service, self.opts.stop_grace + 5)
         except docker_engine.ENGINE_ERRORS as e:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the docker runtime's base images offline-friendly, without pulling:
 # a Debian bookworm root made by debootstrap, imported and tagged under the
-# names the platform expects (settings docker_python_image / docker_node_image).
+# names the platform expects (settings docker_python_image / docker_node_image,
+# and docker_data_image: PostgreSQL and redis for the swarm runtime's data services).
 # Used by .ci/run and by developers; images that already exist are kept.
 #
 #   tests/docker/images.sh [--cache DIR] [--force]
@@ -34,12 +35,14 @@ if [ -z "$mirror" ]; then
 fi
 python_image="${DOTCLOUD_DOCKER_PYTHON_IMAGE:-python:3.12-slim}"
 node_image="${DOTCLOUD_DOCKER_NODE_IMAGE:-node:22-slim}"
+data_image="${DOTCLOUD_DOCKER_DATA_IMAGE:-dotcloud/data:bookworm}"
 common="ca-certificates"
 
-build() {  # build NAME DEBOOTSTRAP_PACKAGES [APT_PACKAGES]
+build() {  # build NAME DEBOOTSTRAP_PACKAGES [APT_PACKAGES [SETUP]]
   # debootstrap cannot resolve some dependency chains (npm's), so those
-  # packages are installed afterwards by apt inside a container of the root.
-  local name="$1" packages="$2" extra="${3:-}" file root stage old
+  # packages are installed afterwards by apt inside a container of the root,
+  # after the shell commands SETUP.
+  local name="$1" packages="$2" extra="${3:-}" setup="${4:-true}" file root stage old
   if [ "$force" = 0 ] && docker image inspect "$name" >/dev/null 2>&1; then
     echo "images: $name already present"
     return
@@ -63,7 +66,7 @@ build() {  # build NAME DEBOOTSTRAP_PACKAGES [APT_PACKAGES]
       stage="dotcloud-stage-$$-$RANDOM"
       docker import "$file.tmp" "$stage:latest" >/dev/null
       docker run --network host --name "$stage" "$stage:latest" sh -c \
-        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        "$setup && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
          --no-install-recommends $extra >/dev/null && apt-get clean && rm -rf /var/lib/apt/lists/*"
       docker export "$stage" > "$file.tmp"
       docker rm "$stage" >/dev/null
@@ -87,7 +90,16 @@ build "$python_image" "$common,python3,python3-venv,python3-pip" &
 py=$!
 build "$node_image" "$common,nodejs" npm &
 node=$!
+# The data image: no cluster made by postgresql's postinst (a data service
+# makes its own in its volume), /data (the volume's mount point) writable by
+# any uid, as a new volume takes its mode, and nss_wrapper: initdb and
+# postgres insist on a passwd entry for the app's uid.
+build "$data_image" "$common" "postgresql redis-server libnss-wrapper" \
+  "mkdir -p /etc/postgresql-common && echo create_main_cluster=false \
+     > /etc/postgresql-common/createcluster.conf && mkdir -m 1777 /data" &
+data=$!
 status=0
 wait "$py" || status=1
 wait "$node" || status=1
+wait "$data" || status=1
 exit "$status"
