@@ -4,15 +4,15 @@ kernel killed for memory says `out of memory (limit 64M)` as on the host. A
 `run` command runs in a container of the release's image (a dockerfile
 service has nothing on the host to run), removed whole on hang-up."""
 import dataclasses
-import json
 import os
 import shlex
 import signal
 import subprocess
-import time
 
 import pytest
 from dockerkit import app_containers, data_label
+from limitkit import (HOG, SERVER, custom_app, pids_with, ssh, status_json, unique_sleep,
+                      wait_until)
 from platform_helpers import git_repo
 
 from buildpacks.steps import check_step
@@ -27,57 +27,6 @@ from runtime.docker_build import executor_for
 pytestmark = pytest.mark.docker
 MiB = 1024 * 1024
 
-SERVER = '''
-import os
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path == "/bomb":
-            hog = b"x" * (400 * 1024 * 1024)    # written, so really used
-        body = b"up"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
-'''
-HOG = "python3 -c 'hog = b\"x\" * (400 * 1024 * 1024)'"
-
-
-def custom_app(limits: str, buildscript: str | None = None) -> dict:
-    lines = ["www:", "  type: custom", f"  limits: {limits}", "  processes:",
-             "    web: python3 server.py"]
-    if buildscript:
-        lines.append(f"  buildscript: {json.dumps(buildscript)}")
-    return {"dotcloud.yml": "\n".join(lines) + "\n", "server.py": SERVER}
-
-
-def ssh(platform, *words, **kw):
-    return platform.ssh("alice", shlex.join(words), **kw)
-
-
-def status_json(platform, app):
-    r = ssh(platform, "status", app, "--json")
-    assert r.code == 0, r.text
-    return json.loads(r.out)
-
-
-def wait_until(predicate, timeout=90.0, what="condition"):
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def test_a_container_killed_for_memory_says_so_in_status(dplatform, engine, tmp_path):
     repo = git_repo(tmp_path / "doom", custom_app("{memory: 64M}"))
     r = dplatform.push("alice", repo, "doom")
@@ -89,14 +38,15 @@ def test_a_container_killed_for_memory_says_so_in_status(dplatform, engine, tmp_
         pass   # the container died mid-request: that is the point
     inst = wait_until(lambda: next((i for i in status_json(dplatform, "doom")["instances"]
                                     if i["last_exit_reason"] and i["last_exit"] is not None),
-                                   None), what="the OOM exit")
+                                   None), timeout=90, what="the OOM exit")
     assert inst["last_exit_reason"] == "out of memory (limit 64M)"
     assert inst["last_exit"] in (-signal.SIGKILL, 137) and inst["oom_kills"] >= 1
     assert inst["processes"]["web"]["last_exit_reason"] == "out of memory (limit 64M)"
     assert inst["limits"]["memory_bytes"] == 64 * MiB
     text = ssh(dplatform, "status", "doom").out
     assert "out of memory (limit 64M)" in text and "SIGKILL" not in text
-    wait_until(lambda: dplatform.get("doom.localhost")[0] == 200, what="the restart")
+    wait_until(lambda: dplatform.get("doom.localhost")[0] == 200, timeout=90,
+               what="the restart")
 
 
 def test_a_build_step_runs_under_the_limits_and_fails_out_of_memory(dplatform, tmp_path):
@@ -217,7 +167,7 @@ def test_a_command_missing_from_the_image_says_so(dplatform, engine, rundf):
 
 
 def test_run_in_a_container_is_stopped_whole_on_hang_up(dplatform, engine, rundf):
-    marker = f"3000.{time.time_ns() % 10**9:09d}"
+    marker = unique_sleep()
     script = f"setsid sleep {marker} </dev/null >/dev/null 2>&1 & echo started; sleep 3001"
     argv = dplatform.ssh_command("alice").split() + [
         "-p", str(dplatform.ssh_port), f"dotcloud@{dplatform.address}",
@@ -236,19 +186,6 @@ def test_run_in_a_container_is_stopped_whole_on_hang_up(dplatform, engine, rundf
     wait_until(lambda: run_containers(engine, dplatform.data) == [], timeout=60,
                what="the run container to go")
     wait_until(lambda: not pids_with(marker), timeout=30, what="what it setsid()ed")
-
-
-def pids_with(marker: str) -> list[int]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if f.read() == f"sleep\0{marker}\0".encode():
-                        found.append(int(pid))
-            except OSError:
-                pass
-    return found
 
 
 def test_run_launcher_argv_and_a_release_without_an_image(tmp_path):

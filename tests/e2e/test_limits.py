@@ -6,14 +6,13 @@ memory is OOM-killed and says `out of memory (limit 64M)`; a fork bomb stops
 at its `processes`; what calls setsid() is stopped with its command; and a
 neighbour app under load loses no request to an app that bombs.
 """
-import json
 import os
 import shlex
 import signal
 import subprocess
-import time
 
 import pytest
+from limitkit import custom_app, pids_with, ssh, status_json, unique_sleep, wait_until
 from loadgen import Load
 from platform_helpers import git_repo, python_app
 
@@ -22,32 +21,6 @@ from runtime import cgroups
 pytestmark = pytest.mark.skipif(cgroups.hierarchies() is None,
                                 reason="needs root and mounted cgroups")
 MiB = 1024 * 1024
-
-SERVER = '''
-import os, sys, time
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path == "/bomb":
-            hog = b"x" * (400 * 1024 * 1024)    # written, so really used
-        if self.path == "/go":                  # the bombs go off once the deploy is done
-            import subprocess
-            subprocess.Popen([sys.executable, "membomb.py"])
-            subprocess.Popen([sys.executable, "forkbomb.py"])
-        body = b"up"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-if os.environ.get("BOMB_AT_BOOT"):
-    hog = b"x" * (400 * 1024 * 1024)
-HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
-'''
 
 FORK_BOMB = '''
 import os, time
@@ -65,43 +38,6 @@ while True:
 '''
 
 
-def custom_app(limits: str, processes: dict, files: dict | None = None,
-               buildscript: str | None = None, env: dict | None = None,
-               release: str | None = None, prebuild: str | None = None) -> dict:
-    lines = ["www:", "  type: custom", f"  limits: {limits}", "  processes:"]
-    lines += [f"    {name}: {command}" for name, command in processes.items()]
-    if buildscript:
-        lines.append(f"  buildscript: {json.dumps(buildscript)}")
-    if prebuild:
-        lines.append(f"  prebuild: {json.dumps(prebuild)}")
-    if env:
-        lines.append(f"  environment: {json.dumps(env)}")
-    if release:
-        lines.append(f"  release: {json.dumps(release)}")
-    return {"dotcloud.yml": "\n".join(lines) + "\n", "server.py": SERVER, **(files or {})}
-
-
-def ssh(platform, *words, **kw):
-    return platform.ssh("alice", shlex.join(words), **kw)
-
-
-def status_json(platform, app):
-    r = ssh(platform, "status", app, "--json")
-    assert r.code == 0, r.text
-    return json.loads(r.out)
-
-
-def wait_until(predicate, timeout=60.0, what="condition"):
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def group_of(pid: int) -> dict[str, str]:
     """controller -> cgroup path of a process (v1), or {'': path} (v2)."""
     out = {}
@@ -110,23 +46,6 @@ def group_of(pid: int) -> dict[str, str]:
         for c in controllers.split(",") if controllers else [""]:
             out[c] = path
     return out
-
-
-def unique_sleep() -> str:
-    return f"3000.{time.time_ns() % 10**9:09d}"
-
-
-def pids_with(marker: str) -> list[int]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if f.read() == f"sleep\0{marker}\0".encode():
-                        found.append(int(pid))
-            except OSError:
-                pass
-    return found
 
 
 def test_limits_are_applied_and_reported(platform, tmp_path):

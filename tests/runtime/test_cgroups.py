@@ -5,6 +5,7 @@ import sys
 import time
 
 import pytest
+from cgroupkit import alive, data_dir, needs_cgroups, remove_groups
 
 from dotcloud.resources import Limits
 from runtime import cgroups
@@ -12,27 +13,14 @@ from runtime import cgroups
 PY = sys.executable
 MiB = 1024 * 1024
 
-pytestmark = pytest.mark.skipif(cgroups.hierarchies() is None,
-                                reason="needs root and mounted cgroups")
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+pytestmark = needs_cgroups
 
 
 @pytest.fixture
 def data(tmp_path):
-    d = tmp_path / "data"
-    d.mkdir()
+    d = data_dir(tmp_path)
     yield d
-    for name in ("t", "other"):
-        group = cgroups.existing(d, name)
-        if group is not None:
-            group.remove()
+    remove_groups(d, "t", "other")
     cgroups.sweep(d)
 
 

@@ -133,12 +133,17 @@ def shims(tmp_path):
         return inst
     yield make
     for inst in started:
-        if inst.pid is not None:
-            try:
-                os.kill(inst.pid, signal.SIGKILL)
-                os.waitpid(inst.pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
+        kill_shim(inst)
+
+
+def kill_shim(inst) -> None:
+    """SIGKILL a shim a test started, and reap it (what its children do is the test's)."""
+    if inst.pid is not None:
+        try:
+            os.kill(inst.pid, signal.SIGKILL)
+            os.waitpid(inst.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
 
 
 def test_output_reaches_log_with_timestamps_and_names(shims, tmp_path):

@@ -5,31 +5,22 @@ import sys
 import time
 
 import pytest
+from cgroupkit import alive, data_dir, needs_cgroups, remove_groups
 
 from dotcloud.resources import Limits
 from runtime import cgroups
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_shim import Instance, py, reap, sh, wait_until  # noqa: E402
+from test_shim import Instance, kill_shim, py, reap, sh, wait_until  # noqa: E402
 
-pytestmark = pytest.mark.skipif(cgroups.hierarchies() is None,
-                                reason="needs root and mounted cgroups")
+pytestmark = needs_cgroups
 MiB = 1024 * 1024
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.fixture
 def contained(tmp_path):
     """Make shims whose spec has a cgroup; kill them and their groups afterwards."""
-    data = tmp_path / "data"
-    data.mkdir()
+    data = data_dir(tmp_path)
     made = []
 
     def make(processes, limits, name="i", instance_id=1):
@@ -41,15 +32,8 @@ def contained(tmp_path):
         return inst
     yield make
     for inst in made:
-        if inst.pid is not None:
-            try:
-                os.kill(inst.pid, signal.SIGKILL)
-                os.waitpid(inst.pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
-        group = cgroups.existing(inst.data, inst.group_name)
-        if group is not None:
-            group.remove()
+        kill_shim(inst)
+        remove_groups(inst.data, inst.group_name)
 
 
 def test_processes_run_in_the_group_under_its_limits(contained, tmp_path):
