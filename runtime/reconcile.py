@@ -289,7 +289,7 @@ def shim_processes(settings: Settings, spec: InstanceSpec, env: dict,
         return swarm_launcher.wrap(settings, app=spec.app, service=spec.service,
                                    instance=spec.instance_name, processes=processes,
                                    image=spec.image, constraints=dict(spec.placement),
-                                   user=spec.user, limits=spec.limits)
+                                   user=spec.user, limits=spec.limits, reasons=reasons)
     return docker_launcher.wrap(settings, app=spec.app, service_type=spec.service_type,
                                 instance=spec.instance_name, processes=processes,
                                 home=Path(spec.home), image=spec.image, user=spec.user,

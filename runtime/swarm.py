@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,11 @@ from runtime import docker_engine
 LABEL_INSTANCE = "dotcloud.instance"
 LABEL_PROCESS = "dotcloud.process"
 LABEL_APP = "dotcloud.app"
+LABEL_RUN = "dotcloud.run"     # a `run` command's one-off task (runtime.swarm_run)
+# A run's service whose task ended is its launcher's to remove (once it read
+# the rest of the output): the sweep leaves it that long.
+RUN_ENDED_GRACE = 60.0
+TASK_ENDED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
 NAME_MAX = 63          # a service name is a DNS label
 UNSAFE_RE = re.compile(r"[^a-z0-9-]+")
 
@@ -159,16 +165,35 @@ def placements(client: docker.DockerClient, data: Path) -> dict[str, list[dict]]
     return out
 
 
-def sweep(client: docker.DockerClient, data: Path, keep: set[str]) -> list[str]:
+def sweep(client: docker.DockerClient, data: Path, keep: set[str],
+          run_max_age: float | None = None) -> list[str]:
     """Remove this data directory's services whose instance is not in `keep`
     (the names of instances that should run or whose shim is alive): those a
-    launcher killed -9 left behind. Returns the names removed; services of
-    other data directories are never touched."""
+    launcher killed -9 left behind; and those of `run` commands whose task
+    ended RUN_ENDED_GRACE ago or that are older than `run_max_age` seconds.
+    Returns the names removed; services of other data directories are never
+    touched."""
     removed = []
     for service in services(client, data):
         labels = (service.attrs.get("Spec") or {}).get("Labels") or {}
         if labels.get(LABEL_INSTANCE) in keep:
             continue
+        if LABEL_RUN in labels and not _run_over(service, run_max_age):
+            continue
         if remove_service(client, service.name):
             removed.append(service.name)
     return removed
+
+
+def _run_over(service, max_age: float | None) -> bool:
+    """Whether a `run` command's service is nobody's any more: its task ended
+    a while ago (its launcher died before removing it), or it ran longer
+    than a run may."""
+    now = time.time()
+    created = docker_engine._created(service.attrs.get("CreatedAt") or "")
+    if max_age is not None and created and now - created > max_age:
+        return True
+    statuses = [t.get("Status") or {} for t in service.tasks()]
+    return bool(statuses) and all(s.get("State") in TASK_ENDED for s in statuses) and \
+        now - max(docker_engine._created(s.get("Timestamp") or "") for s in statuses) \
+        > RUN_ENDED_GRACE

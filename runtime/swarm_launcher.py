@@ -27,7 +27,9 @@ and address of its running task, none while the task is being placed or its
 node is down) each time it changes, and says so in the log. When a task's
 container exits by itself on a live node (the app crashed), the launcher
 exits with its status, and the shim restarts it with backoff as it would a
-process; a task lost with its node is the swarm's to move. On SIGTERM or
+process (with `out of memory (limit 512M)` in --exit-reason-file for the
+shim when its node's engine says the kernel killed it for memory,
+runtime.swarm_oom); a task lost with its node is the swarm's to move. On SIGTERM or
 SIGINT it removes the service (the swarm stops the task: SIGTERM, then
 SIGKILL after the grace period) and waits for its task to end.
 
@@ -57,7 +59,7 @@ import docker  # noqa: E402
 from docker.types import Mount, Privileges, Resources, RestartPolicy, ServiceMode  # noqa: E402
 
 from dotcloud import placement  # noqa: E402
-from runtime import docker_engine, docker_launcher, leftovers, swarm  # noqa: E402
+from runtime import docker_engine, docker_launcher, leftovers, swarm, swarm_oom  # noqa: E402
 
 EXIT_ENGINE = 125
 PUSH_ATTEMPTS = 3
@@ -80,7 +82,7 @@ def wrap(settings, *, app: str, service: str, instance: str, processes: dict,
          image: str | None, user: tuple[int, int] | None = None,
          constraints: dict | None = None, node: str | None = None,
          volume: str | None = None, stop_signal: str | None = None,
-         limits=None) -> dict:
+         limits=None, reasons: Path | None = None) -> dict:
     """The instance's processes, each run as a swarm service by this launcher.
 
     `instance` names the instance uniquely within the data directory (its home
@@ -90,7 +92,9 @@ def wrap(settings, *, app: str, service: str, instance: str, processes: dict,
     id: a data service's); `volume` is NAME:TARGET, a named volume of its
     node mounted there; `stop_signal` what stops it (else SIGTERM); `limits`
     has memory_bytes, cpus and processes (None: no limit), the task's
-    resource limits.
+    resource limits; `reasons` the directory where each launcher writes why
+    its task ended when the exit status cannot tell (an OOM kill,
+    runtime.swarm_oom), read by the shim.
     """
     grace = max(1, int(settings.stop_grace * 0.8))
     rules = [f"node.labels.{k}=={v}" for k, v in sorted((constraints or {}).items())]
@@ -126,10 +130,14 @@ def wrap(settings, *, app: str, service: str, instance: str, processes: dict,
             argv += ["--stop-signal", stop_signal]
         if index == 0:
             argv += ["--placement", str(placement.path(settings.data, instance))]
+        extra = {}
+        if reasons is not None:
+            extra["exit_reason_file"] = str(reasons / f"{name}.exit")
+            argv += ["--exit-reason-file", extra["exit_reason_file"]]
         # The launcher runs on the manager, where the container's directory
         # (a Dockerfile's WORKDIR) need not exist.
         wrapped[name] = dict(proc, argv=argv + ["--", *reachable(proc["argv"])],
-                             cwd=str(settings.data))
+                             cwd=str(settings.data), **extra)
     return wrapped
 
 
@@ -176,6 +184,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--memory", type=int, default=None, help="bytes")
     parser.add_argument("--cpus", type=float, default=None)
     parser.add_argument("--pids", type=int, default=None)
+    parser.add_argument("--exit-reason-file", default=None,
+                        help="written with the reason when the task was OOM-killed")
     parser.add_argument("command", nargs="+")
     return parser.parse_args(argv)
 
@@ -389,6 +399,7 @@ class Launcher:
                 if not self.stop_requested.is_set():
                     say(f"its task on {node.hostname} exited with status {code}: "
                         f"{status.get('Err') or status.get('Message') or state}")
+                    self._tell(swarm_oom.exit_reason(self.client, t, node, self.opts.memory))
                     return int(code)
         if running is not None:
             task, node = running
@@ -405,6 +416,18 @@ class Launcher:
             if self.opts.placement:
                 placement.write(Path(self.opts.placement), placement.Placement(*where))
         return None
+
+    def _tell(self, reason: str | None) -> None:
+        """Leave the shim the reason the exit status cannot carry (its
+        container's OOM kill, known on its node only)."""
+        if reason is None:
+            return
+        say(reason)
+        if self.opts.exit_reason_file:
+            try:
+                Path(self.opts.exit_reason_file).write_text(reason + "\n")
+            except OSError as e:
+                say(f"cannot write {self.opts.exit_reason_file}: {e}")
 
     def _pump(self) -> None:
         """The service's output, as it comes, to ours (the shim logs it)."""

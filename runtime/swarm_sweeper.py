@@ -1,7 +1,8 @@
 """Removes what nothing will use again under the swarm runtime: the swarm
 services of instances that should not run and whose launcher is gone (a
 launcher killed -9 leaves its service; a new one adopts it, but an instance
-stopped meanwhile gets none), with their placement files, and the build
+stopped meanwhile gets none), with their placement files, those of `run`
+commands whose launcher died (runtime.swarm_run), and the build
 containers of dead pipelines on the manager's engine. Every SWEEP_EVERY
 seconds, in its own thread with its own store connection, like the docker
 runtime's sweeper.
@@ -33,7 +34,9 @@ def sweep_once(settings: Settings, store: Store) -> list[str]:
     keep = instances_to_keep(settings, store)
     client = docker_engine.connect()
     try:
-        removed = swarm.sweep(client, settings.data, keep)
+        # A run's service stays while its task runs, at most as long as a run may.
+        removed = swarm.sweep(client, settings.data, keep,
+                              run_max_age=settings.build_timeout + BUILD_MARGIN)
         directory = placement.directory(settings.data)
         for file in directory.glob("*.json") if directory.is_dir() else ():
             if file.stem not in keep:

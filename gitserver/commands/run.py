@@ -9,9 +9,11 @@ command: when it exits, when it times out, or when the client hangs up, its
 whole process group is killed, and so is its cgroup (runtime.cgroups, under
 the service's limits), which holds what called setsid() too. A command the
 kernel killed for the memory limit says so: `out of memory (limit 512M)`.
-Under the docker and swarm runtimes it runs in a container of the release's
-image instead (runtime.docker_run: confined as the instance, as the app's
-uid), removed whole on exit, timeout or hang-up.
+Under the docker runtime it runs in a container of the release's image
+instead (runtime.docker_run: confined as the instance, as the app's uid),
+under the swarm runtime as a one-off swarm task of that image on a node
+(runtime.swarm_run: the same, never restarted, no stdin), removed whole on
+exit, timeout or hang-up.
 """
 import os
 import selectors
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from dotcloud import appusers, names
 from dotcloud.errors import DotcloudError, NotFound
-from runtime import apptmp, cgroups, docker_run
+from runtime import apptmp, cgroups, docker_run, swarm_run
 from runtime.limits import preexec
 
 from . import queries
@@ -105,12 +107,14 @@ def run(ctx: CommandContext, args: Args) -> int:
 
 def _run_in_container(ctx: CommandContext, spec, argv: list[str], timeout: int) -> int:
     """The command in a container of the release's image (runtime.docker_run),
-    its stdin and output relayed as on the host; the container is removed
-    whole when the command ends, times out or the client hangs up."""
+    or a one-off swarm task of it (runtime.swarm_run), its stdin and output
+    relayed as on the host; the container (the service) is removed whole when
+    the command ends, times out or the client hangs up."""
+    runner = swarm_run if ctx.settings.runtime == "swarm" else docker_run
     fd, reasons = tempfile.mkstemp(prefix="dotcloud-run-", suffix=".exit")
     os.close(fd)
     try:
-        launch = docker_run.launcher(ctx.settings, spec, argv, reason_file=Path(reasons))
+        launch = runner.launcher(ctx.settings, spec, argv, reason_file=Path(reasons))
         # The launcher speaks to the engine: it stays the platform's user, in
         # its own session; the container is the app's.
         proc = subprocess.Popen(launch.argv, cwd="/", env=launch.env, stdin=subprocess.PIPE,
@@ -120,7 +124,7 @@ def _run_in_container(ctx: CommandContext, spec, argv: list[str], timeout: int) 
             code = _pump(ctx, proc, time.monotonic() + timeout)
         finally:
             _kill_group(proc.pid)
-            docker_run.remove(launch.container)
+            runner.remove(launch.container)
             proc.wait()
             for pipe in (proc.stdout, proc.stderr):
                 pipe.close()
