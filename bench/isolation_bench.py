@@ -25,49 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from platform_helpers import Platform, git_repo, python_app  # noqa: E402
-from push_bench import phases  # noqa: E402
+from push_rounds import push_rounds  # noqa: E402
 
 from dotcloud.filemodes import own_tree, seal  # noqa: E402
-
-
-def push(p: Platform, repo: Path, app: str, body: str, requirements: str) -> tuple[float, dict]:
-    git_repo(repo, python_app(body, requirements), body)
-    t0 = time.monotonic()
-    r = p.push("alice", repo, app)
-    if r.code != 0:
-        raise SystemExit(f"push failed:\n{r.text}")
-    while p.get(f"{app}.localhost")[1] != body:
-        time.sleep(0.01)
-    return time.monotonic() - t0, phases(r.err)
-
-
-def measure(mode: str, pushes: int) -> dict[str, list[float]]:
-    os.environ["DOTCLOUD_APP_USERS"] = mode
-    root = Path(tempfile.mkdtemp(prefix="dotcloud-isobench-", dir="/tmp"))
-    root.chmod(0o711)
-    p = Platform(data=root / "data", home=root)
-    (root / "data").mkdir()
-    p.start()
-    try:
-        p.add_user("alice", admin=True)
-        repo = root / "app"
-        clean = push(p, repo, "bench", "v0", f"# clean build {mode} {time.time()}\n")
-        rows = [push(p, repo, "bench", f"v{i}", f"# clean build {mode} {clean[0]}\n")
-                for i in range(1, pushes + 1)]
-    finally:
-        p.stop()
-        shutil.rmtree(root, ignore_errors=True)
-    return {
-        "clean push to live": [clean[0]],
-        "clean build phase": [clean[1].get("build", 0.0)],
-        "push to live": [r[0] for r in rows],
-        "build phase": [r[1].get("build", 0.0) for r in rows],
-        "instance start (start+health)": [r[1].get("start", 0.0) + r[1].get("health", 0.0)
-                                          for r in rows],
-    }
 
 
 def sealing(tree: Path) -> tuple[int, float, float]:
@@ -98,7 +59,7 @@ def main() -> None:
     for n in range(args.rounds):
         modes = (("0", before), ("1", after))
         for mode, into in modes if n % 2 == 0 else modes[::-1]:
-            for key, values in measure(mode, args.pushes).items():
+            for key, values in push_rounds({"DOTCLOUD_APP_USERS": mode}, args.pushes).items():
                 into.setdefault(key, []).extend(values)
     print(f"medians of {args.rounds} rounds ({args.pushes} pushes each, 1 clean build each)")
     print(f"{'':32} {'platform user':>14} {'app users':>10} {'cost':>8}")

@@ -29,10 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from isolation_bench import push  # noqa: E402
-from platform_helpers import Platform  # noqa: E402
+from push_rounds import push_rounds  # noqa: E402
 
 from dotcloud.resources import Limits  # noqa: E402
 from runtime import cgroups, shimctl  # noqa: E402
@@ -65,33 +63,6 @@ def shim_start(root: Path, contained: bool, n: int) -> tuple[float, float]:
     return started, time.monotonic() - t1
 
 
-def pushes(mode: str, count: int) -> dict[str, list[float]]:
-    os.environ["DOTCLOUD_CGROUPS"] = mode
-    root = Path(tempfile.mkdtemp(prefix="dotcloud-limbench-", dir="/tmp"))
-    root.chmod(0o711)
-    p = Platform(data=root / "data", home=root)
-    (root / "data").mkdir()
-    p.start()
-    try:
-        p.add_user("alice", admin=True)
-        repo = root / "app"
-        clean = push(p, repo, "bench", "v0", f"# clean build {mode} {time.time()}\n")
-        rows = [push(p, repo, "bench", f"v{i}", f"# clean build {mode} {clean[0]}\n")
-                for i in range(1, count + 1)]
-    finally:
-        p.stop()
-        shutil.rmtree(root, ignore_errors=True)
-        os.environ.pop("DOTCLOUD_CGROUPS", None)
-    return {
-        "clean push to live": [clean[0]],
-        "clean build phase": [clean[1].get("build", 0.0)],
-        "push to live": [r[0] for r in rows],
-        "build phase": [r[1].get("build", 0.0) for r in rows],
-        "instance start (start+health)": [r[1].get("start", 0.0) + r[1].get("health", 0.0)
-                                          for r in rows],
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--starts", type=int, default=30)
@@ -121,7 +92,7 @@ def main() -> None:
     after: dict[str, list[float]] = {}
     for _ in range(args.rounds):
         for mode, into in (("0", before), ("1", after)):
-            for key, values in pushes(mode, args.pushes).items():
+            for key, values in push_rounds({"DOTCLOUD_CGROUPS": mode}, args.pushes).items():
                 into.setdefault(key, []).extend(values)
     print(f"\npush to live, medians of {args.rounds} rounds ({args.pushes} pushes each, "
           "1 clean build each)")
