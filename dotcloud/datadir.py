@@ -50,6 +50,11 @@ class InstanceDir:
     def status(self) -> Path:
         return self.path / "status.json"
 
+    @property
+    def stderr(self) -> Path:
+        """The shims' own stderr, appended and bounded (runtime.shimctl)."""
+        return self.path / "shim.err"
+
 
 @dataclass(frozen=True)
 class DataDir:

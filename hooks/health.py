@@ -4,6 +4,11 @@ HTTP services: GET of the health path with the app's own Host header; any
 status below 500 means responsive. Workers: running, without a restart, for
 a grace period. Checked every `interval` seconds, never a fixed sleep.
 
+An instance whose app exits before it answered has crashed at boot (its
+shim reports the exit). One whose shim died, the app with it and no exit of
+it reported, has not: the runtime starts a new shim a second later, and only
+the crash loop of its shims fails the deploy.
+
 An instance that accepts the connection and closes it without a word, check
 after check, fails at once instead of at the timeout: that is an app dying
 on every request (a gunicorn worker crashing, its master forking another),
@@ -123,16 +128,16 @@ def wait_responsive(store: Store, checks: list[Check], data: Path | None = None)
     while pending:
         for iid, check in list(pending.items()):
             inst = store.instance(iid)
-            if _failed(inst):
+            if _failed(inst, check):
                 raise DeployError(f"{check.label} crashed at boot "
-                                  f"({_oom(check) or _exit(inst.last_exit)})")
+                                  f"({_oom(check) or _exit(inst.last_exit, check)})")
             if check.http:
                 # Probe at once rather than wait for the runtime to report
                 # "running": an answer on the instance's own port is the proof.
                 ready = answers[iid].check(inst.port, placement.LOCAL if data is None else
                                            placement.address(data, inst.spec))
             else:
-                ready = _worker_ready(inst)
+                ready = _worker_ready(inst, check)
             if ready:
                 del pending[iid]
                 continue
@@ -147,14 +152,32 @@ def wait_responsive(store: Store, checks: list[Check], data: Path | None = None)
             time.sleep(min(c.interval for c in pending.values()))
 
 
-def _failed(inst: Instance) -> bool:
+def _failed(inst: Instance, check: Check | None = None) -> bool:
     # A new instance that exits before it ever answered has failed its deploy:
     # waiting for the crash-loop verdict would only delay the push's answer.
-    return inst.state in ("backoff", "crashed") or inst.restarts >= 1
+    if not (inst.state in ("backoff", "crashed") or inst.restarts >= 1):
+        return False
+    # But one whose shim died, not the app (no exit of it reported: it went
+    # with its shim), is the runtime's to start again a second later; only
+    # its crash loop fails the deploy.
+    return inst.state == "crashed" or check is None or _app_exited(check)
 
 
-def _worker_ready(inst: Instance) -> bool:
-    return (inst.state == "running" and inst.restarts == 0
+def _app_exited(check: Check) -> bool:
+    """Whether its shim reported an exit of one of its processes."""
+    if check.status_path is None:
+        return True             # nothing to tell them apart by
+    status = read_json(check.status_path)
+    return any(isinstance(p, dict) and p.get("last_exit") is not None
+               for p in ((status or {}).get("processes") or {}).values()) \
+        if isinstance(status, dict) else False
+
+
+def _worker_ready(inst: Instance, check: Check | None = None) -> bool:
+    # Restarted only because its shim died (a new shim, no exit of the app): ready all the same.
+    unbroken = inst.restarts == 0 or (check is not None and check.status_path is not None
+                                      and not _app_exited(check))
+    return (inst.state == "running" and unbroken
             and time.time() - (inst.started or time.time()) >= WORKER_GRACE)
 
 
@@ -168,7 +191,9 @@ def _oom(check: Check) -> str | None:
     return None
 
 
-def _exit(code: int | None) -> str:
+def _exit(code: int | None, check: Check | None = None) -> str:
+    if check is not None and not _app_exited(check):
+        return "its shim died again and again: the runtime's log has its last words"
     if code is None:
         return "no exit status"
     return f"killed by signal {-code}" if code < 0 else f"exit status {code}"

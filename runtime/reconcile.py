@@ -126,8 +126,11 @@ class Reconciler:
             case decide.Report(pid):
                 return self._record_status(inst, pid, self.paths(inst)[2]) in TRANSITIONAL
             case decide.ShimDied(pid, code, failures, delay, reported, state):
+                # Its own last words (a traceback), from its stderr file.
                 log.warning("instance_shim_died", **where, shim=pid, status=code,
-                            failures=failures, reported=reported, restarting_in=delay)
+                            failures=failures, reported=reported, restarting_in=delay,
+                            stderr=shimctl.last_stderr(
+                                self.settings.paths.instance(inst.id).stderr))
                 how = "" if code is None else f" ({describe_exit(code)})"
                 self._note(inst, f"the instance's shim (pid {pid}) died{how}; the runtime "
                                  f"starts a new one in {delay:.1f}s")
@@ -163,7 +166,7 @@ class Reconciler:
         spec_path, pid_path, status_path = self.paths(inst)
         try:
             self._write_spec(inst, spec_path, pid_path, status_path)
-            pid = shimctl.spawn(spec_path)
+            pid = shimctl.spawn(spec_path, self.settings.paths.instance(inst.id).stderr)
         except Exception as exc:
             self.books[inst.id], state = decide.start_failed(self.books.get(inst.id), now)
             log.error("instance_start_failed", app=inst.app, instance=inst.label, id=inst.id,

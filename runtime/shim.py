@@ -59,6 +59,8 @@ LEFTOVER_POLL = 0.1
 # process itself lives on (a gunicorn worker) shows no exit to report it by.
 OOM_POLL = 2.0
 EXIT_FAILED_TO_START = 127
+# A shim's warnings go to a file: a loop failing over and over must not fill it.
+WARN_MAX = 200
 
 
 class Shim:
@@ -79,6 +81,7 @@ class Shim:
         self.oom_seen = 0   # the group's OOM kills already put down to an exit
         self.oom_reported = 0       # ...or to a child's death, in the log and status
         self.oom_check_at = 0.0
+        self.warnings = 0
 
     # -- the loop -------------------------------------------------------
 
@@ -435,7 +438,13 @@ class Shim:
             self._warn("status_write_failed", path=self.spec.status_path, error=str(e))
 
     def _warn(self, event: str, **fields) -> None:
-        """Something went wrong in the shim itself: say so on its stderr."""
+        """Something went wrong in the shim itself: say so on its stderr (a
+        file of the runtime's, runtime.shimctl), up to WARN_MAX times."""
+        self.warnings += 1
+        if self.warnings > WARN_MAX:
+            return
+        if self.warnings == WARN_MAX:
+            event, fields = "shim_warnings_dropped", {"after": WARN_MAX, "last": event}
         if self.logger is None:
             # structlog costs a shim 10 MB of its 25 MB; most shims never need it.
             from dotcloud import logs
