@@ -76,6 +76,8 @@ def test_default_limits_in_config_yml(tmp_path):
      "default_build_limits: 'memory' must be from 4M to 1T, not 1K"),
     ("default_build_limits: {build: {memory: 1G}}",
      "default_build_limits: unknown limit 'build' (known: memory, cpus, processes)"),
+    ("default_build_limits: 2G", "default_build_limits: limits must be a mapping such as "
+                                 "{memory: 512M, cpus: 1.5, processes: 256}"),
 ])
 def test_bad_default_limits_are_refused(tmp_path, text, message):
     (tmp_path / "config.yml").write_text(text + "\n")
