@@ -211,8 +211,10 @@ def test_unchanged_data_services_are_kept_with_their_data(splatform, cluster, co
     before = {s: data_node(cluster, splatform, "counter", s) for s in ("cache", "db")}
     ids = {s: active(splatform, "counter")[f"{s}.0"].id for s in ("cache", "db")}
     git_repo(counter, data_app("v2"), message="v2")
+    t0 = time.monotonic()
     r = splatform.push("alice", counter, "counter")
     assert r.code == 0, r.text
+    print(f"push keeping redis and postgresql on swarm: {time.monotonic() - t0:.1f}s")
     assert "[cache.0] Definition unchanged: kept running" in r.text
     rows = active(splatform, "counter")
     assert {s: rows[f"{s}.0"].id for s in ("cache", "db")} == ids
