@@ -287,7 +287,7 @@ def shim_processes(settings: Settings, spec: InstanceSpec, env: dict,
         return processes
     if spec.kind is Kind.DATA:
         from . import swarm_data     # the docker SDK: only under swarm
-        return swarm_data.wrap(settings, spec, env)
+        return swarm_data.wrap(settings, spec, env, reasons=reasons)
     if settings.runtime == "swarm":
         return swarm_launcher.wrap(settings, app=spec.app, service=spec.service,
                                    instance=spec.instance_name, processes=processes,

@@ -160,9 +160,10 @@ def secrets_of(data_dir: Path) -> dict:
     return out
 
 
-def wrap(settings, spec: InstanceSpec, env: dict) -> dict:
+def wrap(settings, spec: InstanceSpec, env: dict, reasons: Path | None = None) -> dict:
     """What the shim runs for a data instance: the swarm launcher, with the
-    data image, the volume, the node and the app's uid."""
+    data image, the volume, the node and the app's uid (`reasons`: see
+    swarm_launcher.wrap)."""
     from runtime import swarm_launcher
     kind = spec.data_service.type
     procs = processes(settings, spec, env,
@@ -173,7 +174,7 @@ def wrap(settings, spec: InstanceSpec, env: dict) -> dict:
         constraints=dict(spec.placement), limits=spec.limits, node=spec.node,
         volume=f"{volume_name(settings, spec.app, spec.service)}:{VOLUME_TARGET}",
         # postgres takes SIGTERM as a smart shutdown that waits for every client.
-        stop_signal="SIGINT" if kind == "postgresql" else None)
+        stop_signal="SIGINT" if kind == "postgresql" else None, reasons=reasons)
 
 
 def volumes(client, data: Path) -> list:

@@ -411,6 +411,9 @@ class Launcher:
             before, self.where = self.where, where
             if where[2] == "running":
                 say(f"running on {where[0]} ({where[1]})")
+            elif before is not None and self.opts.volume:
+                # Pinned to the node that holds its volume: it never moves.
+                say("its task stopped running: waiting for its node, where its data is")
             elif before is not None:
                 say("its task stopped running: waiting for the swarm to place it again")
             if self.opts.placement:
