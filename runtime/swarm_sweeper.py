@@ -2,8 +2,9 @@
 services of instances that should not run and whose launcher is gone (a
 launcher killed -9 leaves its service; a new one adopts it, but an instance
 stopped meanwhile gets none), with their placement files, those of `run`
-commands whose launcher died (runtime.swarm_run), and the build
-containers of dead pipelines on the manager's engine. Every SWEEP_EVERY
+commands whose launcher died (runtime.swarm_run), the build
+containers of dead pipelines on the manager's engine, and their build
+services on build nodes (runtime.build_nodes.sweep). Every SWEEP_EVERY
 seconds, in its own thread with its own store connection, like the docker
 runtime's sweeper.
 """
@@ -13,7 +14,7 @@ from dotcloud import logs, placement
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
-from . import docker_engine, periodic, shimctl, swarm
+from . import build_nodes, docker_engine, periodic, shimctl, swarm
 from .sweeper import BUILD_MARGIN, SWEEP_EVERY
 
 log = logs.get("runtime")
@@ -48,6 +49,8 @@ def sweep_once(settings: Settings, store: Store) -> list[str]:
             all=True, filters={"label": "com.docker.swarm.task.id"})}
         removed += docker_engine.sweep(client, settings.data, tasks,
                                        settings.build_timeout + BUILD_MARGIN)
+        # Build services on build nodes (with their secret and configs) of dead pipelines.
+        removed += build_nodes.sweep(client, settings.data, settings.build_timeout + BUILD_MARGIN)
     finally:
         client.close()
     if removed:
