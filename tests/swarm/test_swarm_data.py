@@ -243,6 +243,30 @@ def test_changed_definition_keeps_data_node_and_volume(splatform, cluster, nodes
     assert psql(splatform, "counter", "SELECT t FROM notes") == "kept"
 
 
+def test_a_failed_deploy_starts_the_old_data_servers_again(splatform, cluster, counter):
+    before = {s: data_node(cluster, splatform, "counter", s) for s in ("cache", "db")}
+    old = {s: active(splatform, "counter")[f"{s}.0"].id for s in before}
+    files = data_app("v4", data_extra="  limits: {memory: 200M}\n")
+    files["wsgi.py"] = "import this_module_does_not_exist\n"
+    git_repo(counter, files, message="v4 broken")
+    r = splatform.push("alice", counter, "counter")
+    assert r.code != 0, r.text
+    assert "[db.0] Definition changed: stopping the old instance first" in r.text
+    rows = active(splatform, "counter")
+    assert {s: rows[f"{s}.0"].id for s in before} == old
+    # The old servers run again on their node, on their volume, with their data.
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            assert get(*www_instances(splatform, "counter")[0])[:2] == ["v3", "3"]
+            assert psql(splatform, "counter", "SELECT t FROM notes") == "kept"
+            break
+        except AssertionError:
+            assert time.monotonic() < deadline, "the old data servers did not come back"
+            time.sleep(1)
+    assert {s: data_node(cluster, splatform, "counter", s) for s in before} == before
+
+
 def test_placement_pins_a_data_service_to_labelled_nodes(splatform, cluster, apps, tmp_path):
     repo = git_repo(tmp_path / "repo", data_app(
         "v1", instances=1, db=False, data_extra="  placement: {flavor: live}\n"))
