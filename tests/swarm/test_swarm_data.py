@@ -270,8 +270,10 @@ def test_a_failed_deploy_starts_the_old_data_servers_again(splatform, cluster, c
 def test_placement_pins_a_data_service_to_labelled_nodes(splatform, cluster, apps, tmp_path):
     repo = git_repo(tmp_path / "repo", data_app(
         "v1", instances=1, db=False, data_extra="  placement: {flavor: live}\n"))
+    t0 = time.monotonic()
     r = push(splatform, apps, repo, "livedata")
     assert r.code == 0, r.text
+    print(f"first push with redis, the data image in the registry: {time.monotonic() - t0:.1f}s")
     host = data_node(cluster, splatform, "livedata", "cache")
     assert cluster.nodes()[host].labels.get("flavor") == "live"
     addr, port = www_instances(splatform, "livedata")[0]
