@@ -296,6 +296,12 @@ def _data_services(settings, store, app, gen, manifest, progress) -> tuple[dict,
             progress.line(f"[{service}.0] Definition unchanged: kept running, not restarted")
             port, ports[service] = running[0].port, None
         else:
+            if running and service in nodes:
+                from runtime import swarm, swarm_data
+                try:
+                    swarm_data.check_replaceable(service, nodes[service])
+                except swarm.SwarmError as e:
+                    raise DeployError(str(e)) from None
             if running:
                 progress.line(f"[{service}.0] Definition changed: stopping the old instance "
                               "first (brief interruption)")

@@ -142,6 +142,17 @@ def pin(settings, client, app: str, service: str, labels: dict) -> swarm.Node:
     return node
 
 
+def check_replaceable(service: str, node: swarm.Node) -> None:
+    """A data server is replaced (a changed definition) only while its node is
+    ready: the old task on a node that is down cannot report its end, and may
+    still run on the volume when the node comes back with the next one."""
+    if node.state != "ready":
+        raise swarm.SwarmError(
+            f"service '{service}': its node {node.hostname}, which holds its data, is "
+            f"{node.state}: its server cannot be replaced now; push again when the node is "
+            "back")
+
+
 def processes(settings, spec: InstanceSpec, env: dict, secrets: dict) -> dict:
     """The instance's one process, as the data image's shell runs it on its node."""
     kind = spec.data_service.type

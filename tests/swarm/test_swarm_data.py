@@ -2,6 +2,7 @@
 node with its volume there, the app's instances spread over the nodes and all
 reaching it; the data and the node kept across pushes, unchanged or changed
 definitions; `placement:` labels pin it; labels no node has are refused."""
+import json
 import subprocess
 import time
 
@@ -241,6 +242,24 @@ def test_changed_definition_keeps_data_node_and_volume(splatform, cluster, nodes
     version, value, _ = get(*www_instances(splatform, "counter")[1])
     assert (version, value) == ("v3", "3")
     assert psql(splatform, "counter", "SELECT t FROM notes") == "kept"
+
+
+def test_restarting_a_data_service_keeps_its_node_and_data(splatform, cluster, counter):
+    before = data_node(cluster, splatform, "counter", "cache")
+    r = splatform.ssh("alice", "restart", "counter", "cache")
+    assert r.code == 0, r.text
+    assert data_node(cluster, splatform, "counter", "cache") == before
+    status = json.loads(splatform.ssh("alice", "status", "counter", "--json").out)
+    assert {i["instance"]: i["node"] for i in status["instances"]
+            if i["desired"] == "run"}["cache.0"] == before
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            assert get(*www_instances(splatform, "counter")[2])[:2] == ["v3", "3"]
+            break
+        except AssertionError:
+            assert time.monotonic() < deadline, "redis did not come back with its data"
+            time.sleep(1)
 
 
 def test_a_failed_deploy_starts_the_old_data_servers_again(splatform, cluster, counter):

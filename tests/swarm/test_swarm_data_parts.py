@@ -82,6 +82,14 @@ def test_a_recorded_node_gone_or_lacking_the_labels_is_refused(tmp_path, swarm_o
     assert "is no longer in the swarm" in str(info.value)
 
 
+def test_a_data_server_on_a_node_that_is_down_is_not_replaced():
+    swarm_data.check_replaceable("db", node("n2"))
+    with pytest.raises(swarm.SwarmError) as info:
+        swarm_data.check_replaceable("db", node("n2", state="down"))
+    assert str(info.value) == ("service 'db': its node n2, which holds its data, is down: its "
+                               "server cannot be replaced now; push again when the node is back")
+
+
 def data_spec(s: Settings, kind: str = "postgresql") -> InstanceSpec:
     root = s.paths.service_data("app", "db")
     root.mkdir(parents=True)
