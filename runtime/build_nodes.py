@@ -133,7 +133,9 @@ class AgentExecutor:
         self.image_id = image_id
         self.identity = f"docker image {image_id}"   # as on the manager: one cache for both
         self.user = user
-        self.labels = dict(labels)
+        # Not the data directory's own label (LABEL_BUILD says whose it is): the
+        # instances' sweep would remove the service as an instance's that is gone.
+        self.labels = {k: v for k, v in labels.items() if k != docker_engine.LABEL_DATA}
         self.limits = limits
         self.release = os.path.normpath(str(release))
         self.cache = os.path.normpath(str(cache))

@@ -15,7 +15,7 @@ import pytest
 from platform_helpers import git_repo
 from swarmkit import node_app
 
-from runtime import build_nodes, docker_build, docker_engine
+from runtime import build_nodes, docker_build, docker_engine, swarm
 
 pytestmark = pytest.mark.swarm
 
@@ -163,7 +163,10 @@ def agent_on_n3(cluster, tmp_path, **kwargs) -> build_nodes.AgentExecutor:
     cache.mkdir(exist_ok=True)
     options = dict(data=tmp_path, name=f"hb-build-nodes-{os.getpid()}-{tmp_path.name[-12:]}",
                    image=IMAGE, image_id=docker_engine.image_id(cluster.client, IMAGE),
-                   user="0:0", labels={}, limits=None, release=release, cache=cache,
+                   user="0:0", limits=None, release=release, cache=cache,
+                   # As docker_build gives them (the build containers' labels).
+                   labels={docker_engine.LABEL_DATA: docker_engine.data_id(tmp_path),
+                           "dotcloud.app": "app", "dotcloud.build": "www"},
                    registry=cluster.registry)
     return build_nodes.AgentExecutor(cluster.client, cluster.nodes()["n3"],
                                      **{**options, **kwargs})
@@ -269,6 +272,8 @@ def test_leftovers_of_a_dead_pipeline_are_swept(cluster, monkeypatch, tmp_path):
     try:
         executor.made = []      # as a killed pipeline: nothing removed
         executor.service = None
+        # The instances' sweep never takes a build service for an instance's.
+        assert swarm.sweep(cluster.client, tmp_path, keep=set()) == []
         removed = build_nodes.sweep(cluster.client, tmp_path, max_age=3600)
         assert executor.name in removed and f"{executor.name}-token" in removed
         assert f"{executor.name}-agent" in removed
