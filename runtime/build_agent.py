@@ -30,8 +30,8 @@ is checked to be a real directory, a link found where a file or directory
 goes is replaced, never followed), never a hard link.
 
 Steps run as the app's uid (DOTCLOUD_AGENT_USER), under `/bin/sh -c 'exec
-"$@" 2>&1'` as in the docker runtime's build containers, in a session of
-their own; the agent kills what is left of one when it ends, times out or
+"$@" 2>&1'` as in the docker runtime's build containers (first in line for
+the OOM killer, before the agent), in a session of their own; the agent kills what is left of one when it ends, times out or
 the manager hangs up. The agent itself is root in the task with only the
 capabilities the sync needs (owners and modes as the manager's, into sealed
 directories, killing the steps): the steps have none, and cannot read the
@@ -56,7 +56,11 @@ import time
 # Header lines are small; a file's bytes follow its header.
 MAX_HEADER = 1 << 20
 CHUNK = 1 << 16
-MERGED = ["/bin/sh", "-c", 'exec "$@" 2>&1', "sh"]
+# stdout and stderr merged, as in the docker runtime's build containers; the
+# step first in line for the kernel's OOM killer, before the agent in the same
+# task (a step's memory, not the agent, is what a limit is about).
+MERGED = ["/bin/sh", "-c", '{ echo 1000 >/proc/self/oom_score_adj; } 2>/dev/null; '
+          'exec "$@" 2>&1', "sh"]
 AUTH_TIMEOUT = 10.0
 EXIT_PORT_TAKEN = 98        # the manager picks another port and starts it again
 EXIT_BAD_SETUP = 2

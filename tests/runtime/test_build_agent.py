@@ -265,3 +265,8 @@ def test_a_step_that_cannot_start_or_outlives_its_deadline(agent):
     assert lines == ["out", "err"]
     assert agent.run(["no-such-program"], cwd=Path("/"), env={"PATH": "/usr/bin:/bin"},
                      timeout=10, on_line=lines.append) == 127
+
+
+@needs_root
+def test_a_step_goes_before_the_agent_when_memory_runs_out(agent):
+    assert run(agent, "cat /proc/self/oom_score_adj") == ["1000"]
