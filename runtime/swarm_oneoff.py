@@ -117,6 +117,9 @@ class OneOff(swarm_launcher.Launcher):
     def _outcome(self) -> int | None:
         """The exit status once the task ended; None while it is to run or runs."""
         tasks = self._tasks(self.opts.service)
+        if not tasks and not self._exists():
+            swarm_launcher.say("its service was removed (the swarm sweep, or by hand)")
+            return EXIT_ENGINE
         for t in tasks:
             status = t.get("Status") or {}
             state = status.get("State", "")
@@ -140,6 +143,13 @@ class OneOff(swarm_launcher.Launcher):
             return EXIT_ENGINE
         return None
 
+    def _exists(self) -> bool:
+        try:
+            self.client.api.inspect_service(self.opts.service)
+        except docker.errors.NotFound:
+            return False
+        return True
+
     # -- its output --------------------------------------------------------
 
     def _follow(self) -> None:
@@ -157,6 +167,8 @@ class OneOff(swarm_launcher.Launcher):
         is complete)."""
         try:
             self._copy(follow=False)
+        except docker.errors.NotFound:
+            pass            # removed by another: what it said is gone with it
         except (*docker_engine.ENGINE_ERRORS, ValueError) as e:
             swarm_launcher.say(f"cannot read the rest of its output: {docker_engine.short(e)}")
 

@@ -233,3 +233,28 @@ def test_an_exit_137_is_out_of_memory_only_when_the_nodes_engine_says_so():
     assert swarm_oom.exit_reason(None, task(137), None, 64 * MiB) == (
         "killed by SIGKILL, perhaps out of memory (limit 64M): its node's engine could not "
         "be asked")
+
+
+@pytest.mark.swarm
+def test_the_sweep_keeps_a_running_run_and_takes_one_past_its_age(splatform, cluster, runapp):
+    argv = splatform.ssh_command("alice").split() + [
+        "-p", str(splatform.ssh_port), f"dotcloud@{splatform.address}",
+        shlex.join(["run", runapp, "www", "--", "sh", "-c", "echo started; sleep 3000"])]
+    client = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    try:
+        assert client.stdout.readline() == b"started\n"
+        [service] = run_services(cluster, splatform.data)
+        instances = {s.attrs["Spec"]["Labels"].get(swarm.LABEL_INSTANCE)
+                     for s in swarm.services(cluster.client, splatform.data)} - {None}
+        # Its launcher waits for it: kept.
+        assert swarm.sweep(cluster.client, splatform.data, instances, run_max_age=3600) == []
+        assert run_services(cluster, splatform.data) != []
+        # Older than a run may be (its SSH session and launcher died with -9): taken.
+        assert swarm.sweep(cluster.client, splatform.data, instances,
+                           run_max_age=0) == [service.name]
+        assert client.wait(60) != 0          # the command went with its service
+    finally:
+        client.kill()
+        client.wait()
+    assert run_services(cluster, splatform.data) == []
