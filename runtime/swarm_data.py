@@ -3,8 +3,8 @@ swarm task pinned to one node, its directory a docker volume on that node.
 
 A data service's node is chosen once, when it first runs: the ready, active
 node with the fewest of the platform's tasks among those that have the
-labels of its `placement:` (only managers without a registry, which is the
-only way a node gets the data image). Its id is recorded in
+labels of its `placement:` (without a registry, managers only: no other
+node could pull the data image). Its id is recorded in
 DATA/services/APP/SERVICE/node, beside the password, and every later
 instance of the service is constrained to it (`node.id==ID`), across pushes
 with changed definitions, restarts and node losses: the data never moves. A
@@ -15,10 +15,11 @@ The directory is a local named volume of that node,
 DATA/services/APP/SERVICE/volume) and mounted at /data: an app destroyed
 and made again under the same name starts with a new volume, never with
 the old one's data and its other password. The task's command (SCRIPT)
-makes the server's files there on its first start (initdb with the
-password, a redis config with it), as the app's uid, from the data image
-(settings docker_data_image: postgresql, redis-server and nss_wrapper, of
-which tests/docker/images.sh builds one). The server listens on the node's
+makes the server's files there on its first start (postgres's cluster,
+made by initdb with the password; redis's append-only files, its config
+written at each start in the task's tmpfs home), as the app's uid, from the
+data image (settings docker_data_image: postgresql, redis-server and
+nss_wrapper, of which tests/docker/images.sh builds one). The server listens on the node's
 every address, with its password (and postgres with TLS as well). The
 password, and postgres's certificate and key, are made once on the manager
 (hooks.datastores) and handed to the task in its environment.

@@ -13,7 +13,7 @@ from swarmkit import ROOT, in_node
 
 from dotcloud import placement
 from dotcloud.state import Store
-from runtime import docker_engine, swarm
+from runtime import swarm, swarm_data
 
 pytestmark = pytest.mark.swarm
 
@@ -94,9 +94,8 @@ def apps(splatform, nodes_engines, data_image):
     yield made
     for app in made:
         splatform.ssh("alice", "destroy", app, "--force")
-    mine = f"{docker_engine.LABEL_DATA}={docker_engine.data_id(splatform.data)}"
     for engine in nodes_engines.values():
-        for volume in engine.volumes.list(filters={"label": mine}):
+        for volume in swarm_data.volumes(engine, splatform.data):
             for _ in range(50):
                 try:
                     volume.remove()
@@ -249,12 +248,13 @@ def test_restarting_a_data_service_keeps_its_node_and_data(splatform, cluster, c
     r = splatform.ssh("alice", "restart", "counter", "cache")
     assert r.code == 0, r.text
     assert data_node(cluster, splatform, "counter", "cache") == before
-    status = json.loads(splatform.ssh("alice", "status", "counter", "--json").out)
-    assert {i["instance"]: i["node"] for i in status["instances"]
-            if i["desired"] == "run"}["cache.0"] == before
     deadline = time.monotonic() + 60
     while True:
         try:
+            # Its launcher says where its task runs once it sees it running.
+            status = json.loads(splatform.ssh("alice", "status", "counter", "--json").out)
+            assert {i["instance"]: i["node"] for i in status["instances"]
+                    if i["desired"] == "run"}["cache.0"] == before
             assert get(*www_instances(splatform, "counter")[2])[:2] == ["v3", "3"]
             break
         except AssertionError:
