@@ -13,8 +13,9 @@
 #   netns swn-hub : bridge br0, the "switch"
 #   netns swn-nI  : eth0 = 10.213.0.1I (veth to br0); dockerd with its own data,
 #                   exec root, pid file and socket $ROOT/nI/docker.sock; hostname nI;
-#                   also on tcp 10.213.0.1I:2375 (a build node's engine as the
-#                   manager reaches it: plain tcp, only on this bridge; --tls=false
+#                   also on tcp 10.213.0.1I:2375 (where runtime/swarm_oom.py asks
+#                   a node's engine whether a task was killed for memory; builds
+#                   need it no more: plain tcp, only on this bridge; --tls=false
 #                   says so, or dockerd waits 15 s at its start to warn)
 #   host          : swn-h0 = 10.213.0.1 (veth to br0), the nodes' gateway: their
 #                   builds reach the package registries through it (NAT, one

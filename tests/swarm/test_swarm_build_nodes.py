@@ -284,3 +284,17 @@ def test_leftovers_of_a_dead_pipeline_are_swept(cluster, monkeypatch, tmp_path):
     finally:
         live.close()
     assert build_services(cluster, tmp_path) == []
+
+
+def test_a_step_killed_for_memory_on_a_build_node_says_so(cluster, tmp_path):
+    from dotcloud.resources import Limits
+    executor = agent_on_n3(cluster, tmp_path, limits=Limits(memory_bytes=64 * 1024 ** 2))
+    executor.start()
+    try:
+        with pytest.raises(MemoryError, match=r"out of memory \(limit 64M\)"):
+            executor.run(["python3", "-c", "hog = b'x' * (256 * 1024 ** 2)"], cwd=Path("/"),
+                         env={}, timeout=60, on_line=print)
+        # The agent lives on: the step went first.
+        assert executor.run(["true"], cwd=Path("/"), env={}, timeout=10, on_line=print) == 0
+    finally:
+        executor.close()
