@@ -31,6 +31,7 @@ it, setsid() or not, and the next shim of the instance empties a group its
 killed predecessor left. A process the kernel killed for the group's memory
 limit exits `out of memory (limit 512M)` (in the log and `last_exit_reason`).
 """
+import contextlib
 import ctypes
 import os
 import selectors
@@ -81,6 +82,11 @@ class Shim:
         self.oom_seen = 0   # the group's OOM kills already put down to an exit
         self.oom_reported = 0       # ...or to a child's death, in the log and status
         self.oom_check_at = 0.0
+        # A swarm task's OOM kills as its launcher counts them (NAME.oom next
+        # to its exit reason file, runtime.swarm_launcher): per process, the
+        # count last read; all of them.
+        self.oom_told: dict[str, int] = {}
+        self.oom_told_total = 0
         self.warnings = 0
 
     # -- the loop -------------------------------------------------------
@@ -154,7 +160,7 @@ class Shim:
         due = [t for p in self.processes for t in (p.restart_at, p.stable_at) if t is not None]
         if any(p.leftover_group is not None for p in self.processes):
             due.append(time.monotonic() + LEFTOVER_POLL)
-        if self.group is not None:
+        if self.group is not None or self._told_files():
             due.append(self.oom_check_at)
         return max(0.0, min(due) - time.monotonic()) if due else None
 
@@ -168,6 +174,9 @@ class Shim:
         if self.group is not None and now >= self.oom_check_at:
             self.oom_check_at = now + OOM_POLL
             self._check_oom()
+        elif self._told_files() and now >= self.oom_check_at:
+            self.oom_check_at = now + OOM_POLL
+            self._check_told_oom()
         for proc in self.processes:
             # Forget a group as soon as it is empty: its number is free for
             # reuse then, and a SIGKILL must never reach a stranger's group.
@@ -189,6 +198,11 @@ class Shim:
         proc.started_at = time.time()
         proc.started_mono = time.monotonic()
         self._told_reason(proc)     # a stale one is not this run's
+        if proc.spec.exit_reason_file is not None:
+            self._read_told_oom(proc)       # the last launcher's, before a new one
+            self.oom_told[proc.name] = 0
+            with contextlib.suppress(OSError):
+                os.unlink(Path(proc.spec.exit_reason_file).with_suffix(".oom"))
         try:
             proc.popen, fds = launch(proc.spec, self.libc, self.spec.user, enter=self._enter())
         except (OSError, subprocess.SubprocessError, ValueError) as e:
@@ -322,12 +336,42 @@ class Shim:
             return None
         if told.startswith("out of memory"):
             self.oom_seen += 1
+            self._read_told_oom(proc)     # that kill is this exit's, not a worker's
         return told or None
+
+    def _told_files(self) -> bool:
+        return self.group is None and any(p.spec.exit_reason_file for p in self.processes)
+
+    def _read_told_oom(self, proc: Process) -> str | None:
+        """New OOM kills its launcher counted since last read: why, or None."""
+        try:
+            count, _, why = Path(proc.spec.exit_reason_file).with_suffix(".oom") \
+                .read_text().partition("\n")
+            count = int(count)
+        except (OSError, ValueError):
+            return None
+        new = count - self.oom_told.get(proc.name, 0)
+        if new <= 0:
+            return None
+        self.oom_told[proc.name] = count
+        self.oom_told_total += new
+        return why.strip() or "out of memory"
+
+    def _check_told_oom(self) -> None:
+        """A swarm task's process killed for memory while the task lives on,
+        in the log and the status, as _check_oom says it of a cgroup's."""
+        told = [(proc, why) for proc in self.processes
+                if proc.spec.exit_reason_file and (why := self._read_told_oom(proc))]
+        for proc, why in told:
+            self._event(proc, f"a process of this instance was killed: {why}")
+        if told:
+            self._write_status()
 
     def _group_status(self) -> dict:
         if self.spec.cgroup is None:
             # A container's OOM kills, as its launcher told them.
-            return {"oom_kills": self.oom_seen} if self.oom_seen else {}
+            kills = max(self.oom_seen, self.oom_told_total)
+            return {"oom_kills": kills} if kills else {}
         return {"limits": self.spec.cgroup.limits.to_dict(),
                 "cgroup": self.group.relative if self.group is not None else None,
                 "oom_kills": max(self.oom_seen, self.group.oom_kills() if self.group else 0)}

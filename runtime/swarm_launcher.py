@@ -28,8 +28,10 @@ node is down) each time it changes, and says so in the log. When a task's
 container exits by itself on a live node (the app crashed), the launcher
 exits with its status, and the shim restarts it with backoff as it would a
 process (with `out of memory (limit 512M)` in --exit-reason-file for the
-shim when its node's engine says the kernel killed it for memory,
-runtime.swarm_oom); a task lost with its node is the swarm's to move. On SIGTERM or
+shim when the task's watcher says the kernel killed it for memory,
+runtime.swarm_oom); the kills its watcher tells while the task lives on (a
+worker's) it counts in a file next to that one (`NAME.oom`: their number and
+why), where the shim reads them. A task lost with its node is the swarm's to move. On SIGTERM or
 SIGINT it removes the service (the swarm stops the task: SIGTERM, then
 SIGKILL after the grace period) and waits for its task to end.
 
@@ -199,6 +201,8 @@ class Launcher:
         self.created = 0.0
         self.where: tuple | None = None     # (node, addr, state) last written
         self.seen_exits: set[str] = set()
+        self.kills = swarm_oom.Kills()
+        self.kills_lock = threading.Lock()
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -253,7 +257,10 @@ class Launcher:
             confined["stop_signal"] = opts.stop_signal
         kwargs = dict(
             **confined, resources=_resources(opts),
-            name=opts.service, command=opts.command, env=[f"{k}={v}" for k, v in env.items()],
+            name=opts.service, command=swarm_oom.command(opts.command),
+            configs=[swarm_oom.config(self.client, {
+                docker_engine.LABEL_DATA: labels.get(docker_engine.LABEL_DATA, "")})],
+            env=[f"{k}={v}" for k, v in env.items()],
             workdir=opts.workdir, user=opts.user, labels=labels,
             # (Its container has the data directory's label all the same, from
             # its image: runtime.swarm_sweeper keeps the swarm's containers.)
@@ -399,7 +406,7 @@ class Launcher:
                 if not self.stop_requested.is_set():
                     say(f"its task on {node.hostname} exited with status {code}: "
                         f"{status.get('Err') or status.get('Message') or state}")
-                    self._tell(swarm_oom.exit_reason(self.client, t, node, self.opts.memory))
+                    self._tell(self._exit_reason(t, int(code)))
                     return int(code)
         if running is not None:
             task, node = running
@@ -419,6 +426,38 @@ class Launcher:
             if self.opts.placement:
                 placement.write(Path(self.opts.placement), placement.Placement(*where))
         return None
+
+    def _exit_reason(self, task: dict, code: int) -> str | None:
+        """Why the task ended, as its watcher's last lines in its log say."""
+        if self.opts.memory is None or not code:
+            return None
+        lines = swarm_oom.task_log(self.client, task["ID"])
+        with self.kills_lock:
+            killed = None if lines is None else self.kills.killed_at_exit(
+                self.kills.of_lines(lines), code)
+            self._count_kills()
+        return swarm_oom.exit_reason(code, self.opts.memory, killed)
+
+    def _told(self, line: bytes) -> bool:
+        """Whether a line of the log is the watcher's (counted, not copied)."""
+        with self.kills_lock:
+            new = self.kills.see(line)
+            if new:
+                self._count_kills()
+        return new is not None
+
+    def _count_kills(self) -> None:
+        """The kills told so far, for the shim (NAME.oom next to the exit
+        reason file): their number, and why, on two lines."""
+        if not self.kills.total or not self.opts.exit_reason_file:
+            return
+        path = Path(self.opts.exit_reason_file).with_suffix(".oom")
+        reason = swarm_oom.exit_reason(1, self.opts.memory, True) or "out of memory"
+        try:
+            path.with_suffix(".oom.tmp").write_text(f"{self.kills.total}\n{reason}\n")
+            os.replace(path.with_suffix(".oom.tmp"), path)
+        except OSError as e:
+            say(f"cannot write {path}: {e}")
 
     def _tell(self, reason: str | None) -> None:
         """Leave the shim the reason the exit status cannot carry (its
@@ -441,6 +480,8 @@ class Launcher:
                     since=int(self.created) if self.created else int(time.time()))
                 for chunk in stream:
                     data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
+                    if self._told(data):
+                        continue            # one frame is one line
                     while data:
                         data = data[os.write(1, data):]
             except (*docker_engine.ENGINE_ERRORS, ValueError):

@@ -10,8 +10,9 @@ task ended, whatever of that log the stream had not brought yet; then it
 removes the service and exits with the task's exit status: 127 with
 `ARGV0: command not found in the image` when the image lacks the command,
 125 when the swarm could not run it (the reason on stderr), and 137 with
-the reason in --exit-reason-file when the node's engine says the kernel
-killed it for memory (runtime.swarm_oom). A task has no stdin: the
+the reason in --exit-reason-file when the task's watcher says the kernel
+killed it for memory (runtime.swarm_oom; a process killed while the command
+runs on is said on stderr). A task has no stdin: the
 launcher reads its own and drops it, saying so once. On SIGTERM or SIGINT
 it removes the service and exits 143.
 
@@ -58,6 +59,7 @@ class OneOff(swarm_launcher.Launcher):
         self.stream = None       # the followed log's socket
         self.written: collections.Counter = collections.Counter()   # frames already copied
         self.waiting_said = ""
+        self.failed: tuple[dict, int] | None = None     # its task, ended with that status
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -86,6 +88,8 @@ class OneOff(swarm_launcher.Launcher):
         follower.join(FOLLOW_JOIN)
         if code is not None:
             self._rest_of_log()
+        if self.failed is not None:
+            self._tell(self._exit_reason(*self.failed))
         self._remove()
         return EXIT_STOPPED if code is None else code
 
@@ -136,8 +140,7 @@ class OneOff(swarm_launcher.Launcher):
                 swarm_launcher.say(f"{self.opts.command[0]}: command not found in the image")
                 return EXIT_NOT_FOUND
             if state == "failed" and code:
-                node = {n.id: n for n in swarm.nodes(self.client)}.get(t.get("NodeID", ""))
-                self._tell(swarm_oom.exit_reason(self.client, t, node, self.opts.memory))
+                self.failed = (t, int(code))      # why: once the rest of its log is read
                 return int(code)
             swarm_launcher.say(f"its task {state}: {err or status.get('Message') or 'no reason'}")
             return EXIT_ENGINE
@@ -198,6 +201,14 @@ class OneOff(swarm_launcher.Launcher):
                     continue
                 self.written[(stream, frame)] += 1
                 _, _, text = frame.partition(b" ")
+                told = swarm_oom.parse(text)
+                if told is not None:
+                    with self.kills_lock:
+                        new = self.kills.see(text)
+                    if new and not told[2]:
+                        swarm_launcher.say("a process of its task was killed: " + (
+                            swarm_oom.exit_reason(1, self.opts.memory, True) or "out of memory"))
+                    continue
                 if stream == 2 and TINI_EXEC_FAILED.match(text):
                     # The init's words for a command the image lacks: ours, as docker's.
                     text = f"[swarm] {self.opts.command[0]}: command not found in the " \
@@ -207,6 +218,9 @@ class OneOff(swarm_launcher.Launcher):
                     text = text[os.write(fd, text):]
         finally:
             response.close()
+
+    def _count_kills(self) -> None:
+        pass            # no shim counts a one-off's
 
     def _close_stream(self) -> None:
         """The followed log's socket shut: a read blocked on it returns."""

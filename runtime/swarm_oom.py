@@ -1,64 +1,149 @@
-"""Whether a swarm task was killed for memory: what only its node's engine knows.
+"""Whether a swarm task was killed for memory: told from inside the task.
 
 The swarm reports a task the kernel killed for its memory limit as it would
-any SIGKILL: `task: non-zero exit (137)`, exit code 137, no word of memory
-(the manager's events carry none either). `State.OOMKilled` is the
-container's, on the engine of the node that ran it: the manager's own engine
-answers for the tasks it ran; another node's is asked at
-NODE_ADDRESS:ENGINE_PORT, the port build nodes listen on for the manager
-(runtime.build_nodes, DOTCLOUD_BUILD_ENGINE_PORT), when it listens there.
-A task's container stays on its node until its service goes, so the
-question must be asked before the service is removed.
+any SIGKILL: `task: non-zero exit (137)`, exit code 137, no word of memory,
+and a process killed while the task lives on (a worker of gunicorn) not at
+all. So a task's command runs under runtime/oom_watch.sh (handed over as a
+swarm config, `config()`, run by the image's /bin/sh, `command()`), which
+reads its container's own memory cgroup's OOM kill count every 2 s and, when
+it grew, writes `dotcloud-oom-kill ID N` to the task's log (ID the task's,
+N its kills so far; ` exit` at the end of the line when the count grew as
+its command ended). No engine of the nodes is asked.
 
+`Kills` reads those lines out of the log (they are not the app's output);
 `exit_reason()` gives the words the shim and `run` show: `out of memory
-(limit 512M)` when the node's engine says so; a hedged line when exit 137
-with a memory limit is all there is to go by (no engine could be asked);
-None when the task was not killed, or was killed by something else.
+(limit 512M)` for a task that failed after a kill; a hedged line for exit
+137 under a memory limit when the task's log could not be read; None when
+the task was not killed, or was killed by something else.
 """
 from __future__ import annotations
 
-import os
+import hashlib
+import re
+import struct
+from pathlib import Path
 
 import docker
+from docker.types import ConfigReference
 
 from dotcloud.resources import format_memory
 from runtime import docker_engine
 
 KILLED = 137            # 128 + SIGKILL
-ENGINE_PORT = int(os.environ.get("DOTCLOUD_BUILD_ENGINE_PORT", "2375"))
+SCRIPT = Path(__file__).with_name("oom_watch.sh")
+TARGET = "/dotcloud-oom-watch.sh"     # where the task finds it
+SHELL = "/bin/sh"
+MARKER = re.compile(rb"^dotcloud-oom-kill (\S+) (\d+)( exit)?\r?\n?$")
+HEADER = 8              # a log frame's: stream, 3 zero bytes, length
+TAIL = 200              # lines of an ended task's log read for its last word
 
 
-def exit_reason(client: docker.DockerClient, task: dict, node, memory: int | None) -> str | None:
-    """Why the task's container ended, when the kernel may have killed it for
-    `memory` (bytes, its limit); `node` is its runtime.swarm.Node (or None)."""
-    status = task.get("Status") or {}
-    container = status.get("ContainerStatus") or {}
-    if memory is None or container.get("ExitCode") != KILLED:
+def parse(line: bytes | str) -> tuple[str, int, bool] | None:
+    """(task id, kills so far, said at the command's end) of a marker line."""
+    if isinstance(line, str):
+        line = line.encode("utf-8", "replace")
+    m = MARKER.match(line)
+    if m is None:
+        return None
+    return m.group(1).decode(), int(m.group(2)), bool(m.group(3))
+
+
+class Kills:
+    """The OOM kills the watchers of one service's tasks told, each once."""
+
+    def __init__(self):
+        self.by_task: dict[str, int] = {}
+        self.at_exit: set[str] = set()
+
+    def see(self, line: bytes | str) -> int | None:
+        """New kills told by this line (0: told already); None: not a marker."""
+        told = parse(line)
+        if told is None:
+            return None
+        task, count, at_exit = told
+        if at_exit:
+            self.at_exit.add(task)
+        new = max(0, count - self.by_task.get(task, 0))
+        self.by_task[task] = max(count, self.by_task.get(task, 0))
+        return new
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_task.values())
+
+    def of_lines(self, lines) -> set[str]:
+        """The tasks these lines (an ended task's log) tell of."""
+        tasks = set()
+        for line in lines:
+            if self.see(line) is not None:
+                tasks.add(parse(line)[0])
+        return tasks
+
+    def killed_at_exit(self, tasks: set[str], code: int) -> bool:
+        """Whether a task that ended with `code` was killed for memory: the
+        watcher saw a kill as its command ended, or the command was killed
+        (137) after kills told while it ran."""
+        if code == 0:
+            return False
+        return any(t in self.at_exit or (code == KILLED and self.by_task.get(t))
+                   for t in tasks)
+
+
+def exit_reason(code: int | None, memory: int | None, killed: bool | None) -> str | None:
+    """Why a task ended with `code` under a `memory` limit (bytes); `killed`
+    is Kills.killed_at_exit, None when its log could not be read."""
+    if memory is None or not code:
         return None
     limit = format_memory(memory)
-    killed = _oom_killed(client, container.get("ContainerID") or "", node)
     if killed is None:
-        where = node.hostname if node is not None else "its node"
-        return (f"killed by SIGKILL, perhaps out of memory (limit {limit}): {where}'s "
-                "engine could not be asked")
+        return (f"killed by SIGKILL, perhaps out of memory (limit {limit}): its log could "
+                "not be read") if code == KILLED else None
     return f"out of memory (limit {limit})" if killed else None
 
 
-def _oom_killed(client: docker.DockerClient, container: str, node) -> bool | None:
-    """State.OOMKilled of the container on its node's engine; None: unknown."""
-    if not container or node is None:
-        return None
-    engine, own = client, True
+def task_log(client: docker.DockerClient, task_id: str) -> list[bytes] | None:
+    """The last lines of an ended task's log (stdout and stderr); None when
+    it cannot be read."""
+    api = client.api
     try:
-        if node.id != (client.info().get("Swarm") or {}).get("NodeID"):
-            engine, own = docker_engine.client_of(f"tcp://{node.addr}:{ENGINE_PORT}"), False
-    except (docker_engine.EngineError, *docker_engine.ENGINE_ERRORS):
+        response = api._get(api._url("/tasks/{0}/logs", task_id), stream=True,
+                            params={"stdout": True, "stderr": True, "tail": str(TAIL)})
+        api._raise_for_status(response)
+    except (*docker_engine.ENGINE_ERRORS, ValueError):
         return None
+    lines = []
     try:
-        state = engine.api.inspect_container(container).get("State") or {}
-        return bool(state.get("OOMKilled"))
-    except docker_engine.ENGINE_ERRORS:
+        while True:
+            header = response.raw.read(HEADER)
+            if len(header) < HEADER:
+                return lines
+            _, length = struct.unpack(">BxxxL", header)
+            lines.append(response.raw.read(length) if length else b"")
+    except (*docker_engine.ENGINE_ERRORS, OSError, ValueError):
         return None
     finally:
-        if not own:
-            engine.close()
+        response.close()
+
+
+def command(argv: list[str]) -> list[str]:
+    """The task's command: `argv` under the watcher."""
+    return [SHELL, TARGET, *argv]
+
+
+def config(client: docker.DockerClient, labels: dict) -> ConfigReference:
+    """The watcher as a swarm config (one per data directory and version of
+    the script, shared by its services; made on first use), as the task
+    mounts it."""
+    data = SCRIPT.read_bytes()
+    name = (f"dc-{labels.get(docker_engine.LABEL_DATA, 'x')}-oom-watch-"
+            f"{hashlib.sha256(data).hexdigest()[:12]}")
+    try:
+        found = client.configs.get(name)
+    except docker.errors.NotFound:
+        try:
+            found = client.configs.create(name=name, data=data, labels=dict(labels))
+        except docker.errors.APIError as e:
+            if e.status_code != 409:        # made by another launcher meanwhile
+                raise
+            found = client.configs.get(name)
+    return ConfigReference(found.id, name, filename=TARGET, uid="0", gid="0", mode=0o444)

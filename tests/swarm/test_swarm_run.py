@@ -3,8 +3,9 @@ release image that is never restarted, on a node the instances may use, as
 the app's uid, confined and limited as they are, its output streamed back
 and its exit status returned, removed at its end and on hang-up (and by the
 sweep when its launcher died). A task the kernel killed for memory says so
-in `run` and, for an instance, in `status` (the node's engine tells, see
-runtime.swarm_oom)."""
+in `run` and, for an instance, in `status`, and so does a worker killed while
+its task lives on (the task's own watcher tells, see runtime.swarm_oom; no
+engine of a node is asked)."""
 import json
 import os
 import shlex
@@ -20,7 +21,7 @@ from dotcloud.desired import InstanceSpec, ProcessSpec
 from dotcloud.errors import DotcloudError
 from dotcloud.resources import Limits
 from dotcloud.settings import Settings, load
-from runtime import docker_engine, swarm, swarm_launcher, swarm_oom, swarm_run
+from runtime import docker_engine, swarm, swarm_launcher, swarm_run
 
 MiB = 1024 * 1024
 NODES = ("n2", "n3")        # flavor=live: never the manager, n1
@@ -33,6 +34,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/bomb":
             hog = b"x" * (400 * 1024 * 1024)    # written, so really used
+        if self.path == "/worker":              # a worker dies, the server lives on
+            pid = os.fork()
+            if pid == 0:
+                hog = b"x" * (400 * 1024 * 1024)
+                os._exit(0)
+            os.waitpid(pid, 0)
         body = b"up"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -224,15 +231,23 @@ def test_a_task_killed_for_memory_says_so_in_status(splatform, tmp_path):
     assert "[swarm] out of memory (limit 64M)" in ssh(splatform, "logs", "swoom", "-n", "100").out
 
 
-def test_an_exit_137_is_out_of_memory_only_when_the_nodes_engine_says_so():
-    def task(code):
-        return {"Status": {"ContainerStatus": {"ContainerID": "c1", "ExitCode": code}}}
-    assert swarm_oom.exit_reason(None, task(3), None, 64 * MiB) is None
-    assert swarm_oom.exit_reason(None, task(137), None, None) is None      # no limit
-    # No engine to ask: said as a guess, never counted as an OOM kill.
-    assert swarm_oom.exit_reason(None, task(137), None, 64 * MiB) == (
-        "killed by SIGKILL, perhaps out of memory (limit 64M): its node's engine could not "
-        "be asked")
+@pytest.mark.swarm
+def test_a_worker_killed_for_memory_while_its_task_lives_on_is_counted(splatform, tmp_path):
+    repo = git_repo(tmp_path / "oomw", app_files())
+    r = splatform.push("alice", repo, "swoomw")
+    assert r.code == 0, r.text
+    assert splatform.get("swoomw.localhost", "/worker", timeout=20)[0] == 200
+
+    def counted():
+        r = ssh(splatform, "status", "swoomw", "--json")
+        assert r.code == 0, r.text
+        return next((i for i in json.loads(r.out)["instances"] if i.get("oom_kills")), None)
+    inst = wait_until(counted, what="the worker's OOM kill in status")
+    assert inst["oom_kills"] >= 1 and inst["last_exit"] is None, inst     # it lives on
+    assert splatform.get("swoomw.localhost")[0] == 200
+    log = ssh(splatform, "logs", "swoomw", "-n", "100").out
+    assert "a process of this instance was killed: out of memory (limit 64M)" in log, log
+    assert "dotcloud-oom-kill" not in log, log          # the watcher's line is not the app's
 
 
 @pytest.mark.swarm
