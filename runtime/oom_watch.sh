@@ -64,7 +64,7 @@ trap report ALRM
 ( trap - TERM; while sleep 2; do kill -ALRM $$ 2>/dev/null || exit 0; done ) </dev/null >/dev/null 2>&1 &
 ticker=$!
 while :; do
-    wait "$child"
+    wait "$child" 2>/dev/null      # not "Killed": the app's log is its own
     status=$?
     kill -0 "$child" 2>/dev/null || break
 done

@@ -13,10 +13,6 @@
 #   netns swn-hub : bridge br0, the "switch"
 #   netns swn-nI  : eth0 = 10.213.0.1I (veth to br0); dockerd with its own data,
 #                   exec root, pid file and socket $ROOT/nI/docker.sock; hostname nI;
-#                   also on tcp 10.213.0.1I:2375 (where runtime/swarm_oom.py asks
-#                   a node's engine whether a task was killed for memory; builds
-#                   need it no more: plain tcp, only on this bridge; --tls=false
-#                   says so, or dockerd waits 15 s at its start to warn)
 #   host          : swn-h0 = 10.213.0.1 (veth to br0), the nodes' gateway: their
 #                   builds reach the package registries through it (NAT, one
 #                   iptables rule tagged dotcloud-swarm, removed by down)
@@ -85,7 +81,7 @@ start_engine() {
   # unshare --uts: each node its own hostname (the swarm's node.hostname).
   setsid nsenter --net=/run/netns/swn-n$i unshare --uts sh -c "hostname n$i; exec dockerd \
     --data-root $ROOT/n$i/data --exec-root $ROOT/n$i/exec --pidfile $ROOT/n$i/dockerd.pid \
-    -H unix://$ROOT/n$i/docker.sock -H tcp://$NET.1$i:2375 --tls=false \
+    -H unix://$ROOT/n$i/docker.sock \
     --storage-driver=overlay2 --insecure-registry $REG" \
     >>$ROOT/n$i/dockerd.log 2>&1 </dev/null &
 }
