@@ -202,6 +202,7 @@ class Launcher:
         self.where: tuple | None = None     # (node, addr, state) last written
         self.seen_exits: set[str] = set()
         self.kills = swarm_oom.Kills()
+        self.watched = True         # its command runs under the OOM watcher
         self.kills_lock = threading.Lock()
 
     def run(self) -> int:
@@ -257,10 +258,7 @@ class Launcher:
             confined["stop_signal"] = opts.stop_signal
         kwargs = dict(
             **confined, resources=_resources(opts),
-            name=opts.service, command=swarm_oom.command(opts.command),
-            configs=[swarm_oom.config(self.client, {
-                docker_engine.LABEL_DATA: labels.get(docker_engine.LABEL_DATA, "")})],
-            env=[f"{k}={v}" for k, v in env.items()],
+            name=opts.service, env=[f"{k}={v}" for k, v in env.items()],
             workdir=opts.workdir, user=opts.user, labels=labels,
             # (Its container has the data directory's label all the same, from
             # its image: runtime.swarm_sweeper keeps the swarm's containers.)
@@ -271,6 +269,16 @@ class Launcher:
             constraints=opts.constraint, stop_grace_period=opts.stop_grace * 1_000_000_000,
             mounts=mounts,
             log_driver="json-file", log_driver_options={"max-size": "1m", "max-file": "1"})
+        self.watched = swarm_oom.has_shell(
+            self.client, opts.image or image,
+            Path(opts.push_lock).parent / "swarm-shell" if opts.push_lock else None)
+        if self.watched:
+            kwargs.update(command=swarm_oom.command(opts.command), configs=[swarm_oom.config(
+                self.client, {docker_engine.LABEL_DATA: labels.get(docker_engine.LABEL_DATA, "")})])
+        else:
+            kwargs["command"] = opts.command
+            say("the image has no /bin/sh: its task runs unwatched (an OOM kill is guessed "
+                "from its exit status)")
         digest = hashlib.sha256(json.dumps([image, kwargs], sort_keys=True, default=repr)
                                 .encode()).hexdigest()[:16]
         kwargs["labels"] = dict(labels, **{LABEL_SPEC: digest})
@@ -431,6 +439,9 @@ class Launcher:
         """Why the task ended, as its watcher's last lines in its log say."""
         if self.opts.memory is None or not code:
             return None
+        if not self.watched:
+            return swarm_oom.exit_reason(code, self.opts.memory, None,
+                                         "its image has no /bin/sh to watch it")
         lines = swarm_oom.task_log(self.client, task["ID"])
         with self.kills_lock:
             killed = None if lines is None else self.kills.killed_at_exit(

@@ -8,7 +8,10 @@ swarm config, `config()`, run by the image's /bin/sh, `command()`), which
 reads its container's own memory cgroup's OOM kill count every 2 s and, when
 it grew, writes `dotcloud-oom-kill ID N` to the task's log (ID the task's,
 N its kills so far; ` exit` at the end of the line when the count grew as
-its command ended). No engine of the nodes is asked.
+its command ended). No engine of the nodes is asked. An image without
+/bin/sh (a Dockerfile's FROM scratch or distroless; `has_shell()`, asked of
+the manager's engine, which has every release image) runs its command
+unwatched.
 
 `Kills` reads those lines out of the log (they are not the app's output);
 `exit_reason()` gives the words the shim and `run` show: `out of memory
@@ -89,15 +92,16 @@ class Kills:
                    for t in tasks)
 
 
-def exit_reason(code: int | None, memory: int | None, killed: bool | None) -> str | None:
+def exit_reason(code: int | None, memory: int | None, killed: bool | None,
+                unknown: str = "its log could not be read") -> str | None:
     """Why a task ended with `code` under a `memory` limit (bytes); `killed`
-    is Kills.killed_at_exit, None when its log could not be read."""
+    is Kills.killed_at_exit, None when not known (`unknown` says why)."""
     if memory is None or not code:
         return None
     limit = format_memory(memory)
     if killed is None:
-        return (f"killed by SIGKILL, perhaps out of memory (limit {limit}): its log could "
-                "not be read") if code == KILLED else None
+        return (f"killed by SIGKILL, perhaps out of memory (limit {limit}): {unknown}"
+                if code == KILLED else None)
     return f"out of memory (limit {limit})" if killed else None
 
 
@@ -123,6 +127,41 @@ def task_log(client: docker.DockerClient, task_id: str) -> list[bytes] | None:
         return None
     finally:
         response.close()
+
+
+def has_shell(client: docker.DockerClient, image: str, cache: Path | None = None) -> bool:
+    """Whether `image` (on this engine) has /bin/sh to run the watcher; the
+    answer kept in `cache` (a directory), by image id, when given."""
+    known = cache / image.replace("sha256:", "").replace("/", "_") if cache else None
+    if known is not None:
+        try:
+            return known.read_text().strip() == "yes"
+        except OSError:
+            pass
+    api = client.api
+    try:
+        container = api.create_container(image, command=["true"], entrypoint=[])["Id"]
+    except docker_engine.ENGINE_ERRORS:
+        return True     # unknown here: the task will say if it cannot start
+    try:
+        api.get_archive(container, SHELL)[0].close()
+        found = True
+    except docker.errors.NotFound:
+        found = False
+    except docker_engine.ENGINE_ERRORS:
+        return True
+    finally:
+        try:
+            api.remove_container(container, force=True)
+        except docker_engine.ENGINE_ERRORS:
+            pass
+    if known is not None:
+        try:
+            known.parent.mkdir(parents=True, exist_ok=True)
+            known.write_text("yes\n" if found else "no\n")
+        except OSError:
+            pass
+    return found
 
 
 def command(argv: list[str]) -> list[str]:
