@@ -4,8 +4,8 @@ file sync both ends of it share.
 Under the swarm runtime a build on a node labelled role=build is a swarm
 task (runtime.build_nodes makes the service): this file, handed to the task
 as a swarm config, run by the base image's own python3 (standard library
-only, Python 3.8 or later). It listens on the node's address
-(DOTCLOUD_AGENT_ADDR, DOTCLOUD_AGENT_PORT) and answers one request per
+only, Python 3.9 or later: both base images have 3.11). It listens on the
+node's address (DOTCLOUD_AGENT_ADDR, DOTCLOUD_AGENT_PORT), answers one request per
 connection: a JSON line, then for some a body. Every request carries the
 build's token, which the task reads from its swarm secret; one without it
 is refused and the connection closed. Requests are served one at a time.

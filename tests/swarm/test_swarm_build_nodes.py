@@ -298,3 +298,18 @@ def test_a_step_killed_for_memory_on_a_build_node_says_so(cluster, tmp_path):
         assert executor.run(["true"], cwd=Path("/"), env={}, timeout=10, on_line=print) == 0
     finally:
         executor.close()
+
+
+def test_the_node_base_image_runs_the_agent_too(cluster, tmp_path):
+    image = os.environ.get("DOTCLOUD_DOCKER_NODE_IMAGE", "node:22-slim")
+    executor = agent_on_n3(cluster, tmp_path, image=image,
+                           image_id=docker_engine.image_id(cluster.client, image))
+    executor.start()
+    lines: list[str] = []
+    try:
+        assert executor.run(["node", "-e", "console.log('node here')"], cwd=Path("/"),
+                            env={"PATH": "/usr/local/bin:/usr/bin:/bin"}, timeout=30,
+                            on_line=lines.append) == 0
+        assert lines == ["node here"]
+    finally:
+        executor.close()
