@@ -24,7 +24,6 @@ from requests.exceptions import RequestException
 
 # Creating a container copies its image on some storage drivers (vfs): slow.
 API_TIMEOUT = 300
-PING_TIMEOUT = 5
 LABEL_DATA = "dotcloud.data"
 NODE_TYPES = frozenset({"nodejs"})
 UNSAFE_NAME_RE = re.compile(r"[^a-zA-Z0-9_.-]+")
@@ -44,19 +43,6 @@ def connect() -> docker.DockerClient:
     except ENGINE_ERRORS as e:
         raise EngineError(f"the docker engine is not reachable ({short(e)}); start dockerd "
                           "or set DOCKER_HOST") from None
-    return client
-
-
-def client_of(base_url: str) -> docker.DockerClient:
-    """A client of another engine (a swarm build node's), answering or EngineError."""
-    try:
-        # A host that drops the packets must not hold a build for API_TIMEOUT.
-        client = docker.DockerClient(base_url=base_url, timeout=PING_TIMEOUT)
-        client.ping()
-    except ENGINE_ERRORS as e:
-        raise EngineError(f"the docker engine at {base_url} is not reachable ({short(e)})") \
-            from None
-    client.api.timeout = API_TIMEOUT
     return client
 
 
