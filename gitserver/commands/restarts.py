@@ -9,6 +9,7 @@ stops and starts the processes. It never touches another app's instances.
 """
 import time
 
+from dotcloud import placement
 from dotcloud.desired import Desired, InstanceState
 from dotcloud.errors import DeployError, NotFound
 from dotcloud.models import Instance
@@ -61,7 +62,7 @@ def _restart_one(ctx: CommandContext, app: str, inst: Instance, http: str | None
     if http is not None:
         host = f"{app}.{ctx.settings.domain}" if inst.service == "www" else \
             f"{inst.service}.{app}.{ctx.settings.domain}"
-        _wait(ctx, inst, _answers(inst.label, http, host), start_by, "is not responsive")
+        _wait(ctx, inst, _answers(ctx, inst.label, http, host), start_by, "is not responsive")
     ctx.progress(f"[{inst.label}] Restarted")
 
 
@@ -81,13 +82,15 @@ def _wait(ctx: CommandContext, inst: Instance, done, deadline: float, failure: s
         time.sleep(POLL)
 
 
-def _answers(label: str, path: str, host: str):
+def _answers(ctx: CommandContext, label: str, path: str, host: str):
     """A check for _wait, as a deploy's health check: any HTTP answer below 500
-    counts, and the connection cut, or 5xx, check after check, fails."""
+    counts, and the connection cut, or 5xx, check after check, fails. It asks
+    where the instance runs now (a swarm task on another node listens there,
+    not on this host's 127.0.0.1), as the deploy's check does."""
     checks = HttpCheck(path, host)
 
     def answers(inst: Instance) -> bool:
-        ready = checks.check(inst.port)
+        ready = checks.check(inst.port, placement.address(ctx.settings.data, inst.spec))
         failure = checks.failure()
         if not ready and failure:
             raise DeployError(f"{label} {failure}")

@@ -108,6 +108,11 @@ def test_scale_restart_logs_and_destroy_work_on_the_swarm(splatform, cluster, tm
     assert load.failures == 0, load.errors[:5]
     nodes = cluster.tasks(splatform.data, "ops")
     assert len(nodes) == 3 and len(set(nodes)) >= 2, nodes
+    # In place, one at a time: on two nodes or more, one at least is not the
+    # manager's, and its check must go to its node's address.
+    r = splatform.ssh("alice", "restart", "ops", "www")
+    assert r.code == 0, r.text
+    assert r.out.count("Restarted") == 3, r.text
     r = splatform.ssh("alice", "destroy", "ops", "--force")
     assert r.code == 0, r.text
     deadline = time.monotonic() + 60
