@@ -169,13 +169,16 @@ def command(argv: list[str]) -> list[str]:
     return [SHELL, TARGET, *argv]
 
 
+def _config_name(data_id: str, script: bytes) -> str:
+    return f"dc-{data_id}-oom-watch-{hashlib.sha256(script).hexdigest()[:12]}"
+
+
 def config(client: docker.DockerClient, labels: dict) -> ConfigReference:
     """The watcher as a swarm config (one per data directory and version of
     the script, shared by its services; made on first use), as the task
     mounts it."""
     data = SCRIPT.read_bytes()
-    name = (f"dc-{labels.get(docker_engine.LABEL_DATA, 'x')}-oom-watch-"
-            f"{hashlib.sha256(data).hexdigest()[:12]}")
+    name = _config_name(labels.get(docker_engine.LABEL_DATA, "x"), data)
     try:
         found = client.configs.get(name)
     except docker.errors.NotFound:
@@ -186,3 +189,21 @@ def config(client: docker.DockerClient, labels: dict) -> ConfigReference:
                 raise
             found = client.configs.get(name)
     return ConfigReference(found.id, name, filename=TARGET, uid="0", gid="0", mode=0o444)
+
+
+def sweep(client: docker.DockerClient, data: Path) -> list[str]:
+    """The watcher's configs of this data directory from older versions of
+    the script that no service uses any more (the swarm refuses to remove
+    one in use)."""
+    data_id = docker_engine.data_id(data)
+    current = _config_name(data_id, SCRIPT.read_bytes())
+    removed = []
+    for found in client.configs.list(filters={"label": f"{docker_engine.LABEL_DATA}={data_id}"}):
+        name = found.name
+        if name.startswith(f"dc-{data_id}-oom-watch-") and name != current:
+            try:
+                found.remove()
+                removed.append(name)
+            except docker_engine.ENGINE_ERRORS:
+                pass        # still mounted by a task
+    return removed

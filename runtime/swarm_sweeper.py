@@ -4,7 +4,8 @@ launcher killed -9 leaves its service; a new one adopts it, but an instance
 stopped meanwhile gets none), with their placement files, those of `run`
 commands whose launcher died (runtime.swarm_run), the build
 containers of dead pipelines on the manager's engine, and their build
-services on build nodes (runtime.build_nodes.sweep). Every SWEEP_EVERY
+services on build nodes (runtime.build_nodes.sweep), and the OOM watcher's
+configs of older versions (runtime.swarm_oom.sweep). Every SWEEP_EVERY
 seconds, in its own thread with its own store connection, like the docker
 runtime's sweeper.
 """
@@ -14,7 +15,7 @@ from dotcloud import logs, placement
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
-from . import build_nodes, docker_engine, periodic, shimctl, swarm
+from . import build_nodes, docker_engine, periodic, shimctl, swarm, swarm_oom
 from .sweeper import BUILD_MARGIN, SWEEP_EVERY
 
 log = logs.get("runtime")
@@ -51,6 +52,8 @@ def sweep_once(settings: Settings, store: Store) -> list[str]:
                                        settings.build_timeout + BUILD_MARGIN)
         # Build services on build nodes (with their secret and configs) of dead pipelines.
         removed += build_nodes.sweep(client, settings.data, settings.build_timeout + BUILD_MARGIN)
+        # The OOM watcher's configs of older versions, once no task mounts them.
+        removed += swarm_oom.sweep(client, settings.data)
     finally:
         client.close()
     if removed:

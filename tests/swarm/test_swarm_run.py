@@ -273,3 +273,21 @@ def test_the_sweep_keeps_a_running_run_and_takes_one_past_its_age(splatform, clu
         client.kill()
         client.wait()
     assert run_services(cluster, splatform.data) == []
+
+
+@pytest.mark.swarm
+def test_the_sweep_takes_the_oom_watchers_configs_of_older_versions(cluster, tmp_path):
+    from runtime import swarm_oom
+    data_id = docker_engine.data_id(tmp_path)
+    labels = {docker_engine.LABEL_DATA: data_id}
+    current = swarm_oom.config(cluster.client, labels)
+    old = cluster.client.configs.create(name=f"dc-{data_id}-oom-watch-0123456789ab",
+                                        data=b"echo old\n", labels=labels)
+    try:
+        assert swarm_oom.sweep(cluster.client, tmp_path) == [old.name]
+        assert [c.name for c in cluster.client.configs.list(
+            filters={"label": f"{docker_engine.LABEL_DATA}={data_id}"})] == [current["ConfigName"]]
+    finally:
+        for c in cluster.client.configs.list(
+                filters={"label": f"{docker_engine.LABEL_DATA}={data_id}"}):
+            c.remove()
