@@ -353,20 +353,26 @@ class Launcher:
             time.sleep(0.2)
 
     def _stop_task(self, name: str) -> None:
-        """With a volume, scale the service to 0 and wait until its task
-        ended on its node: its container may run there for the stop grace
-        period after the service is gone, and the next server on the volume
-        must not start before (two servers on one data directory). A task
-        on a node that is down never reports: given up after a while."""
-        if not self.opts.volume:
-            return
+        """Scale the service to 0 and wait until its task ended on its node:
+        its container may run there for the stop grace period after the
+        service is gone, holding the instance's port (a restart in place
+        would start the next task beside it, find the port in use, and be
+        answered by the old one, draining), and with a volume the next server
+        must not start before (two servers on one data directory). A task on
+        a node that is not ready never reports: an app's is not waited for (a
+        lost node's instances move at once); a data server's is, for a while."""
         try:
             self.client.services.get(name).scale(0)
         except docker.errors.NotFound:
             return
-        deadline = time.monotonic() + self.opts.stop_grace + 30
+        deadline = time.monotonic() + self.opts.stop_grace + (30 if self.opts.volume else 5)
         while time.monotonic() < deadline:
-            if all((t.get("Status") or {}).get("State") in ENDED for t in self._tasks(name)):
+            live = [t for t in self._tasks(name)
+                    if (t.get("Status") or {}).get("State") not in ENDED]
+            if live and not self.opts.volume:
+                ready = {n.id for n in swarm.nodes(self.client) if n.state == "ready"}
+                live = [t for t in live if t.get("NodeID") in ready]
+            if not live:
                 return
             time.sleep(0.2)
         say(f"the task of {name} did not report its end; removing the service all the same")

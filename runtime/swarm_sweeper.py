@@ -15,7 +15,7 @@ from dotcloud import logs, placement
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
-from . import build_nodes, docker_engine, periodic, shimctl, swarm, swarm_oom
+from . import build_nodes, docker_engine, docker_image, periodic, shimctl, swarm, swarm_oom
 from .sweeper import BUILD_MARGIN, SWEEP_EVERY
 
 log = logs.get("runtime")
@@ -54,6 +54,10 @@ def sweep_once(settings: Settings, store: Store) -> list[str]:
         removed += build_nodes.sweep(client, settings.data, settings.build_timeout + BUILD_MARGIN)
         # The OOM watcher's configs of older versions, once no task mounts them.
         removed += swarm_oom.sweep(client, settings.data)
+        # The manager's release images of destroyed apps and refused pushes.
+        removed += docker_image.sweep(
+            client, settings.data,
+            lambda app, build: settings.paths.release(app, build).exists())
     finally:
         client.close()
     if removed:
