@@ -89,7 +89,8 @@ def test_sweep_removes_only_this_platforms_services_nothing_runs(splatform, clus
         swarm.remove_service(cluster.client, made[1])
 
 
-def test_scale_restart_logs_and_destroy_work_on_the_swarm(splatform, cluster, tmp_path):
+def test_scale_restart_logs_and_destroy_work_on_the_swarm(splatform, cluster, tmp_path,
+                                                          monkeypatch):
     repo = git_repo(tmp_path / "ops", node_app("v1", instances=1))
     r = splatform.push("alice", repo, "ops")
     assert r.code == 0, r.text
@@ -105,17 +106,27 @@ def test_scale_restart_logs_and_destroy_work_on_the_swarm(splatform, cluster, tm
         r = splatform.ssh("alice", "restart", "ops")
         assert r.code == 0, r.text
         load.wait_ok(load.ok + 10)
+        nodes = cluster.tasks(splatform.data, "ops")
+        assert len(nodes) == 3 and len(set(nodes)) >= 2, nodes
+        # In place, one at a time: on two nodes or more, one at least is not
+        # the manager's, and its check must go to its node's address; the
+        # next task starts once the old one ended there, not beside it.
+        r = splatform.ssh("alice", "restart", "ops", "www")
+        assert r.code == 0, r.text
+        assert r.out.count("Restarted") == 3, r.text
+        load.wait_ok(load.ok + 10)
     assert load.failures == 0, load.errors[:5]
-    nodes = cluster.tasks(splatform.data, "ops")
-    assert len(nodes) == 3 and len(set(nodes)) >= 2, nodes
-    # In place, one at a time: on two nodes or more, one at least is not the
-    # manager's, and its check must go to its node's address.
-    r = splatform.ssh("alice", "restart", "ops", "www")
-    assert r.code == 0, r.text
-    assert r.out.count("Restarted") == 3, r.text
+    mine = {"label": [f"{docker_engine.LABEL_DATA}={docker_engine.data_id(splatform.data)}",
+                       "dotcloud.app=ops"]}
+    assert cluster.client.images.list(filters=mine)
     r = splatform.ssh("alice", "destroy", "ops", "--force")
     assert r.code == 0, r.text
     deadline = time.monotonic() + 60
     while cluster.tasks(splatform.data, "ops"):
         assert time.monotonic() < deadline, "the destroyed app's services are still there"
         time.sleep(0.5)
+    # Its release images on the manager go with the next sweep.
+    monkeypatch.setenv("DOCKER_HOST", cluster.docker_host)
+    settings = load(splatform.data)
+    swarm_sweeper.sweep_once(settings, Store(settings.paths.db))
+    assert not cluster.client.images.list(filters=mine)
