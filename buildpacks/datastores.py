@@ -62,7 +62,7 @@ class RedisBuildpack(Buildpack):
 
     def build(self, ctx: BuildContext) -> BuildResult:
         self.check(ctx)
-        ctx.log("Data service: nothing to build (redis-server of the host)")
+        ctx.log("Data service: nothing to build (redis-server)")
         argv = (shutil.which("redis-server"), "{datadir}/redis.conf", "--port", "{port}")
         return BuildResult(processes={"redis": argv}, http=False)
 
@@ -76,7 +76,7 @@ class PostgresqlBuildpack(Buildpack):
 
     def build(self, ctx: BuildContext) -> BuildResult:
         self.check(ctx)
-        ctx.log("Data service: nothing to build (PostgreSQL of the host)")
+        ctx.log("Data service: nothing to build (PostgreSQL)")
         # TCP on loopback only: no unix socket, whose path length the data
         # directory's depth could exceed.
         argv = [pg_bin("postgres"), "-D", "{datadir}/pgdata", "-h", "127.0.0.1",

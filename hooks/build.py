@@ -14,7 +14,7 @@ from buildpacks.base import DEFAULT_PATH, BuildContext
 from buildpacks.buildfile import load_tree
 from buildpacks.disklimit import Bounded, DiskLimit
 from dotcloud import appusers, filemodes, logs
-from dotcloud.desired import Manifest, ServiceManifest
+from dotcloud.desired import DATA_TYPES, Manifest, ServiceManifest
 from dotcloud.errors import BuildError
 from dotcloud.models import Release
 from dotcloud.resources import build_limits
@@ -78,7 +78,8 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
         limits = build_limits(spec.build_limits, spec.limits.over(settings.default_limits),
                               settings.default_build_limits)
         with executor_for(settings, app, name, spec.type, root, limits=limits) as executor:
-            if getattr(executor, "builder", None):   # the swarm runtime's (runtime.build_nodes)
+            # The swarm runtime's (runtime.build_nodes); a data service builds nothing.
+            if getattr(executor, "builder", None) and spec.type not in DATA_TYPES:
                 log(f"I am {executor.builder}, and I will be your builder today")
             ctx = BuildContext(app=app, service=spec, src=src / spec.approot, release_dir=root,
                                cache_dir=settings.paths.cache, env=env, log=log,

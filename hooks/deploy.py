@@ -140,7 +140,7 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
             # Instances that never ran have no log of their own to show.
             _show_failure(settings, app, launched, progress)
         raise
-    for inst, _ in created:
+    for inst, _ in apps:        # a data server takes no traffic from the router
         progress.line(f"[{inst.label}] Re-routing traffic to the new build...")
     previous = store.activate(app, gen.id)
     routes.publish(settings, store)

@@ -56,7 +56,7 @@ def print_nodes(settings, store: Store, as_json: bool = False) -> int:
         raise DotcloudError(str(e)) from None
     except docker_engine.ENGINE_ERRORS as e:
         raise DotcloudError(f"the engine is not a swarm manager ({docker_engine.short(e)}); "
-                            "`up --runtime swarm` makes it one") from None
+                            "set DOCKER_HOST to the manager's engine, as for `up`") from None
     placed = instances_by_node(settings, store)
     rows = [{"node": n.hostname, "addr": n.addr, "role": n.role, "state": n.state,
              "availability": n.availability, "labels": n.labels,

@@ -90,6 +90,7 @@ def test_data_services_keep_their_data_and_processes(platform, tmp_path):
     repo = git_repo(tmp_path / "datastack", files("one"))
     r = platform.push("alice", repo, "datastack")
     assert r.code == 0, r.err
+    assert "[www.0] Re-routing traffic" in r.text and "[db.0] Re-routing" not in r.text
     env = json.loads(app_get(platform, "/"))
     url = env["DOTCLOUD_DB_POSTGRESQL_URL"]
     assert url == (f"postgresql://{env['DOTCLOUD_DB_POSTGRESQL_LOGIN']}:"
