@@ -272,13 +272,19 @@ class Launcher:
         self.watched = swarm_oom.has_shell(
             self.client, opts.image or image,
             Path(opts.push_lock).parent / "swarm-shell" if opts.push_lock else None)
+        unwatched = None if self.watched else "the image has no /bin/sh"
         if self.watched:
-            kwargs.update(command=swarm_oom.command(opts.command), configs=[swarm_oom.config(
-                self.client, {docker_engine.LABEL_DATA: labels.get(docker_engine.LABEL_DATA, "")})])
-        else:
+            try:
+                kwargs.update(command=swarm_oom.command(opts.command), configs=[
+                    swarm_oom.config(self.client, {
+                        docker_engine.LABEL_DATA: labels.get(docker_engine.LABEL_DATA, "")})])
+            except docker_engine.ENGINE_ERRORS as e:
+                self.watched = False
+                unwatched = f"cannot make the OOM watcher's config: {docker_engine.short(e)}"
+        if not self.watched:
             kwargs["command"] = opts.command
-            say("the image has no /bin/sh: its task runs unwatched (an OOM kill is guessed "
-                "from its exit status)")
+            say(f"{unwatched}: its task runs unwatched (an OOM kill is guessed from its exit "
+                "status)")
         digest = hashlib.sha256(json.dumps([image, kwargs], sort_keys=True, default=repr)
                                 .encode()).hexdigest()[:16]
         kwargs["labels"] = dict(labels, **{LABEL_SPEC: digest})
@@ -447,7 +453,7 @@ class Launcher:
             return None
         if not self.watched:
             return swarm_oom.exit_reason(code, self.opts.memory, None,
-                                         "its image has no /bin/sh to watch it")
+                                         "its task ran unwatched")
         lines = swarm_oom.task_log(self.client, task["ID"])
         with self.kills_lock:
             killed = None if lines is None else self.kills.killed_at_exit(
