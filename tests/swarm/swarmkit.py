@@ -10,7 +10,7 @@ from platform_helpers import Platform
 import docker
 
 from dotcloud import placement
-from runtime import swarm
+from runtime import docker_engine, swarm
 
 ROOT = Path(os.environ.get("SWARM_ROOT", "/tmp/dotcloud-swarm"))
 SCRIPT = Path(__file__).resolve().parent / "swarm.sh"
@@ -42,6 +42,14 @@ class Cluster:
     def remove_services(self, data: Path) -> None:
         for service in swarm.services(self.client, data):
             swarm.remove_service(self.client, service.name)
+        # The tasks' OOM watcher (runtime.swarm_oom), one config per data directory.
+        for config in self.client.configs.list(
+                filters={"label": f"{docker_engine.LABEL_DATA}={docker_engine.data_id(data)}"}):
+            if "-oom-watch-" in config.name:
+                try:
+                    config.remove()
+                except docker.errors.APIError:
+                    pass    # a service not gone yet: swarm.sh down takes it
 
     def tasks(self, data: Path, app: str) -> list[str]:
         """The nodes (hostnames) of the app's running tasks, one per task."""
