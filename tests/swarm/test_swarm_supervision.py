@@ -12,7 +12,7 @@ from platform_helpers import git_repo
 from swarmkit import node_app
 
 from dotcloud import placement
-from dotcloud.settings import load
+from dotcloud.settings import load as settings_of
 from dotcloud.state import Store
 from runtime import docker_engine, swarm, swarm_sweeper
 
@@ -59,7 +59,7 @@ def test_killed_launcher_is_replaced_and_adopts_its_service(splatform, cluster, 
 def test_sweep_removes_only_this_platforms_services_nothing_runs(splatform, cluster,
                                                                  monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", cluster.docker_host)
-    settings = load(splatform.data)
+    settings = settings_of(splatform.data)
     store = Store(settings.paths.db)
     ours = {docker_engine.LABEL_DATA: docker_engine.data_id(splatform.data),
             swarm.LABEL_INSTANCE: "g999-gone.0"}
@@ -105,7 +105,7 @@ def test_scale_restart_logs_and_destroy_work_on_the_swarm(splatform, cluster, tm
         assert r.code == 0, r.text
         r = splatform.ssh("alice", "restart", "ops")
         assert r.code == 0, r.text
-        load.wait_ok(load.ok + 10)
+        load.wait_ok(10)
         nodes = cluster.tasks(splatform.data, "ops")
         assert len(nodes) == 3 and len(set(nodes)) >= 2, nodes
         # In place, one at a time: on two nodes or more, one at least is not
@@ -114,7 +114,7 @@ def test_scale_restart_logs_and_destroy_work_on_the_swarm(splatform, cluster, tm
         r = splatform.ssh("alice", "restart", "ops", "www")
         assert r.code == 0, r.text
         assert r.out.count("Restarted") == 3, r.text
-        load.wait_ok(load.ok + 10)
+        load.wait_ok(10)
     assert load.failures == 0, load.errors[:5]
     mine = {"label": [f"{docker_engine.LABEL_DATA}={docker_engine.data_id(splatform.data)}",
                        "dotcloud.app=ops"]}
@@ -127,6 +127,6 @@ def test_scale_restart_logs_and_destroy_work_on_the_swarm(splatform, cluster, tm
         time.sleep(0.5)
     # Its release images on the manager go with the next sweep.
     monkeypatch.setenv("DOCKER_HOST", cluster.docker_host)
-    settings = load(splatform.data)
+    settings = settings_of(splatform.data)
     swarm_sweeper.sweep_once(settings, Store(settings.paths.db))
     assert not cluster.client.images.list(filters=mine)
