@@ -66,6 +66,9 @@ class BuildContext:
     # when it has a user (an app must not plant files another app installs),
     # else cache_dir.
     tool_cache_dir: Path | None = None
+    # Whether data services run this host's servers (postgres, redis-server);
+    # False: the runtime runs them elsewhere, from its own image.
+    servers_on_host: bool = True
 
     def tool_cache(self, name: str) -> Path:
         return Path(self.tool_cache_dir or self.cache_dir) / name

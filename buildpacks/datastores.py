@@ -56,21 +56,22 @@ PG_FAST_STOP = ('"$@" & pid=$!\n'
 class RedisBuildpack(Buildpack):
 
     def check(self, ctx: BuildContext) -> None:
-        if shutil.which("redis-server") is None:
+        if ctx.servers_on_host and shutil.which("redis-server") is None:
             raise BuildError(f"service '{ctx.service.name}': type redis needs redis-server "
                              "on the platform host (apt-get install redis-server)")
 
     def build(self, ctx: BuildContext) -> BuildResult:
         self.check(ctx)
         ctx.log("Data service: nothing to build (redis-server)")
-        argv = (shutil.which("redis-server"), "{datadir}/redis.conf", "--port", "{port}")
+        argv = (shutil.which("redis-server") or "redis-server", "{datadir}/redis.conf",
+                "--port", "{port}")
         return BuildResult(processes={"redis": argv}, http=False)
 
 
 class PostgresqlBuildpack(Buildpack):
 
     def check(self, ctx: BuildContext) -> None:
-        if pg_bin("postgres") is None or pg_bin("initdb") is None:
+        if ctx.servers_on_host and (pg_bin("postgres") is None or pg_bin("initdb") is None):
             raise BuildError(f"service '{ctx.service.name}': type postgresql needs PostgreSQL "
                              "on the platform host (apt-get install postgresql)")
 
@@ -79,7 +80,7 @@ class PostgresqlBuildpack(Buildpack):
         ctx.log("Data service: nothing to build (PostgreSQL)")
         # TCP on loopback only: no unix socket, whose path length the data
         # directory's depth could exceed.
-        argv = [pg_bin("postgres"), "-D", "{datadir}/pgdata", "-h", "127.0.0.1",
+        argv = [pg_bin("postgres") or "postgres", "-D", "{datadir}/pgdata", "-h", "127.0.0.1",
                 "-p", "{port}", "-c", "unix_socket_directories="]
         if ctx.user is None:    # else it runs as the app's user already
             argv = unprivileged(argv)

@@ -89,7 +89,9 @@ def build(settings: Settings, app: str, release: Release, repo: Path, variables:
                                node_interpreters=settings.node_interpreters,
                                python_version=str(settings.python_version or ""),
                                user=None if user is None else (user.uid, user.gid),
-                               tool_cache_dir=tools)
+                               tool_cache_dir=tools,
+                               # Under swarm a node runs them from the data image.
+                               servers_on_host=settings.runtime != "swarm")
             kind = "incremental build" if plan(ctx) else "clean build"
             log(f"Build started for revision {rev} ({kind})")
             started = time.monotonic()

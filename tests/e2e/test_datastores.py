@@ -217,6 +217,21 @@ def test_missing_server_is_refused_at_build(tmp_path, monkeypatch):
         build_service(ctx)
 
 
+@pytest.mark.parametrize("kind, process", [("redis", "redis"), ("postgresql", "postgresql")])
+def test_servers_run_elsewhere_need_none_on_the_host(tmp_path, monkeypatch, kind, process):
+    # The swarm runtime's data image runs them: the manager need not have them.
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr("buildpacks.datastores.PG_GLOB", str(tmp_path / "none" / "*" / "bin"))
+    ctx = BuildContext(app="app", service=ServiceSpec(name="db", type=kind), src=tmp_path,
+                       release_dir=tmp_path, cache_dir=tmp_path, env={}, log=print,
+                       executor=HOST, servers_on_host=False)
+    result = build_service(ctx)
+    assert list(result.processes) == [process] and not result.http
+    ctx = replace(ctx, servers_on_host=True)
+    with pytest.raises(BuildError, match=f"type {kind} needs .* on the platform host"):
+        build_service(ctx)
+
+
 def test_definition_compares_spec_and_processes():
     info = ServiceManifest("cache", {"type": "redis"}, "/a", False, {"redis": ["redis-server"]})
     assert datastores.same_definition(info, replace(info, src="/b"))
