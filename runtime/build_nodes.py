@@ -51,7 +51,7 @@ from dotcloud import logs
 from dotcloud.resources import Limits, format_memory
 
 from . import build_agent, docker_engine, swarm
-from .executor import HOST
+from .executor import HOST, shell_tool
 
 ROLE_LABEL = ("role", "build")
 # A build service's labels. Not the data directory's own label: the
@@ -335,12 +335,7 @@ class AgentExecutor:
                 return _checked(build_agent.read_header(f))
 
     def tool(self, name: str, path: str) -> str | None:
-        if name not in self.tools:
-            lines: list[str] = []
-            status = self.run(("/bin/sh", "-c", f"command -v {_quote(name)}"), cwd=Path("/"),
-                              env={"PATH": path}, timeout=60, on_line=lines.append)
-            self.tools[name] = lines[-1].strip() if status == 0 and lines else None
-        return self.tools[name]
+        return shell_tool(self, name, path)
 
     def run(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
             timeout: float, on_line: Callable[[str], None],
@@ -531,11 +526,6 @@ def _checked(reply: dict, errors: bool = False) -> dict:
             raise OSError(int(reply["errno"]), reply["error"])
         raise OSError(f"build agent: {reply['error']}")
     return reply
-
-
-def _quote(word: str) -> str:
-    import shlex
-    return shlex.quote(word)
 
 
 def _resources(limits: Limits | None) -> Resources | None:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import shlex
 import threading
 import time
 from pathlib import Path
@@ -47,7 +46,7 @@ from dotcloud import appusers, filemodes, logs
 from dotcloud.errors import BuildError
 from dotcloud.resources import Limits, format_memory
 from runtime import cgroups, docker_engine
-from runtime.executor import HOST, HostExecutor, host_executor
+from runtime.executor import HOST, HostExecutor, host_executor, shell_tool
 from runtime.shimlog import LineSplitter
 
 KEEPALIVE = ["sleep", "infinity"]
@@ -110,12 +109,7 @@ class DockerExecutor:
             docker_engine.remove(self.client, self.name)
 
     def tool(self, name: str, path: str) -> str | None:
-        if name not in self.tools:
-            lines: list[str] = []
-            status = self.run(("/bin/sh", "-c", f"command -v {shlex.quote(name)}"), cwd=Path("/"),
-                              env={"PATH": path}, timeout=60, on_line=lines.append)
-            self.tools[name] = lines[-1].strip() if status == 0 and lines else None
-        return self.tools[name]
+        return shell_tool(self, name, path)
 
     def run(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
             timeout: float, on_line: Callable[[str], None],

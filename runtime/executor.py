@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import sys
 from dataclasses import dataclass
@@ -25,6 +26,19 @@ from dotcloud.filemodes import closed_above
 from dotcloud.resources import Limits
 from runtime import apptmp
 from runtime.limits import run_limited
+
+
+def shell_tool(executor, name: str, path: str) -> str | None:
+    """Where `name` is on `path` where `executor` runs its steps (a build
+    container, a build node's task): `command -v` in its shell, asked once a
+    name (`executor.tools` keeps the answers)."""
+    if name not in executor.tools:
+        lines: list[str] = []
+        status = executor.run(("/bin/sh", "-c", f"command -v {shlex.quote(name)}"),
+                              cwd=Path("/"), env={"PATH": path}, timeout=60,
+                              on_line=lines.append)
+        executor.tools[name] = lines[-1].strip() if status == 0 and lines else None
+    return executor.tools[name]
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from docker.types import RestartPolicy  # noqa: E402
 
 from runtime import docker_engine, swarm, swarm_launcher, swarm_oom  # noqa: E402
 
-EXIT_ENGINE = 125
+EXIT_ENGINE = swarm_launcher.EXIT_ENGINE
 EXIT_NOT_FOUND = 127
 EXIT_STOPPED = 143          # 128 + SIGTERM
 NOT_FOUND = ("executable file not found", "no such file or directory")

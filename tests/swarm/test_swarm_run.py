@@ -69,6 +69,15 @@ def run_services(cluster, data) -> list:
             if swarm.LABEL_RUN in (s.attrs["Spec"].get("Labels") or {})]
 
 
+def start_endless_run(platform, app):
+    """An ssh client running a command that says `started` and never ends."""
+    argv = platform.ssh_command("alice").split() + [
+        "-p", str(platform.ssh_port), f"dotcloud@{platform.address}",
+        shlex.join(["run", app, "www", "--", "sh", "-c", "echo started; sleep 3000"])]
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
 def wait_until(predicate, timeout=60.0, what="condition"):
     end = time.monotonic() + timeout
     while not (value := predicate()):
@@ -187,11 +196,7 @@ def test_run_errors_on_the_swarm(splatform, cluster, runapp):
 
 @pytest.mark.swarm
 def test_a_hang_up_removes_the_run_service(splatform, cluster, runapp):
-    argv = splatform.ssh_command("alice").split() + [
-        "-p", str(splatform.ssh_port), f"dotcloud@{splatform.address}",
-        shlex.join(["run", runapp, "www", "--", "sh", "-c", "echo started; sleep 3000"])]
-    client = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE)
+    client = start_endless_run(splatform, runapp)
     try:
         assert client.stdout.readline() == b"started\n"
         [service] = run_services(cluster, splatform.data)
@@ -252,11 +257,7 @@ def test_a_worker_killed_for_memory_while_its_task_lives_on_is_counted(splatform
 
 @pytest.mark.swarm
 def test_the_sweep_keeps_a_running_run_and_takes_one_past_its_age(splatform, cluster, runapp):
-    argv = splatform.ssh_command("alice").split() + [
-        "-p", str(splatform.ssh_port), f"dotcloud@{splatform.address}",
-        shlex.join(["run", runapp, "www", "--", "sh", "-c", "echo started; sleep 3000"])]
-    client = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE)
+    client = start_endless_run(splatform, runapp)
     try:
         assert client.stdout.readline() == b"started\n"
         [service] = run_services(cluster, splatform.data)
