@@ -31,7 +31,7 @@ from dotcloud.fsutil import write_atomic, write_json
 from dotcloud.models import Generation, Instance, Release
 from dotcloud.settings import Settings
 from dotcloud.state import Store
-from runtime import shimlog
+from runtime import shimctl, shimlog
 from runtime.executor import executor_for
 
 from . import datastores, release_phase
@@ -42,6 +42,10 @@ from .progress import Progress
 # Instances are polled at least this often, whatever the healthcheck interval says,
 # so a push goes live as soon as its instances answer.
 POLL = 0.1
+# What the failure's excerpt reads of the end of a log: an instance of the
+# serving release writes its requests to the same file, a few seconds of
+# them under load come after the failed instance's traceback.
+EXCERPT_BYTES = 1 << 20
 ERROR_RE = re.compile(r"Error|Exception|error:|ERR!|Traceback|not found|denied")
 # A data server's first start on a swarm node also pushes and pulls the data image.
 SWARM_DATA_EXTRA = 120.0
@@ -389,18 +393,40 @@ def _show_failure(settings: Settings, app: str, created, progress: Progress) -> 
         # before this instance was created are earlier instances' (wall clock,
         # as the shim stamps them; an old instance still serving during these
         # seconds writes there too, which no stamp tells apart).
-        lines = last_run_excerpt(path.read_bytes()[-65536:].decode("utf-8", "replace"),
-                                 since=inst.updated)
+        lines = last_run_excerpt(_tail(path, EXCERPT_BYTES).decode("utf-8", "replace"),
+                                 since=inst.updated, own=_own_lines(settings, inst))
         if lines:
             progress.line(f"[{inst.label}] Last lines of its log:")
             for line in lines:
                 progress.line(f"[{inst.label}]   {line}")
 
 
-def last_run_excerpt(text: str, limit: int = 12, since: float | None = None) -> list[str]:
+def _tail(path: Path, size: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - size))
+            return f.read()
+    except OSError:
+        return b""          # rotated away this instant: nothing to show
+
+
+def _own_lines(settings: Settings, inst: Instance) -> set[str] | None:
+    """The instance's last output lines as its shim keeps them (`web: line`),
+    or None when its status cannot be read."""
+    status = shimctl.read_status(settings.paths.instance(inst.id).status)
+    if status is None:
+        return None
+    return {f"{name}: {line}" for name, proc in (status.get("processes") or {}).items()
+            for line in (proc or {}).get("last_lines") or ()}
+
+
+def last_run_excerpt(text: str, limit: int = 12, since: float | None = None,
+                     own: set[str] | None = None) -> list[str]:
     """The telling lines of the last run in an instance log: its error lines
     (servers print pages of shutdown noise after the one line that matters),
-    then how it ended. `since`: records stamped earlier are left out."""
+    then how it ended. `since`: records stamped earlier are left out. `own`:
+    the instance's own last lines; the tail is made of those and of the
+    runtime's events, not of an older instance's lines in the same file."""
     first = shimlog.timestamp(since) if since is not None else ""
     lines = [l.split(" ", 1)[1] if l[:4].isdigit() and " " in l else l
              for l in text.splitlines() if not first or l.split(" ", 1)[0] >= first]
@@ -411,5 +437,6 @@ def last_run_excerpt(text: str, limit: int = 12, since: float | None = None) -> 
     run = lines if first else lines[starts[-1] + 1:] if starts else lines
     errors = [l for l in run if ERROR_RE.search(l) and "[dotcloud]" not in l]
     picked = list(dict.fromkeys(errors))[-limit:]
-    tail = [l for l in run[-3:] if l not in picked]
+    ended = run if own is None else [l for l in run if l in own or "[dotcloud]" in l]
+    tail = [l for l in ended[-3:] if l not in picked]
     return picked + tail

@@ -204,6 +204,10 @@ class Launcher:
         self.kills = swarm_oom.Kills()
         self.watched = True         # its command runs under the OOM watcher
         self.kills_lock = threading.Lock()
+        self.copy_lock = threading.Lock()
+        self.frames = 0             # of the service's log, copied (or counted) so far
+        self.drained = False        # the log was read to its end after a crash
+        self.log_since = 0
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -217,6 +221,9 @@ class Launcher:
             say(f"cannot start service {self.opts.service}: {docker_engine.short(e)}")
             self._remove()
             return EXIT_ENGINE
+        # One start for every read of the log (a stream ends when its task
+        # moves, and is followed again; the frames copied are skipped).
+        self.log_since = int(self.created) if self.created else int(time.time())
         threading.Thread(target=self._pump, daemon=True).start()
         status = None
         while not self.stop_requested.wait(WATCH):
@@ -227,6 +234,8 @@ class Launcher:
                 continue
             if status is not None:
                 break
+        if status is not None:
+            self._drain()
         self._remove()
         return 0 if status is None else status
 
@@ -500,16 +509,42 @@ class Launcher:
             try:
                 stream = self.client.api.service_logs(
                     self.opts.service, stdout=True, stderr=True, follow=True,
-                    since=int(self.created) if self.created else int(time.time()))
-                for chunk in stream:
-                    data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
-                    if self._told(data):
-                        continue            # one frame is one line
-                    while data:
-                        data = data[os.write(1, data):]
+                    since=self.log_since)
+                for n, chunk in enumerate(stream):
+                    with self.copy_lock:
+                        if self.drained:
+                            return
+                        if n >= self.frames:
+                            self._copy(chunk)
             except (*docker_engine.ENGINE_ERRORS, ValueError):
                 pass
             self.stop_requested.wait(1.0)    # the stream ended: its task moved, or it is gone
+
+    def _copy(self, chunk) -> None:
+        self.frames += 1
+        data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
+        if self._told(data):
+            return                  # one frame is one line
+        while data:
+            data = data[os.write(1, data):]
+
+    def _drain(self) -> None:
+        """The rest of a crashed task's output, before the launcher exits with
+        its status: the followed stream lags behind the task's end (its lines
+        come from its node), and a traceback that comes after the exit is
+        lost to the push that shows why the instance crashed."""
+        try:
+            stream = self.client.api.service_logs(
+                self.opts.service, stdout=True, stderr=True, follow=False,
+                since=self.log_since)
+            chunks = list(stream)
+        except (*docker_engine.ENGINE_ERRORS, ValueError) as e:
+            say(f"cannot read the rest of its log: {docker_engine.short(e)}")
+            return
+        with self.copy_lock:
+            self.drained = True
+            for chunk in chunks[self.frames:]:
+                self._copy(chunk)
 
 
 def _api_at_least(client, version: str) -> bool:

@@ -163,3 +163,20 @@ def test_builds_instances_and_run_get_a_clean_path(operator_platform, tmp_path):
         assert path.endswith(":/usr/local/bin:/usr/bin:/bin"), (where, path)
     assert www.split(":")[0].endswith("/bin") and "/usr/bin" in api.split(":")
     assert ran.out.strip() == www
+
+
+def test_the_excerpt_ends_with_the_instances_own_lines_not_an_older_ones():
+    # The log is the label's: the instance of the serving release writes its
+    # requests there while the new one fails.
+    now = time.time()
+    text = "\n".join([f"{timestamp(now + 1)} web: GET / 200",
+                      f"{timestamp(now + 1)} web: ModuleNotFoundError: No module named 'x'",
+                      f"{timestamp(now + 2)} web: [swarm] its task exited with status 1",
+                      f"{timestamp(now + 2)} web: GET / 200",
+                      f"{timestamp(now + 3)} web: GET / 200"])
+    own = {"web: ModuleNotFoundError: No module named 'x'",
+           "web: [swarm] its task exited with status 1"}
+    assert last_run_excerpt(text, since=now, own=own) == [
+        "web: ModuleNotFoundError: No module named 'x'",
+        "web: [swarm] its task exited with status 1"]
+    assert last_run_excerpt(text, since=now)[-1] == "web: GET / 200"
