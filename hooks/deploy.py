@@ -122,8 +122,8 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
         for service, info in manifest.services.items():
             if release_phase.command_of(info) is not None:
                 home = release_phase.home_for(settings, app, gen.id, service)
-                env = instance_env(settings, app, service, 0, None, info, variables, home,
-                                   data_env)
+                env = {"DYNO": "release.1", **instance_env(settings, app, service, 0, None,
+                                                           info, variables, home, data_env)}
                 release_phase.run(settings, app, service, info, build_dir, home, env, progress)
                 t0 = progress.mark("release", t0)
         for inst, _ in apps:

@@ -281,7 +281,11 @@ def shim_processes(settings: Settings, spec: InstanceSpec, env: dict,
     instance runs is the runtime's choice (settings.runtime), not the
     deployer's. Data services run the host's own servers, never in an app
     container; under swarm, a task of the data image on their node."""
-    processes = {p.name: {"argv": list(p.argv), "cwd": p.cwd, "env": env}
+    # Heroku's and Dokku's DYNO (PROCESS.N, from 1), which apps written for
+    # them test to know they run deployed; the app's own variable wins.
+    dyno = (lambda name: {}) if spec.kind is Kind.DATA else \
+        (lambda name: {"DYNO": f"{name}.{spec.number + 1}"})
+    processes = {p.name: {"argv": list(p.argv), "cwd": p.cwd, "env": {**dyno(p.name), **env}}
                  for p in spec.processes}
     if on_host(settings, spec):
         return processes

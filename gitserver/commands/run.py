@@ -15,6 +15,7 @@ under the swarm runtime as a one-off swarm task of that image on a node
 (runtime.swarm_run: the same, never restarted, no stdin), removed whole on
 exit, timeout or hang-up.
 """
+import dataclasses
 import os
 import selectors
 import signal
@@ -63,11 +64,15 @@ def run(ctx: CommandContext, args: Args) -> int:
     inst = _first_instance(ctx, app, service)
     if inst.spec is None:
         raise DotcloudError(f"{inst.label} cannot be run in: {inst.spec_error}")
-    first = min(inst.spec.processes, key=lambda p: p.name)
-    cwd, env = first.cwd, dict(inst.spec.env)
+    spec = inst.spec
+    if spec.data_service is None:
+        # Heroku's one-off dyno (the app's own variable wins).
+        spec = dataclasses.replace(spec, env={"DYNO": "run.1", **spec.env})
+    first = min(spec.processes, key=lambda p: p.name)
+    cwd, env = first.cwd, dict(spec.env)
     ctx.audit_detail = f"{service}: {' '.join(argv)[:300]}"
-    if ctx.settings.runtime in ("docker", "swarm") and inst.spec.data_service is None:
-        code = _run_in_container(ctx, inst.spec, argv, timeout)
+    if ctx.settings.runtime in ("docker", "swarm") and spec.data_service is None:
+        code = _run_in_container(ctx, spec, argv, timeout)
         ctx.audit_detail += f" (exit {code})"
         return code
     group = cgroups.transient(ctx.settings.data, "run",

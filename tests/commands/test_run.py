@@ -22,6 +22,8 @@ def test_run_sees_variables_and_never_uses_a_shell(cmd, app):
     assert cmd("alice", "var", "set", app, "SECRET=a b;c").code == 0
     r = cmd("alice", "run", app, "www", "--", "printenv", "SECRET")
     assert (r.code, r.out) == (0, "a b;c\n")
+    r = cmd("alice", "run", app, "www", "--", "printenv", "DYNO")
+    assert (r.code, r.out) == (0, "run.1\n")
     r = cmd("alice", "run", app, "www", "--", "echo", "$(id)", "`id`", ";", "id", "|", "x")
     assert (r.code, r.out) == (0, "$(id) `id` ; id | x\n")
     assert cmd("alice", "var", "unset", app, "SECRET").code == 0

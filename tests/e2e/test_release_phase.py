@@ -22,9 +22,9 @@ slow = pytest.mark.slow
 
 RELEASE_PY = '''
 import os, sys, six
-line = "%s %s six=%s args=%s home=%s" % (
+line = "%s %s six=%s dyno=%s args=%s home=%s" % (
     os.environ["DOTCLOUD_PROJECT"], os.environ.get("GREETING", "-"), six.__version__,
-    ",".join(sys.argv[1:]), os.environ["HOME"])
+    os.environ.get("DYNO"), ",".join(sys.argv[1:]), os.environ["HOME"])
 print("release says:", line)
 with open(os.environ["LEDGER"], "a") as f:
     f.write(line + "\\n")
@@ -60,7 +60,7 @@ def test_release_command_runs_once_per_deploy_before_launch(platform, tmp_path):
     assert r.code == 0, r.err
     lines = ledger.read_text().splitlines()
     assert len(lines) == 1                       # two instances, one release command
-    assert lines[0].startswith("relonce - six=1.16.0 args= home=")
+    assert lines[0].startswith("relonce - six=1.16.0 dyno=release.1 args= home=")
     home = lines[0].split("home=")[1]
     assert "[www] Running release command: python release.py" in r.err
     assert f"[www] release says: {lines[0]}" in r.err
@@ -73,7 +73,7 @@ def test_release_command_runs_once_per_deploy_before_launch(platform, tmp_path):
     r = platform.ssh("alice", "var", "set", "relonce", "GREETING=hi")
     assert r.code == 0, r.err
     lines = ledger.read_text().splitlines()
-    assert len(lines) == 2 and lines[1].startswith("relonce hi six=1.16.0 args= home=")
+    assert len(lines) == 2 and lines[1].startswith("relonce hi six=1.16.0 dyno=release.1 args= home=")
     assert "Running release command: python release.py" in r.text
     assert lines[1].split("home=")[1] != home
 
@@ -81,11 +81,11 @@ def test_release_command_runs_once_per_deploy_before_launch(platform, tmp_path):
     git_repo(repo, release_app(ledger, "three", args=" third"))
     r = platform.push("alice", repo, "relonce")
     assert r.code == 0, r.err
-    assert ledger.read_text().splitlines()[2].startswith("relonce hi six=1.16.0 args=third ")
+    assert ledger.read_text().splitlines()[2].startswith("relonce hi six=1.16.0 dyno=release.1 args=third ")
     r = platform.ssh("alice", "rollback", "relonce")
     assert r.code == 0, r.err
     lines = ledger.read_text().splitlines()
-    assert len(lines) == 4 and lines[3].startswith("relonce hi six=1.16.0 args= home=")
+    assert len(lines) == 4 and lines[3].startswith("relonce hi six=1.16.0 dyno=release.1 args= home=")
     assert body(platform, "relonce") == "one"
 
 

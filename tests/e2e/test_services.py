@@ -10,7 +10,7 @@ ENV_WSGI = '''
 import json, os
 def application(environ, start_response):
     home = os.environ["HOME"]
-    data = {k: v for k, v in os.environ.items() if k.startswith(("DOTCLOUD_", "MODE", "PORT"))}
+    data = {k: v for k, v in os.environ.items() if k.startswith(("DOTCLOUD_", "MODE", "PORT", "DYNO"))}
     data["env_json"] = json.load(open(os.path.join(home, "environment.json")))["DOTCLOUD_PROJECT"]
     data["env_yml"] = os.path.exists(os.path.join(home, "environment.yml"))
     data["prebuilt"] = open("prebuilt.txt").read().strip()
@@ -61,6 +61,7 @@ def test_three_service_stack(platform, tmp_path):
     assert env["DOTCLOUD_PROJECT"] == "stack"
     assert env["DOTCLOUD_SERVICE_NAME"] == "www"
     assert env["DOTCLOUD_SERVICE_ID"] == "0"
+    assert env["DYNO"] == "web.1"           # Heroku's and Dokku's: PROCESS.N
     assert env["DOTCLOUD_ENVIRONMENT"]
     assert env["MODE"] == "production"
     assert env["PORT"].isdigit()
