@@ -4,7 +4,8 @@
 options of runtime.swarm_launcher and defines the service as it does (the
 release image pushed to the registry, the app's uid, confinement, limits,
 the environment it was given, constraints), with one difference: its task is
-never restarted (restart condition none). It streams the task's stdout and
+never restarted (restart condition none), and its log file holds 1 GiB
+before it rotates (LOG_OPTIONS). It streams the task's stdout and
 stderr to its own as they come (the service's log, followed), and once the
 task ended, whatever of that log the stream had not brought yet; then it
 removes the service and exits with the task's exit status: 127 with
@@ -50,6 +51,11 @@ TINI_EXEC_FAILED = re.compile(rb"\[FATAL tini \(\d+\)\] exec .* failed: "
                               rb"(No such file or directory|Permission denied)")
 HEADER = 8                  # a log frame's: stream (1 stdout, 2 stderr), 3 zero bytes, length
 FOLLOW_JOIN = 5.0
+# The task's log is the command's output: the engine's log file must hold all
+# of it, since a follower that lags behind a rotation (json-file) loses what
+# was rotated away: 40% of a 6 MB output, with the instances' 1m. It is
+# removed with the service at the end.
+LOG_OPTIONS = {"max-size": "1g", "max-file": "1"}
 
 
 class OneOff(swarm_launcher.Launcher):
@@ -100,6 +106,7 @@ class OneOff(swarm_launcher.Launcher):
         image = self._publish()
         definition = self._definition(image)
         definition["restart_policy"] = RestartPolicy(condition="none")
+        definition["log_driver_options"] = dict(LOG_OPTIONS)
         # Its name is new: one found is a stale run's, never adopted.
         swarm.remove_service(self.client, self.opts.service)
         self.created = time.time()

@@ -179,6 +179,18 @@ def test_run_output_streams_while_the_task_runs_and_stdin_is_refused(splatform, 
 
 
 @pytest.mark.swarm
+def test_run_output_past_the_instances_log_size_arrives_whole_and_in_order(splatform, runapp):
+    # 3 MB: three times what an instance's log file holds before it rotates;
+    # a follower lagging behind a rotation lost 40% of 6 MB.
+    script = "import sys\nfor i in range(30000): sys.stdout.write('%06d ' % i + 'x' * 93 + '\\n')"
+    t0 = time.monotonic()
+    r = ssh(splatform, "run", runapp, "www", "--", "python3", "-c", script)
+    print(f"\nrun printing 3 MB as a one-off swarm task: {time.monotonic() - t0:.1f}s")
+    assert r.code == 0, r.err
+    assert r.out.splitlines() == ["%06d " % i + "x" * 93 for i in range(30000)], r.err
+
+
+@pytest.mark.swarm
 def test_run_errors_on_the_swarm(splatform, cluster, runapp):
     r = ssh(splatform, "run", runapp, "www", "--", "no-such-command")
     assert r.code == 127, r.text
