@@ -169,6 +169,21 @@ def connection_env(service: str, kind: str, port: int, creds: Credentials,
             f"{prefix}_LOGIN": creds.login, f"{prefix}_PASSWORD": creds.password}
 
 
+def client_env(service: str, kind: str, env: Mapping[str, str]) -> dict:
+    """What the server's own clients read, from its connection variables in
+    `env`, for `run APP SERVICE -- psql ...` or `redis-cli`: libpq's PG*
+    (psql, pg_dump, any libpq app connect with no argument), redis-cli's
+    REDISCLI_AUTH (it reads no host from the environment: `-u "$REDIS_URL"`)."""
+    prefix = f"DOTCLOUD_{service.upper()}_{kind.upper()}"
+    if f"{prefix}_HOST" not in env:
+        return {}
+    if kind == "redis":
+        return {"REDISCLI_AUTH": env[f"{prefix}_PASSWORD"]}
+    return {"PGHOST": env[f"{prefix}_HOST"], "PGPORT": env[f"{prefix}_PORT"],
+            "PGUSER": env[f"{prefix}_LOGIN"], "PGPASSWORD": env[f"{prefix}_PASSWORD"],
+            "PGDATABASE": "postgres"}
+
+
 def heroku_aliases(services: Mapping[str, ServiceManifest], env: dict) -> dict:
     """DATABASE_URL / REDIS_URL for the manifest's `services`, when the app
     has exactly one of that type; `env` holds the connection variables."""

@@ -6,6 +6,12 @@ A whole-app `restart APP` is a new generation instead (deploying.py); this
 is for one service, data services included, which a new generation would
 not necessarily restart. It only writes desired state; the runtime daemon
 stops and starts the processes. It never touches another app's instances.
+
+A data server (postgresql, redis) is restarted once it serves clients again,
+as a deploy waits for a new one (hooks.datastores.answers: its own protocol,
+not an open port): a migration run right after `restart APP db` connects.
+It is asked where it runs now: this host, or under swarm the address of the
+node it is pinned to, once its launcher saw its task running there.
 """
 import time
 
@@ -13,6 +19,7 @@ from dotcloud import placement
 from dotcloud.desired import Desired, InstanceState
 from dotcloud.errors import DeployError, NotFound
 from dotcloud.models import Instance
+from hooks import datastores
 from hooks.health import HttpCheck
 
 from . import queries
@@ -22,6 +29,9 @@ from .deploying import app_lock
 POLL = 0.1
 FAILING = (InstanceState.CRASHED, InstanceState.BACKOFF)
 START_TIMEOUT = 30.0
+# A data server's task on its node: the swarm schedules it and the node's
+# engine starts it before the server itself starts (its image is there).
+SWARM_DATA_EXTRA = 60.0
 
 
 def restart_service(ctx: CommandContext, app, service: str) -> list[str]:
@@ -33,6 +43,11 @@ def restart_service(ctx: CommandContext, app, service: str) -> list[str]:
                        + (f" (services: {', '.join(sorted(known))})" if known else ""))
     info = known[service]
     http = info.healthcheck.path if info.http else None
+    data = info.type if datastores.is_data(info) else None
+    # As long as a deploy gives a new one (its healthcheck timeout, 30s unless set).
+    ready_in = info.healthcheck.timeout if data else START_TIMEOUT
+    if data and ctx.settings.runtime == "swarm":
+        ready_in += SWARM_DATA_EXTRA
     done = []
     with app_lock(ctx, app.name):
         current = ctx.store.app(app.name)
@@ -41,13 +56,15 @@ def restart_service(ctx: CommandContext, app, service: str) -> list[str]:
         if not instances:
             raise NotFound(f"service '{service}' of {app.name} has no instance to restart")
         for inst in sorted(instances, key=lambda i: i.number):
-            _restart_one(ctx, app.name, inst, http)
+            _restart_one(ctx, app.name, inst, http, data, ready_in)
             done.append(inst.label)
     return done
 
 
-def _restart_one(ctx: CommandContext, app: str, inst: Instance, http: str | None) -> None:
-    """http: the health path of an HTTP service, None for a worker."""
+def _restart_one(ctx: CommandContext, app: str, inst: Instance, http: str | None,
+                 data: str | None = None, ready_in: float = START_TIMEOUT) -> None:
+    """http: the health path of an HTTP service, None for a worker; data: the
+    type of a data service; ready_in: how long it may take to serve again."""
     ctx.progress(f"[{inst.label}] Stopping...")
     ctx.store.set_desired([inst.id], Desired.STOP)
     queries.poke_runtime(ctx.settings)
@@ -56,9 +73,16 @@ def _restart_one(ctx: CommandContext, app: str, inst: Instance, http: str | None
     ctx.progress(f"[{inst.label}] Starting...")
     ctx.store.set_desired([inst.id], Desired.RUN)
     queries.poke_runtime(ctx.settings)
-    start_by = time.monotonic() + START_TIMEOUT
+    t0 = time.monotonic()
+    start_by = t0 + ready_in
     _wait(ctx, inst, lambda i: i.state == InstanceState.RUNNING and i.pid is not None, start_by,
           "did not start")
+    if data is not None:
+        ctx.progress(f"[{inst.label}] Waiting for the server to accept connections...")
+        _wait(ctx, inst, _serves(ctx, data), start_by,
+              lambda now: f"not accepting connections {ready_in:g}s after the restart"
+                          f"{_where(ctx, now)}")
+        ctx.progress(f"[{inst.label}] Accepting connections ({time.monotonic() - t0:.1f}s)")
     if http is not None:
         host = f"{app}.{ctx.settings.domain}" if inst.service == "www" else \
             f"{inst.service}.{app}.{ctx.settings.domain}"
@@ -78,7 +102,8 @@ def _wait(ctx: CommandContext, inst: Instance, done, deadline: float, failure: s
                               f"(last exit {current.last_exit}); see: logs {inst.app} "
                               f"{inst.label}")
         if time.monotonic() > deadline:
-            raise DeployError(f"{inst.label} {failure} in time")
+            raise DeployError(f"{inst.label} {failure(current) if callable(failure) else failure}"
+                              + ("" if callable(failure) else " in time"))
         time.sleep(POLL)
 
 
@@ -96,3 +121,22 @@ def _answers(ctx: CommandContext, label: str, path: str, host: str):
             raise DeployError(f"{label} {failure}")
         return ready
     return answers
+
+
+def _serves(ctx: CommandContext, kind: str):
+    """A check for _wait: the data server answers its protocol where it runs
+    now (no address: its task is placed nowhere yet)."""
+    def serves(inst: Instance) -> bool:
+        if inst.state != InstanceState.RUNNING:
+            return False
+        addr = placement.address(ctx.settings.data, inst.spec)
+        return addr is not None and datastores.answers(kind, inst.port, addr)
+    return serves
+
+
+def _where(ctx: CommandContext, inst: Instance) -> str:
+    """Where a data server that is not serving runs, and where to look."""
+    placed = placement.of(ctx.settings.data, inst.spec)
+    at = "" if placed is None else \
+        f" on node {placed.node or '?'} ({placed.addr or 'not placed'})"
+    return f"{at} (port {inst.port}); see: logs {inst.app} {inst.label}"

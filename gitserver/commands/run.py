@@ -14,6 +14,13 @@ instead (runtime.docker_run: confined as the instance, as the app's uid),
 under the swarm runtime as a one-off swarm task of that image on a node
 (runtime.swarm_run: the same, never restarted, no stdin), removed whole on
 exit, timeout or hang-up.
+
+A data service's command (postgresql, redis) gets the server's connection
+variables and what its clients read (hooks.datastores.client_env: libpq's
+PG*, so `run APP db -- psql -c 'select 1'` connects). It runs on this host
+with the host's clients, except under the swarm runtime, where the server
+is on its node: there it is a one-off task of the data image (which has
+psql and redis-cli) pinned to that node.
 """
 import dataclasses
 import os
@@ -27,6 +34,7 @@ from pathlib import Path
 
 from dotcloud import appusers, names
 from dotcloud.errors import DotcloudError, NotFound
+from hooks import datastores
 from runtime import apptmp, cgroups, docker_run, swarm_run
 from runtime.limits import preexec
 
@@ -68,10 +76,20 @@ def run(ctx: CommandContext, args: Args) -> int:
     if spec.data_service is None:
         # Heroku's one-off dyno (the app's own variable wins).
         spec = dataclasses.replace(spec, env={"DYNO": "run.1", **spec.env})
+    else:
+        # The server's own clients connect with no argument (`psql -c ...`).
+        spec = dataclasses.replace(spec, env={**spec.env, **datastores.client_env(
+            spec.service, spec.data_service.type, spec.env)})
     first = min(spec.processes, key=lambda p: p.name)
     cwd, env = first.cwd, dict(spec.env)
     ctx.audit_detail = f"{service}: {' '.join(argv)[:300]}"
-    if ctx.settings.runtime in ("docker", "swarm") and spec.data_service is None:
+    if ctx.settings.runtime == "swarm" and spec.data_service is not None:
+        # Its server is on its node, not here: the command runs there, in a
+        # one-off task of the data image, which has the server's clients.
+        first = dataclasses.replace(first, cwd=spec.env.get("HOME") or "/tmp")
+        spec = dataclasses.replace(spec, image=ctx.settings.docker_data_image, processes=[first])
+    if ctx.settings.runtime == "swarm" or (ctx.settings.runtime == "docker"
+                                           and spec.data_service is None):
         code = _run_in_container(ctx, spec, argv, timeout)
         ctx.audit_detail += f" (exit {code})"
         return code
