@@ -26,6 +26,7 @@ from dotcloud import appusers, filemodes, placement, routes
 from dotcloud.control import ControlUnavailable, request
 from dotcloud.desired import (DataService, Desired, InstanceSpec, Manifest, ProcessSpec,
                               ServiceManifest)
+from dotcloud.dyno import with_dyno
 from dotcloud.errors import DeployError
 from dotcloud.fsutil import write_atomic, write_json
 from dotcloud.models import Generation, Instance, Release
@@ -122,8 +123,8 @@ def deploy(settings: Settings, store: Store, app: str, release: Release,
         for service, info in manifest.services.items():
             if release_phase.command_of(info) is not None:
                 home = release_phase.home_for(settings, app, gen.id, service)
-                env = {"DYNO": "release.1", **instance_env(settings, app, service, 0, None,
-                                                           info, variables, home, data_env)}
+                env = with_dyno(instance_env(settings, app, service, 0, None, info,
+                                             variables, home, data_env), "release.1")
                 release_phase.run(settings, app, service, info, build_dir, home, env, progress)
                 t0 = progress.mark("release", t0)
         for inst, _ in apps:

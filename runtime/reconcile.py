@@ -24,6 +24,7 @@ from dotcloud import logs
 from dotcloud.fsutil import read_json, write_atomic, write_json
 from dotcloud.desired import Desired, InstanceSpec, InstanceState, Kind, SpecError
 from dotcloud.models import Instance
+from dotcloud.dyno import with_dyno
 from dotcloud.settings import Settings
 from dotcloud.state import Store
 
@@ -281,11 +282,9 @@ def shim_processes(settings: Settings, spec: InstanceSpec, env: dict,
     instance runs is the runtime's choice (settings.runtime), not the
     deployer's. Data services run the host's own servers, never in an app
     container; under swarm, a task of the data image on their node."""
-    # Heroku's and Dokku's DYNO (PROCESS.N, from 1), which apps written for
-    # them test to know they run deployed; the app's own variable wins.
-    dyno = (lambda name: {}) if spec.kind is Kind.DATA else \
-        (lambda name: {"DYNO": f"{name}.{spec.number + 1}"})
-    processes = {p.name: {"argv": list(p.argv), "cwd": p.cwd, "env": {**dyno(p.name), **env}}
+    processes = {p.name: {"argv": list(p.argv), "cwd": p.cwd,
+                          "env": env if spec.kind is Kind.DATA else
+                          with_dyno(env, f"{p.name}.{spec.number + 1}")}
                  for p in spec.processes}
     if on_host(settings, spec):
         return processes

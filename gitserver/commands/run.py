@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from dotcloud import appusers, names
+from dotcloud.dyno import with_dyno
 from dotcloud.errors import DotcloudError, NotFound
 from hooks import datastores
 from runtime import apptmp, cgroups, docker_run, swarm_run
@@ -74,8 +75,7 @@ def run(ctx: CommandContext, args: Args) -> int:
         raise DotcloudError(f"{inst.label} cannot be run in: {inst.spec_error}")
     spec = inst.spec
     if spec.data_service is None:
-        # Heroku's one-off dyno (the app's own variable wins).
-        spec = dataclasses.replace(spec, env={"DYNO": "run.1", **spec.env})
+        spec = dataclasses.replace(spec, env=with_dyno(spec.env, "run.1"))
     else:
         # The server's own clients connect with no argument (`psql -c ...`).
         spec = dataclasses.replace(spec, env={**spec.env, **datastores.client_env(

@@ -24,6 +24,14 @@ def test_run_sees_variables_and_never_uses_a_shell(cmd, app):
     assert (r.code, r.out) == (0, "a b;c\n")
     r = cmd("alice", "run", app, "www", "--", "printenv", "DYNO")
     assert (r.code, r.out) == (0, "run.1\n")
+    # The app's own wins; empty, there is none (apps test whether it is there).
+    assert cmd("alice", "var", "set", app, "DYNO=mine").code == 0
+    assert cmd("alice", "run", app, "www", "--", "printenv", "DYNO").out == "mine\n"
+    assert cmd("alice", "var", "set", app, "DYNO=").code == 0
+    r = cmd("alice", "run", app, "www", "--", "python3", "-c",
+            "import os; print('DYNO' in os.environ)")
+    assert (r.code, r.out) == (0, "False\n"), r.text
+    assert cmd("alice", "var", "unset", app, "DYNO").code == 0
     r = cmd("alice", "run", app, "www", "--", "echo", "$(id)", "`id`", ";", "id", "|", "x")
     assert (r.code, r.out) == (0, "$(id) `id` ; id | x\n")
     assert cmd("alice", "var", "unset", app, "SECRET").code == 0
