@@ -2,7 +2,8 @@
 swarm: a restart returns once the server on its node serves again (a client
 connecting right after gets in, its data there); a data service's `run` is
 a one-off task of the data image on the service's node, with what its
-clients read, so `psql -c ...` and `redis-cli` reach the server."""
+clients read, so `psql -c ...` and `redis-cli` reach the server. One whose
+server never serves fails the restart in one line."""
 import shlex
 import time
 
@@ -20,6 +21,7 @@ www:
   type: python
 db:
   type: postgresql
+  healthcheck: {timeout: 5}
 cache:
   type: redis
 """
@@ -107,3 +109,36 @@ def test_restart_of_a_data_service_returns_once_it_serves_on_its_node(splatform,
     assert r.code == 0, r.text
     assert r.out.strip() == "again"
     print(f"restart of cache (redis, swarm runtime): {took:.1f}s")
+
+
+def test_restart_of_a_data_service_that_never_serves_fails_in_one_line(
+        splatform, cluster, nodes_engines, pushed):  # noqa: F811
+    # A standby without a primary runs on and refuses every client ("hot
+    # standby mode is disabled"): running on its node, never serving.
+    inst = active(splatform, APP)["db.0"]
+    engine = nodes_engines[data_node(cluster, splatform, APP, "db")]
+
+    def in_task(script: str) -> None:
+        task = engine.containers.list(
+            filters={"label": f"dotcloud.instance={inst.spec.instance_name}"})
+        assert len(task) == 1, task
+        code, out = task[0].exec_run(["sh", "-c", script])
+        assert code == 0, out
+
+    in_task("echo hot_standby=off >> /data/pgdata/postgresql.conf && "
+            ": > /data/pgdata/standby.signal")
+    try:
+        r = splatform.ssh("alice", "restart", APP, "db", timeout=300)
+        assert r.code != 0
+        lines = [line for line in r.err.splitlines() if "not accepting" in line]
+        assert len(lines) == 1, r.text
+        assert "db.0 not accepting connections 65s after the restart on node n" in lines[0]
+        assert f"(port {inst.port}); see: logs {APP} db.0" in lines[0]
+    finally:
+        in_task("rm -f /data/pgdata/standby.signal && "
+                "sed -i '/^hot_standby=off$/d' /data/pgdata/postgresql.conf")
+    # Put right, it restarts and serves.
+    r = splatform.ssh("alice", "restart", APP, "db", timeout=300)
+    assert r.code == 0, r.text
+    got = psql_from_n1(splatform, "SELECT 1")
+    assert got.returncode == 0, got.stderr
