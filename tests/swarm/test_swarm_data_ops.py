@@ -74,7 +74,8 @@ def test_run_in_a_data_service_runs_on_its_node_and_reaches_it(splatform, cluste
     assert r.out.strip() == "OK"
     # The server's password, not the command line's: REDISCLI_AUTH.
     r = run(splatform, "cache", "sh", "-c",
-            'redis-cli -h "$DOTCLOUD_CACHE_REDIS_HOST" -p "$DOTCLOUD_CACHE_REDIS_PORT" get greeting')
+            'redis-cli -h "$DOTCLOUD_CACHE_REDIS_HOST" -p "$DOTCLOUD_CACHE_REDIS_PORT" '
+            'get greeting')
     assert r.code == 0, r.text
     assert r.out.strip() == "hi"
     # A command the data image lacks says so, as any run does.
