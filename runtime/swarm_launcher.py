@@ -29,7 +29,11 @@ container exits by itself on a live node (the app crashed), the launcher
 exits with its status, and the shim restarts it with backoff as it would a
 process (with `out of memory (limit 512M)` in --exit-reason-file for the
 shim when the task's watcher says the kernel killed it for memory,
-runtime.swarm_oom); the kills its watcher tells while the task lives on (a
+runtime.swarm_oom), once it copied the rest of the task's log and removed
+the service; the swarm's own restart of the task, which waits for its
+restart delay, is left to end by itself (its shutdown takes 2 s on its node,
+whether it ran or not), and the next launcher of the instance waits for it
+before its own task starts; the kills its watcher tells while the task lives on (a
 worker's) it counts in a file next to that one (`NAME.oom`: their number and
 why), where the shim reads them. A task lost with its node is the swarm's to move. On SIGTERM or
 SIGINT it removes the service (the swarm stops the task: SIGTERM, then
@@ -78,6 +82,8 @@ LOCAL_BINDS = ("127.0.0.1", "localhost")
 NO_NEW_PRIVILEGES_API = "1.46"
 # Task states after which a task never runs again.
 ENDED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
+# Task states in which its container was started.
+STARTED = frozenset({"starting", "running"})
 
 
 def wrap(settings, *, app: str, service: str, instance: str, processes: dict,
@@ -236,7 +242,9 @@ class Launcher:
                 break
         if status is not None:
             self._drain()
-        self._remove()
+            self._let_go()
+        else:
+            self._remove()
         return 0 if status is None else status
 
     def _on_signal(self, signum, frame) -> None:
@@ -320,6 +328,13 @@ class Launcher:
             swarm.remove_service(self.client, opts.service)
             say(f"removed a stale service {opts.service}")
             self._wait_gone(opts.service, 30)
+        # The tasks of a service of this name its last launcher removed (after
+        # a crash, see _let_go) end before this one's starts: never two tasks
+        # of one instance at once (one port, one data directory).
+        if not self._wait_ended(opts.service, opts.stop_grace + (30 if opts.volume else 5),
+                                "the last task of the instance is still ending"):
+            say(f"a task of the last service {opts.service} did not report its end; "
+                "starting all the same")
         self.created = time.time()
         self.client.services.create(image, **definition)
         say(f"service {opts.service} created from {image}")
@@ -380,17 +395,36 @@ class Launcher:
             self.client.services.get(name).scale(0)
         except docker.errors.NotFound:
             return
-        deadline = time.monotonic() + self.opts.stop_grace + (30 if self.opts.volume else 5)
-        while time.monotonic() < deadline:
-            live = [t for t in self._tasks(name)
-                    if (t.get("Status") or {}).get("State") not in ENDED]
+        if not self._wait_ended(name, self.opts.stop_grace + (30 if self.opts.volume else 5)):
+            say(f"the task of {name} did not report its end; removing the service all the same")
+
+    def _wait_ended(self, name: str, timeout: float, saying: str | None = None,
+                    started_only: bool = False) -> bool:
+        """Wait until no task of a service of this name (a removed one's too:
+        its tasks keep their name until they ended and were reaped) may still
+        run on a ready node (any node for a data server's); `started_only`:
+        of those whose container was started. False after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            live = [t for t in self._tasks_named(name)
+                    if (t.get("Status") or {}).get("State") not in ENDED and
+                    (not started_only or (t.get("Status") or {}).get("State") in STARTED)]
             if live and not self.opts.volume:
                 ready = {n.id for n in swarm.nodes(self.client) if n.state == "ready"}
                 live = [t for t in live if t.get("NodeID") in ready]
             if not live:
-                return
+                return True
+            if saying:
+                say(saying)
+                saying = None
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.2)
-        say(f"the task of {name} did not report its end; removing the service all the same")
+
+    def _tasks_named(self, name: str) -> list[dict]:
+        """The tasks of services named so, this one's and removed ones'
+        (a task's name is SERVICE.SLOT.ID; a service's name has no dot)."""
+        return self.client.api.tasks(filters={"name": f"{name}."})
 
     def _tasks(self, name: str, running_only: bool = False) -> list[dict]:
         filters = {"service": name}
@@ -400,6 +434,29 @@ class Launcher:
             return self.client.api.tasks(filters=filters)
         except docker.errors.NotFound:
             return []
+
+    def _let_go(self) -> None:
+        """Remove the service after its task crashed, without waiting for the
+        swarm's restart of it to report its end. The crashed task has ended;
+        its restart waits for the service's restart delay, and once the
+        service is removed it never starts, but its node takes 2 s to say so
+        (a task's shutdown waits for the gossip, whether it ran or not): the
+        shim, and a deploy waiting for the instance, need not wait for that.
+        The next launcher of the instance waits for it before its own task
+        starts (_ensure_service). A restart the swarm did start (the crash
+        was seen after the delay) holds the instance's port: it is waited for
+        here, as on a stop. A data server's is stopped as on a stop."""
+        if self.opts.volume:
+            self._remove()
+            return
+        try:
+            if swarm.remove_service(self.client, self.opts.service) and not self._wait_ended(
+                    self.opts.service, self.opts.stop_grace + 5, started_only=True):
+                say(f"the restart of {self.opts.service}'s task did not report its end")
+        except docker_engine.ENGINE_ERRORS as e:
+            say(f"cannot remove service {self.opts.service}: {docker_engine.short(e)}")
+        if self.opts.placement:
+            Path(self.opts.placement).unlink(missing_ok=True)
 
     def _remove(self) -> None:
         if self.client is None:
