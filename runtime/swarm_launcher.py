@@ -332,7 +332,10 @@ class Launcher:
         # a crash, see _let_go) end before this one's starts: never two tasks
         # of one instance at once (one port, one data directory).
         if not self._wait_ended(opts.service, opts.stop_grace + (30 if opts.volume else 5),
-                                "the last task of the instance is still ending"):
+                                "the last task of the instance is still ending",
+                                interruptible=True):
+            if self.stop_requested.is_set():
+                return              # stopped meanwhile: nothing to create
             say(f"a task of the last service {opts.service} did not report its end; "
                 "starting all the same")
         self.created = time.time()
@@ -399,11 +402,12 @@ class Launcher:
             say(f"the task of {name} did not report its end; removing the service all the same")
 
     def _wait_ended(self, name: str, timeout: float, saying: str | None = None,
-                    started_only: bool = False) -> bool:
+                    started_only: bool = False, interruptible: bool = False) -> bool:
         """Wait until no task of a service of this name (a removed one's too:
         its tasks keep their name until they ended and were reaped) may still
         run on a ready node (any node for a data server's); `started_only`:
-        of those whose container was started. False after `timeout` seconds."""
+        of those whose container was started. False after `timeout` seconds,
+        or at once on SIGTERM when `interruptible`."""
         deadline = time.monotonic() + timeout
         while True:
             live = [t for t in self._tasks_named(name)
@@ -417,7 +421,7 @@ class Launcher:
             if saying:
                 say(saying)
                 saying = None
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (interruptible and self.stop_requested.is_set()):
                 return False
             time.sleep(0.2)
 

@@ -6,6 +6,7 @@ instance's last service ended (one port: two tasks at once could not both
 bind it). The launchers run by hand, as the shim runs them, on the manager
 (no registry) with the base python image."""
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -37,7 +38,7 @@ for i in range({LINES}):
 print("the last line before the crash", flush=True)
 sys.exit(3)
 '''
-# Holds the port and, stopped, takes a second more to let it go.
+# Holds the port and, stopped, takes argv[2] seconds more to let it go.
 HOLDER = '''
 import signal, socket, sys, time
 s = socket.socket()
@@ -45,7 +46,7 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", int(sys.argv[1])))
 s.listen()
 def stop(*_):
-    time.sleep(1)
+    time.sleep(float(sys.argv[2]))
     sys.exit(0)
 signal.signal(signal.SIGTERM, stop)
 print("holding", flush=True)
@@ -73,7 +74,11 @@ def crash(cluster, tmp_path, monkeypatch):
         return subprocess.run(argv, env=env, cwd=settings.data, capture_output=True,
                               text=True, timeout=300)
 
-    run.name, run.port, run.image, run.data = name, port, image, settings.data
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(argv, env=env, cwd=settings.data, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    run.name, run.port, run.image, run.data, run.start = name, port, image, settings.data, start
     yield run
     cluster.remove_services(settings.data)
     try:
@@ -111,23 +116,45 @@ def test_after_a_crash_the_log_is_whole_and_the_service_gone_at_exit(cluster, cr
     assert gone(cluster.client, crash.name)
 
 
-def test_the_next_launcher_waits_until_the_last_task_of_its_instance_ended(cluster, crash):
+def hold(cluster, crash, linger: float) -> None:
+    """A service of the instance's name whose task holds its port on the
+    manager, removed: its task still holds the port for 2 s (the gossip
+    delay of its node) and `linger` seconds after its SIGTERM."""
     labels = {docker_engine.LABEL_DATA: docker_engine.data_id(crash.data)}
     cluster.client.services.create(
-        crash.image, ["python3", "-c", HOLDER, str(crash.port)], name=crash.name,
-        labels=labels, networks=["host"], constraints=["node.role==manager"],
-        stop_grace_period=30_000_000_000)
+        crash.image, ["python3", "-c", HOLDER, str(crash.port), str(linger)],
+        name=crash.name, labels=labels, networks=["host"],
+        constraints=["node.role==manager"], stop_grace_period=60_000_000_000)
     deadline = time.monotonic() + 120
     probe = [sys.executable, "-c", "import socket, sys; socket.create_connection("
              f"('127.0.0.1', {crash.port}), timeout=2)"]
     while in_node(1, *probe).returncode != 0:
         assert time.monotonic() < deadline, "the holder never listened"
         time.sleep(0.5)
-    # Removed, its task still holds the port for 3 s or so (2 s of gossip
-    # on its node, then 1 s after SIGTERM): the launcher starts meanwhile.
     swarm.remove_service(cluster.client, crash.name)
+
+
+def test_the_next_launcher_waits_until_the_last_task_of_its_instance_ended(cluster, crash):
+    hold(cluster, crash, linger=1)
     r = crash()
     crashed_whole(r)
     assert "port in use" not in r.stdout
     assert gone(cluster.client, crash.name)
 
+
+def test_a_launcher_stopped_while_it_waits_for_the_last_task_creates_nothing(cluster, crash):
+    # (The holder lingers 20 s: the launcher's wait for it, 29 s at most, is
+    # under way when the launcher is stopped.)
+    hold(cluster, crash, linger=20)
+    p = crash.start()
+    said = []
+    for line in p.stderr:
+        said.append(line)
+        if "the last task of the instance is still ending" in line:
+            break
+    assert said and "still ending" in said[-1], "".join(said)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, "".join(said) + err
+    assert "created" not in "".join(said) + err
+    assert gone(cluster.client, crash.name)
